@@ -1,0 +1,51 @@
+/*
+ * bridge.h: the one struct bridge of the process: configuration, the lws
+ * context and vhost, the PostgreSQL connection used by SSE, the module
+ * pointers (SSE hub, Kafka drain, consumers) and the counters /metrics shows.
+ */
+#ifndef AEGIS_BRIDGE_H
+#define AEGIS_BRIDGE_H
+
+#include <stdint.h>
+#include "config.h"
+
+struct lws_context;
+struct lws_vhost;
+struct pgconn;
+struct sse_hub;
+struct drain;
+struct consumer_set;
+
+struct bridge_metrics {
+    uint64_t sse_connections;         /* open SSE responses (gauge) */
+    uint64_t sse_connections_total;
+    uint64_t sse_events_sent;         /* event messages queued to clients */
+    uint64_t sse_replays;             /* subscribers that replayed from the store */
+    uint64_t sse_replayed_events;
+    uint64_t sse_drops;               /* slow clients disconnected at their buffer bound */
+    uint64_t sse_rejected;            /* 503 at max_clients or without PostgreSQL */
+    uint64_t http_requests_total;
+    uint64_t http_bad_requests;       /* 400/404/405 */
+    uint64_t store_reads;             /* aegis.read_all batches */
+    uint64_t run_requests;
+};
+
+struct bridge {
+    struct bridge_config cfg;
+    struct lws_context *ctx;
+    struct lws_vhost *vhost;
+    struct pgconn *pg;                /* the SSE reader's connection */
+    struct sse_hub *sse;
+    struct drain *drain;              /* set by drain_start (kafka engineer) */
+    struct consumer_set *consumers;   /* set by consumers_start (kafka engineer) */
+    /* The drain sets these so /healthz can show "kafka": "off|connected|down". */
+    const char *(*kafka_state)(void *ud);
+    void *kafka_state_ud;
+    struct bridge_metrics metrics;
+    volatile int stopping;            /* set on the first SIGTERM/SIGINT */
+};
+
+/* "off" when Kafka is not configured or no drain registered a state. */
+const char *bridge_kafka_state(const struct bridge *b);
+
+#endif

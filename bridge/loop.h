@@ -1,0 +1,36 @@
+/*
+ * loop.h: the one event loop of aegis-bridge (the libwebsockets service
+ * loop) as the other modules see it: foreign file descriptors watched for
+ * readability (and, on request, writability) and one-shot timers.
+ * Nothing here blocks; every callback runs on the loop's thread.
+ */
+#ifndef AEGIS_LOOP_H
+#define AEGIS_LOOP_H
+
+#include <stdint.h>
+
+struct bridge;                       /* defined in bridge.h; one per process */
+struct loop_watch;                   /* a foreign fd in the lws loop */
+typedef void (*loop_fd_cb)(void *ud);
+
+/* Watch fd for readability; lws adopts a dup() of it (it closes its own copy).
+ * Returns NULL (and logs) on failure.  If lws drops the descriptor (POLLHUP,
+ * error), on_readable is called once more so the owner sees the EOF itself. */
+struct loop_watch *loop_watch_fd(struct bridge *b, int fd, loop_fd_cb on_readable, void *ud);
+/* Ask for one call of on_writable when fd can be written (libpq connect/flush). */
+int loop_watch_want_write(struct loop_watch *w, loop_fd_cb on_writable);
+void loop_watch_free(struct loop_watch *w);          /* stop watching; never closes the caller's fd */
+
+struct loop_timer;
+typedef void (*loop_timer_cb)(void *ud);
+struct loop_timer *loop_timer_new(struct bridge *b, loop_timer_cb cb, void *ud);
+void loop_timer_schedule(struct loop_timer *t, int64_t delay_us);  /* re-arming replaces */
+void loop_timer_cancel(struct loop_timer *t);
+void loop_timer_free(struct loop_timer *t);                        /* NULL is fine */
+int64_t loop_now_us(void);                                         /* monotonic */
+
+/* The lws protocol that carries adopted descriptors; main.c lists it. */
+struct lws_protocols;
+extern const struct lws_protocols loop_protocol;
+
+#endif
