@@ -26,7 +26,7 @@ SELECT pg_temp.say('agent_status started', aegis.publish_agent_status(:'checklis
     'Rule 37 spacing exception assessment for Permian Basin 12H', 0.0, NULL, 'compliance-agent'));
 SELECT pg_temp.say('node_end system_prompt_node', aegis.publish_node_end(:'conv1', 'system_prompt_node', 'running', 412,
     NULL, ARRAY[]::text[]));
-SELECT * FROM pg_temp.pause(0.4);
+SELECT * FROM pg_temp.pause(1.2);
 
 SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(:'checklist', i, name, 'pending'))
   FROM (VALUES (0, 'Application Intake'), (1, 'Lease and Unit Verification'),
@@ -38,7 +38,7 @@ SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(
  ORDER BY i;
 SELECT pg_temp.say('node_end memory_node', aegis.publish_node_end(:'conv1', 'memory_node', 'running', 96,
     NULL, ARRAY[]::text[]));
-SELECT * FROM pg_temp.pause(0.6);
+SELECT * FROM pg_temp.pause(1.8);
 
 -- ---------------------------------------------------------------- items 0-1
 SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(:'checklist', 0,
@@ -46,14 +46,14 @@ SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(
 SELECT pg_temp.say('node_end initial_llm_call', aegis.publish_node_end(:'conv1', 'initial_llm_call', 'running', 1234,
     '{"role": "assistant", "content": "I''ll calculate the spacing between Permian Basin 12H and every offset well within 1,200 ft, then check the lease-line distance against Rule 37."}',
     ARRAY[]::text[]));
-SELECT * FROM pg_temp.pause(0.7);
+SELECT * FROM pg_temp.pause(2.1);
 SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(:'checklist', 0,
     'Application Intake', 'complete', 'Application RRC-2026-0412 received: horizontal well, Spraberry (Trend Area)', 'agent'));
 SELECT pg_temp.say('agent_status running', aegis.publish_agent_status(:'checklist', 'running',
     'Verifying lease and unit', 1.0 / 12, 1, 'compliance-agent'));
 SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(:'checklist', 1,
     'Lease and Unit Verification', 'in_progress'));
-SELECT * FROM pg_temp.pause(0.8);
+SELECT * FROM pg_temp.pause(2.4);
 SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(:'checklist', 1,
     'Lease and Unit Verification', 'complete', 'Permian Basin 12 Unit, 640 acres, Midland County', 'agent'));
 
@@ -65,7 +65,7 @@ SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(
 SELECT pg_temp.say('node_end tool_node', aegis.publish_node_end(:'conv1', 'tool_node', 'running', 0,
     '{"role": "tool", "content": "offset_well_search(radius_ft=1200): Smith #3, Smith #4, Jones Unit 1, Baker A-2"}',
     ARRAY[]::text[]));
-SELECT * FROM pg_temp.pause(0.8);
+SELECT * FROM pg_temp.pause(2.4);
 -- the seed's data table example, verbatim: the first row of four
 SELECT pg_temp.say('data_table_update', aegis.publish_workspace_event(:'checklist', 'data_table_update',
     '{ "event_type": "data_table_update", "item_index": 2, "columns": ["Well Name", "API", "Operator", "Distance (ft)"], "rows": [ {"Well Name": "Smith #3", "API": "42-329-40003", "Operator": "Devon", "Distance (ft)": 890} ], "total_rows": 4 }'));
@@ -80,7 +80,7 @@ SELECT pg_temp.say('spatial_update', aegis.publish_spatial_update(:'checklist', 
        {"type": "Feature", "properties": {"name": "Smith #3", "api": "42-329-40003"},
         "geometry": {"type": "Point", "coordinates": [-102.08296, 31.90173]}}]}',
     '[{"from": "Permian Basin 12H", "to": "Smith #3", "distance_ft": 890}]'));
-SELECT * FROM pg_temp.pause(0.9);
+SELECT * FROM pg_temp.pause(2.7);
 SELECT pg_temp.say('data_table_update', aegis.publish_data_table_update(:'checklist', 2,
     '["Well Name", "API", "Operator", "Distance (ft)"]',
     '[{"Well Name": "Smith #3", "API": "42-329-40003", "Operator": "Devon", "Distance (ft)": 890},
@@ -107,7 +107,7 @@ SELECT pg_temp.say('validation_result', aegis.publish_validation_result(:'checkl
 SELECT pg_temp.say('node_end initial_llm_call', aegis.publish_node_end(:'conv1', 'initial_llm_call', 'running', 1710,
     '{"role": "assistant", "content": "Four offset wells are within 1,200 ft; the closest is Smith #3 at 890 ft."}',
     ARRAY[]::text[]));
-SELECT * FROM pg_temp.pause(0.8);
+SELECT * FROM pg_temp.pause(2.4);
 
 -- ---------------------------------------------------------------- item 3: spacing
 SELECT pg_temp.say('agent_status running', aegis.publish_agent_status(:'checklist', 'running',
@@ -116,7 +116,7 @@ SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(
     'Spacing Calculation', 'in_progress'));
 SELECT pg_temp.say('node_end skill_select_node', aegis.publish_node_end(:'conv1', 'skill_select_node', 'running', 88,
     NULL, ARRAY[]::text[]));
-SELECT * FROM pg_temp.pause(0.8);
+SELECT * FROM pg_temp.pause(2.4);
 SELECT pg_temp.say('validation_result', aegis.publish_validation_result(:'checklist', 3,
     'Lease-line distance (467 ft)', false, 'info', 'Nearest lease line 330 ft: the exception this application requests'));
 SELECT pg_temp.say('validation_result', aegis.publish_validation_result(:'checklist', 3,
@@ -125,7 +125,7 @@ SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(
     'Spacing Calculation', 'complete', 'Lease line 330 ft (467 ft required): Rule 37 exception needed', 'agent'));
 SELECT pg_temp.say('node_end skill_inject_node', aegis.publish_node_end(:'conv1', 'skill_inject_node', 'running', 640,
     NULL, ARRAY['spacing-calculation', 'offset-well-analysis']));
-SELECT * FROM pg_temp.pause(0.6);
+SELECT * FROM pg_temp.pause(1.8);
 
 -- ---------------------------------------------------------------- the second run starts (it will run out of budget)
 SELECT pg_temp.say('node_end system_prompt_node', aegis.publish_node_end(:'conv2', 'system_prompt_node', 'running', 412,
@@ -138,7 +138,7 @@ SELECT pg_temp.say('agent_status running', aegis.publish_agent_status(:'checklis
     'Verifying operator and filling Form W-1', 4.0 / 12, 4, 'compliance-agent'));
 SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(:'checklist', 4,
     'Operator Verification (P-5)', 'in_progress'));
-SELECT * FROM pg_temp.pause(0.7);
+SELECT * FROM pg_temp.pause(2.1);
 SELECT pg_temp.say('validation_result', aegis.publish_validation_result(:'checklist', 4,
     'Operator P-5 active', true, 'info', 'P-5 682547 active, financial assurance on file'));
 SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(:'checklist', 4,
@@ -150,7 +150,7 @@ SELECT pg_temp.say('node_end approval_node', aegis.publish_node_end(:'conv1', 'a
 -- the seed's form field example, verbatim
 SELECT pg_temp.say('form_field_update', aegis.publish_workspace_event(:'checklist', 'form_field_update',
     '{ "event_type": "form_field_update", "item_index": 5, "field_name": "operator_name", "field_value": "Permian Basin Energy LLC", "confidence": 0.98, "source": "knowledge_graph:P-5" }'));
-SELECT * FROM pg_temp.pause(0.4);
+SELECT * FROM pg_temp.pause(1.2);
 SELECT pg_temp.say('form_field_update', aegis.publish_form_field_update(:'checklist', 5, f, v, c, s))
   FROM (VALUES (1, 'operator_p5_number', '"682547"'::jsonb, 0.95, 'knowledge_graph:P-5'),
                (2, 'lease_name', '"Permian Basin 12 Unit"', 0.91, 'lease_records'),
@@ -169,7 +169,7 @@ SELECT pg_temp.say('validation_result', aegis.publish_validation_result(:'checkl
     'Form W-1 required fields', true, 'info', 'All 9 required fields present'));
 SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(:'checklist', 5,
     'Form W-1 Population', 'complete', '9 fields filled, 1 below 70 % confidence', 'agent'));
-SELECT * FROM pg_temp.pause(0.8);
+SELECT * FROM pg_temp.pause(2.4);
 
 -- ---------------------------------------------------------------- items 6-7: plat, notice list
 SELECT pg_temp.say('agent_status running', aegis.publish_agent_status(:'checklist', 'running',
@@ -178,7 +178,7 @@ SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(
     'Location Plat', 'in_progress'));
 SELECT pg_temp.say('node_end tool_node', aegis.publish_node_end(:'conv2', 'tool_node', 'running', 38000,
     '{"role": "tool", "content": "production_history(county=Midland): 18,442 wells"}', ARRAY[]::text[]));
-SELECT * FROM pg_temp.pause(1.0);
+SELECT * FROM pg_temp.pause(3.0);
 SELECT pg_temp.say('artifact_generated', aegis.publish_artifact_generated(:'checklist', 'art-plat-12h',
     'Location plat - Permian Basin 12H.pdf', 'pdf', 6, 'artifacts/location-plat.pdf', 'application/pdf', 935));
 SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(:'checklist', 6,
@@ -187,13 +187,13 @@ SELECT pg_temp.say('agent_status running', aegis.publish_agent_status(:'checklis
     'Building the offset operator notice list', 7.0 / 12, 7, 'compliance-agent'));
 SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(:'checklist', 7,
     'Offset Operator Notice List', 'in_progress'));
-SELECT * FROM pg_temp.pause(0.7);
+SELECT * FROM pg_temp.pause(2.1);
 SELECT pg_temp.say('artifact_generated', aegis.publish_artifact_generated(:'checklist', 'art-offsets-csv',
     'Offset wells.csv', 'data_export', 7, 'artifacts/offset-wells.csv', 'text/csv', 203));
 SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(:'checklist', 7,
     'Offset Operator Notice List', 'complete', '3 offset operators to notify', 'agent'));
 SELECT pg_temp.say('error', aegis.publish_error(:'conv2', 'Budget exceeded: 150000 tokens'));
-SELECT * FROM pg_temp.pause(0.6);
+SELECT * FROM pg_temp.pause(1.8);
 
 -- ---------------------------------------------------------------- items 8-9
 SELECT pg_temp.say('agent_status running', aegis.publish_agent_status(:'checklist', 'running',
@@ -203,7 +203,7 @@ SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(
 SELECT pg_temp.say('node_end synthesis_llm_call', aegis.publish_node_end(:'conv1', 'synthesis_llm_call', 'completed', 1450,
     '{"role": "assistant", "content": "Permian Basin 12H sits 330 ft from the east lease line, short of the 467 ft Rule 37 minimum, so a spacing exception is required. Four offset wells lie within 1,200 ft (closest: Smith #3 at 890 ft); their three operators must be notified."}',
     ARRAY['spacing-calculation', 'offset-well-analysis']));
-SELECT * FROM pg_temp.pause(0.9);
+SELECT * FROM pg_temp.pause(2.7);
 SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(:'checklist', 8,
     'Exception Justification', 'needs_review', 'Draft justification at 62 % confidence: review before filing', 'agent'));
 SELECT pg_temp.say('node_end output_format', aegis.publish_node_end(:'conv1', 'output_format', 'completed', 0,
@@ -212,7 +212,7 @@ SELECT pg_temp.say('done', aegis.publish_done(:'conv1', 'exec-abc-123', 'complet
     ARRAY['spacing-calculation', 'offset-well-analysis']));
 SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(:'checklist', 9,
     'Plat and Table Cross-check', 'in_progress'));
-SELECT * FROM pg_temp.pause(0.6);
+SELECT * FROM pg_temp.pause(1.8);
 SELECT pg_temp.say('validation_result', aegis.publish_validation_result(:'checklist', 9,
     'Plat matches offset table', true, 'info', '4 of 4 wells on the plat at the tabled distances'));
 SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(:'checklist', 9,
@@ -223,7 +223,7 @@ SELECT pg_temp.say('agent_status running', aegis.publish_agent_status(:'checklis
     'Checking the service list', 10.0 / 12, 10, 'compliance-agent'));
 SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(:'checklist', 10,
     'Service List', 'in_progress'));
-SELECT * FROM pg_temp.pause(0.8);
+SELECT * FROM pg_temp.pause(2.4);
 -- the seed's validation example, verbatim
 SELECT pg_temp.say('validation_result', aegis.publish_workspace_event(:'checklist', 'validation_result',
     '{ "event_type": "validation_result", "item_index": 10, "check_name": "Service list completeness", "passed": false, "message": "2 offset operators missing addresses", "severity": "warning" }'));
@@ -233,7 +233,7 @@ SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(
     'Filing Packet', 'in_progress'));
 SELECT pg_temp.say('agent_status running', aegis.publish_agent_status(:'checklist', 'running',
     'Assembling the filing packet', 11.0 / 12, 11, 'compliance-agent'));
-SELECT * FROM pg_temp.pause(1.0);
+SELECT * FROM pg_temp.pause(3.0);
 SELECT pg_temp.say('artifact_generated', aegis.publish_artifact_generated(:'checklist', 'art-w1-draft',
     'Form W-1 draft.pdf', 'pdf', 11, 'artifacts/form-w1-draft.pdf', 'application/pdf', 927));
 SELECT pg_temp.say('artifact_generated', aegis.publish_artifact_generated(:'checklist', 'art-packet-notes',
