@@ -154,3 +154,282 @@ CREATE TABLE aegis.dead_letters (
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA aegis FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA aegis FROM PUBLIC;
+
+/* ---- consumer side (owned by the consumer module) ---- */
+
+/*
+ * Kafka bytes as the consumer passes them in JSON: a string when they are
+ * UTF-8 text, {"base64": "..."} otherwise, null when absent.
+ */
+CREATE FUNCTION aegis.consumer_bytes(j jsonb)
+RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE jsonb_typeof(j)
+           WHEN 'string' THEN convert_to(j #>> '{}', 'UTF8')
+           WHEN 'object' THEN decode(j ->> 'base64', 'base64')
+           END
+$$;
+
+/*
+ * The callable name (schema.function) of a consumer handler, which must be
+ * a function (event jsonb, meta jsonb); a clear error otherwise.
+ */
+CREATE FUNCTION aegis.consumer_handler_name(handler regprocedure)
+RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result text;
+BEGIN
+    SELECT format('%I.%I', n.nspname, p.proname) INTO result
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE p.oid = handler
+       AND p.prokind = 'f'
+       AND p.proretset = false
+       AND p.proargtypes = '3802 3802'::oidvector;
+    IF result IS NULL THEN
+        RAISE EXCEPTION 'consumer handler % is not a function (event jsonb, meta jsonb)', handler
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'a handler is a FUNCTION name(event jsonb, meta jsonb) that returns one value (void will do)';
+    END IF;
+    RETURN result;
+END;
+$$;
+
+/*
+ * Resolves a configured handler: a name ("kg.handle_entity"), a signature
+ * ("kg.handle_entity(jsonb,jsonb)") or a declaration with argument names
+ * ("kg.handle_entity(event jsonb, meta jsonb)").  Returns the handler as
+ * regprocedure text; a missing handler or a wrong signature is an error
+ * that names it.  An unqualified name resolves with the caller's search_path.
+ * aegis-bridge calls this before it consumes anything.
+ */
+CREATE FUNCTION aegis.consumer_check_handler(handler text)
+RETURNS text
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $$
+DECLARE
+    fname  pg_catalog.text := pg_catalog.btrim(pg_catalog.split_part(handler, '(', 1));
+    args   pg_catalog.text[];
+    names  pg_catalog.text[];
+    found  pg_catalog.regprocedure;
+    others pg_catalog.text;
+BEGIN
+    BEGIN
+        names := pg_catalog.parse_ident(fname);
+    EXCEPTION WHEN OTHERS THEN
+        names := NULL;
+    END;
+    IF names IS NULL OR pg_catalog.array_length(names, 1) > 2
+       OR (handler LIKE '%(%' AND handler !~ '^[^(]*\([^()]*\)\s*$') THEN
+        RAISE EXCEPTION 'consumer handler "%" is not a function name', handler
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'name it as schema.function, e.g. kg.handle_entity';
+    END IF;
+    IF handler LIKE '%(%' THEN
+        /* A signature was given: its types (names dropped) must be jsonb, jsonb. */
+        SELECT pg_catalog.array_agg(pg_catalog.lower(pg_catalog.regexp_replace(
+                   pg_catalog.btrim(a.arg), '^.*\s', '')) ORDER BY a.n)
+          INTO args
+          FROM pg_catalog.regexp_split_to_table(
+                   pg_catalog.substring(handler, '\(([^()]*)\)'), ',') WITH ORDINALITY AS a(arg, n);
+        IF args IS DISTINCT FROM ARRAY['jsonb', 'jsonb']
+           AND args IS DISTINCT FROM ARRAY['pg_catalog.jsonb', 'pg_catalog.jsonb'] THEN
+            RAISE EXCEPTION 'consumer handler "%" has the wrong signature (expected %(event jsonb, meta jsonb))',
+                            handler, fname
+                USING ERRCODE = 'wrong_object_type',
+                      HINT = 'a handler takes (event jsonb, meta jsonb)';
+        END IF;
+    END IF;
+    found := pg_catalog.to_regprocedure(fname || '(jsonb,jsonb)');
+    IF found IS NULL THEN
+        SELECT pg_catalog.string_agg(p.oid::pg_catalog.regprocedure::pg_catalog.text, ', ' ORDER BY p.oid)
+          INTO others
+          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+         WHERE p.proname = names[pg_catalog.array_length(names, 1)]
+           AND CASE WHEN pg_catalog.array_length(names, 1) = 2 THEN n.nspname = names[1]
+                    ELSE pg_catalog.pg_function_is_visible(p.oid) END;
+        IF others IS NULL THEN
+            RAISE EXCEPTION 'consumer handler "%" does not exist', handler
+                USING ERRCODE = 'undefined_function',
+                      HINT = pg_catalog.format('create it: CREATE FUNCTION %s(event jsonb, meta jsonb) ...', fname);
+        END IF;
+        RAISE EXCEPTION 'consumer handler "%" has the wrong signature: % (expected %(event jsonb, meta jsonb))',
+                        handler, others, fname
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'a handler takes (event jsonb, meta jsonb)';
+    END IF;
+    RETURN aegis.consumer_handler_name(found) || '(pg_catalog.jsonb,pg_catalog.jsonb)';
+END;
+$$;
+
+/*
+ * aegis.consume_batch: one Kafka -> PostgreSQL batch in the caller's one
+ * transaction.  messages is a JSON array in consumption order; an element is
+ * {"m": meta, "v": value text} for a message to hand to the handler, or
+ * {"m": meta, "v" or "b": value text or base64, "e": error} for one the
+ * bridge could not decode.  meta is {"topic", "partition", "offset", "key",
+ * "headers", "timestamp"}, as the handler receives it.
+ *
+ * Per partition the offset row is locked (in topic, partition order, so two
+ * bridges never deadlock) and messages below the stored next_offset are
+ * skipped: a zombie, or the old owner of a partition after a rebalance,
+ * cannot apply a message twice.  The handler runs once per remaining message,
+ * all in one statement; when that statement fails, every message runs again
+ * in its own subtransaction and each one that fails goes to
+ * aegis.dead_letters.  Transient errors (class 40: serialization failure,
+ * deadlock; class 53: insufficient resources) are re-raised: the whole batch
+ * fails and the bridge retries it.  Last, next_offset moves past the batch.
+ * Returns {"handled": n, "dead": n, "skipped": n}.
+ *
+ * Not SECURITY DEFINER and no SET search_path: the handler runs with the
+ * caller's rights and search_path; everything here is schema-qualified.
+ */
+CREATE FUNCTION aegis.consume_batch(group_id text, handler regprocedure, messages jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+AS $$
+DECLARE
+    fn          pg_catalog.text;
+    stored      pg_catalog.jsonb;
+    todo        pg_catalog.jsonb;
+    n_total     pg_catalog.int4;
+    n_todo      pg_catalog.int4;
+    n_bad       pg_catalog.int4;
+    n_dead      pg_catalog.int4 := 0;
+    e           pg_catalog.jsonb;
+    err_state   pg_catalog.text;
+    err_msg     pg_catalog.text;
+    err_detail  pg_catalog.text;
+BEGIN
+    IF pg_catalog.jsonb_typeof(messages) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'consumer messages must be a JSON array, got %',
+                        pg_catalog.jsonb_typeof(messages)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'pass [{"m": meta, "v": value text}, ...] in consumption order';
+    END IF;
+    fn := aegis.consumer_handler_name(handler);
+
+    /* The batch's offset rows: created when new, then locked in order. */
+    INSERT INTO aegis.consumer_offsets AS o (group_id, topic, partition, next_offset)
+    SELECT DISTINCT consume_batch.group_id, x.e->'m'->>'topic',
+           (x.e->'m'->>'partition')::pg_catalog.int4, 0
+      FROM pg_catalog.jsonb_array_elements(messages) AS x(e)
+     ORDER BY 2, 3
+    ON CONFLICT ON CONSTRAINT consumer_offsets_pkey DO NOTHING;
+
+    SELECT pg_catalog.jsonb_object_agg(l.topic || '/' || l.partition, l.next_offset)
+      INTO stored
+      FROM (SELECT o.topic, o.partition, o.next_offset
+              FROM aegis.consumer_offsets o
+             WHERE o.group_id = consume_batch.group_id
+               AND (o.topic, o.partition) IN (
+                    SELECT x.e->'m'->>'topic', (x.e->'m'->>'partition')::pg_catalog.int4
+                      FROM pg_catalog.jsonb_array_elements(messages) AS x(e))
+             ORDER BY o.topic, o.partition
+               FOR UPDATE OF o) l;
+
+    /* Messages at or past the stored offset are new; the others are skipped. */
+    n_total := pg_catalog.jsonb_array_length(messages);
+    SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE x.e ? 'e')
+      INTO n_todo, n_bad
+      FROM pg_catalog.jsonb_array_elements(messages) AS x(e)
+     WHERE (x.e->'m'->>'offset')::pg_catalog.int8
+           >= (stored->>(x.e->'m'->>'topic' || '/' || (x.e->'m'->>'partition')))::pg_catalog.int8;
+
+    IF n_bad > 0 THEN
+        /* Messages the bridge could not decode: dead letters, no handler call. */
+        INSERT INTO aegis.dead_letters
+               (group_id, topic, partition, "offset", key, value, headers, error)
+        SELECT consume_batch.group_id, x.e->'m'->>'topic',
+               (x.e->'m'->>'partition')::pg_catalog.int4,
+               (x.e->'m'->>'offset')::pg_catalog.int8,
+               aegis.consumer_bytes(x.e->'m'->'key'),
+               CASE WHEN x.e ? 'b' THEN pg_catalog.decode(x.e->>'b', 'base64')
+                    ELSE pg_catalog.convert_to(x.e->>'v', 'UTF8') END,
+               x.e->'m'->'headers', x.e->>'e'
+          FROM pg_catalog.jsonb_array_elements(messages) AS x(e)
+         WHERE x.e ? 'e'
+           AND (x.e->'m'->>'offset')::pg_catalog.int8
+               >= (stored->>(x.e->'m'->>'topic' || '/' || (x.e->'m'->>'partition')))::pg_catalog.int8
+        ON CONFLICT DO NOTHING;
+        n_dead := n_bad;
+    END IF;
+
+    IF n_todo = n_total AND n_bad = 0 THEN
+        todo := messages;
+    ELSE
+        SELECT COALESCE(pg_catalog.jsonb_agg(x.e ORDER BY x.n), '[]')
+          INTO todo
+          FROM pg_catalog.jsonb_array_elements(messages) WITH ORDINALITY AS x(e, n)
+         WHERE NOT x.e ? 'e'
+           AND (x.e->'m'->>'offset')::pg_catalog.int8
+               >= (stored->>(x.e->'m'->>'topic' || '/' || (x.e->'m'->>'partition')))::pg_catalog.int8;
+    END IF;
+    n_todo := n_todo - n_bad;
+
+    IF n_todo > 0 THEN
+        BEGIN
+            /* The handler once per message: the whole batch in one statement ... */
+            EXECUTE pg_catalog.format(
+                'SELECT %s((x.e->>''v'')::pg_catalog.jsonb, x.e->''m'') '
+                'FROM pg_catalog.jsonb_array_elements($1) AS x(e)', fn)
+            USING todo;
+        EXCEPTION
+            WHEN transaction_rollback OR insufficient_resources THEN
+                RAISE;
+            WHEN OTHERS THEN
+                /* ... and when that fails, each message in its own subtransaction. */
+                FOR e IN SELECT x.e FROM pg_catalog.jsonb_array_elements(todo) AS x(e) LOOP
+                    BEGIN
+                        EXECUTE pg_catalog.format('SELECT %s($1, $2)', fn)
+                        USING (e->>'v')::pg_catalog.jsonb, e->'m';
+                    EXCEPTION
+                        WHEN transaction_rollback OR insufficient_resources THEN
+                            RAISE;
+                        WHEN OTHERS THEN
+                            GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE,
+                                                    err_msg = MESSAGE_TEXT,
+                                                    err_detail = PG_EXCEPTION_DETAIL;
+                            INSERT INTO aegis.dead_letters
+                                   (group_id, topic, partition, "offset", key, value,
+                                    headers, error)
+                            VALUES (consume_batch.group_id, e->'m'->>'topic',
+                                    (e->'m'->>'partition')::pg_catalog.int4,
+                                    (e->'m'->>'offset')::pg_catalog.int8,
+                                    aegis.consumer_bytes(e->'m'->'key'),
+                                    pg_catalog.convert_to(e->>'v', 'UTF8'),
+                                    e->'m'->'headers',
+                                    pg_catalog.format('handler %s failed: %s %s%s', fn,
+                                        err_state, err_msg,
+                                        COALESCE(' (' || NULLIF(err_detail, '') || ')', '')))
+                            ON CONFLICT DO NOTHING;
+                            n_dead := n_dead + 1;
+                    END;
+                END LOOP;
+        END;
+    END IF;
+
+    /* The offsets move past the batch, in the same transaction. */
+    UPDATE aegis.consumer_offsets o
+       SET next_offset = GREATEST(o.next_offset, b.last + 1),
+           updated_at = pg_catalog.now()
+      FROM (SELECT x.e->'m'->>'topic' AS topic,
+                   (x.e->'m'->>'partition')::pg_catalog.int4 AS partition,
+                   pg_catalog.max((x.e->'m'->>'offset')::pg_catalog.int8) AS last
+              FROM pg_catalog.jsonb_array_elements(messages) AS x(e)
+             GROUP BY 1, 2) b
+     WHERE o.group_id = consume_batch.group_id
+       AND o.topic = b.topic AND o.partition = b.partition;
+
+    RETURN pg_catalog.jsonb_build_object('handled', n_todo + n_bad - n_dead,
+                                         'dead', n_dead,
+                                         'skipped', n_total - n_todo - n_bad);
+END;
+$$;
+
+REVOKE ALL ON FUNCTION aegis.consumer_bytes(jsonb), aegis.consumer_handler_name(regprocedure),
+    aegis.consumer_check_handler(text), aegis.consume_batch(text, regprocedure, jsonb) FROM PUBLIC;

@@ -2,6 +2,12 @@
 
 \echo Use "CREATE EXTENSION aegis_events" to load this file. \quit
 
+/* Fails with a hint unless shared_preload_libraries has aegis_events. */
+CREATE FUNCTION aegis.require_preload() RETURNS void
+AS 'MODULE_PATHNAME', 'aegis_require_preload_sql'
+LANGUAGE C;
+SELECT aegis.require_preload();
+
 /*
  * The store.  One append-only table; every row's id is its position in the
  * one order all readers share (see docs/ORDERING.md).  Rows are written only

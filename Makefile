@@ -1,0 +1,50 @@
+# aegis_events: the PostgreSQL extension (PGXS), the aegis-bridge daemon,
+# and the project's test, demo and benchmark entry points.
+
+EXTENSION  = aegis_events
+MODULE_big = aegis_events
+OBJS       = extension/aegis_events.o extension/order.o extension/notify.o \
+             extension/validate.o extension/store.o extension/publish.o \
+             extension/read.o extension/trigger.o
+DATA       = $(wildcard sql/aegis_events--*.sql)
+
+REGRESS      = install publish validate_workspace validate_conversation readers trigger guard upgrade
+REGRESS_OPTS = --inputdir=test --load-extension=aegis_events
+ISOLATION    = order_reverse_commit order_three order_abort order_savepoint order_long_running order_prepare
+ISOLATION_OPTS = --inputdir=test --load-extension=aegis_events
+
+PG_CONFIG ?= pg_config
+PG_CPPFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: bridge install-bridge deps test demo bench-publish bench-drain bench-sse bench-consume
+
+all: bridge
+
+bridge:
+	$(MAKE) -C bridge all
+
+install: install-bridge
+install-bridge:
+	$(MAKE) -C bridge install
+
+clean: clean-bridge
+clean-bridge:
+	-$(MAKE) -C bridge clean
+
+deps:
+	bash scripts/install-deps.sh
+
+test:
+	bash scripts/install-deps.sh
+	$(MAKE) all
+	$(MAKE) install
+	bash test/run
+
+demo:
+	bash scripts/demo.sh $(DEMO_ARGS)
+
+bench-publish:
+	bash bench/publish/run.sh

@@ -1,0 +1,66 @@
+/*-------------------------------------------------------------------------
+ * aegis.h
+ *	  Declarations shared by the modules of the aegis_events extension:
+ *	  settings, the commit-order horizon (order.c), wake-ups (notify.c),
+ *	  validation (validate.c) and the row writer (store.c).
+ *-------------------------------------------------------------------------
+ */
+#ifndef AEGIS_H
+#define AEGIS_H
+
+#include "postgres.h"
+
+#include "utils/jsonb.h"
+
+#define AEGIS_NOTIFY_CHANNEL "aegis_events"
+
+/* Settings (aegis_events.c) */
+extern int	aegis_max_payload_bytes;
+extern int	aegis_notifier_idle_timeout;
+extern int	aegis_max_databases;
+
+/* True when the library was loaded by shared_preload_libraries. */
+extern bool aegis_preloaded;
+extern void aegis_require_preload(void);
+
+/* order.c: positions and the safe position */
+extern Size order_shmem_size(void);
+extern void order_shmem_init(void);
+extern void order_register_callbacks(void);
+extern int64 order_assign_position(void);
+extern int64 order_safe_position(void);
+extern int64 order_last_position(void);
+extern void order_check_reader_isolation(void);
+
+/* notify.c: coalesced NOTIFY from a per-database background worker */
+extern Size notify_shmem_size(void);
+extern void notify_shmem_init(void);
+extern void notify_commit_wakeup(void);
+extern void notify_database_dropped(Oid dboid);
+extern PGDLLEXPORT void aegis_notifier_main(Datum main_arg);
+
+/* store.c: writing one event row */
+typedef struct AegisEvent
+{
+	const char *stream_kind;	/* workspace, conversation, topic, run */
+	text	   *stream_id;
+	text	   *event_type;
+	Jsonb	   *payload;
+	text	   *topic;			/* NULL: not for Kafka */
+	text	   *key;
+	Jsonb	   *headers;
+} AegisEvent;
+
+extern int64 store_publish(const AegisEvent *event);
+
+/* validate.c: the event models */
+extern void validate_workspace_event(const char *event_type, Jsonb *payload);
+extern void validate_conversation_event(const char *event, const char *node,
+										Jsonb *data);
+extern void validate_stream_id(const char *what, text *id);
+extern void validate_topic_name(text *topic);
+extern void validate_headers(Jsonb *headers);
+extern void validate_size(const char *what, Size bytes);
+extern const char *validate_workspace_type_name(const char *event_type);
+
+#endif							/* AEGIS_H */

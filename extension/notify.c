@@ -1,0 +1,269 @@
+/*-------------------------------------------------------------------------
+ * notify.c
+ *	  Wake-ups without serialising publishers.  A publishing commit sets the
+ *	  latch of its database's notifier worker (started on demand); the worker
+ *	  issues one NOTIFY aegis_events for all commits since its last one, in a
+ *	  tiny transaction of its own.  Only the worker takes NOTIFY's commit
+ *	  lock.  The payload is the counter (a position), never an event.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/xact.h"
+#include "commands/async.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "port/atomics.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
+#include "utils/timestamp.h"
+
+#include "aegis.h"
+
+typedef struct Notifier
+{
+	Oid			dboid;			/* InvalidOid: free entry */
+	Latch	   *latch;			/* the running worker's latch, or NULL */
+	pid_t		pid;
+	bool		starting;		/* registered, not yet running */
+	bool		dropped;		/* database is being dropped */
+	TimestampTz start_requested;
+	bool		pending;		/* commits since the last NOTIFY */
+} Notifier;
+
+typedef struct NotifyShared
+{
+	slock_t		mutex;
+	pg_atomic_uint64 notifies;	/* NOTIFYs sent, for tests and monitoring */
+	Notifier	entries[FLEXIBLE_ARRAY_MEMBER];
+} NotifyShared;
+
+static NotifyShared *notify = NULL;
+static volatile sig_atomic_t got_sigterm = false;
+
+Size
+notify_shmem_size(void)
+{
+	return add_size(offsetof(NotifyShared, entries),
+					mul_size(aegis_max_databases, sizeof(Notifier)));
+}
+
+void
+notify_shmem_init(void)
+{
+	bool		found;
+
+	notify = ShmemInitStruct("aegis_events notify", notify_shmem_size(), &found);
+	if (found)
+		return;
+	SpinLockInit(&notify->mutex);
+	pg_atomic_init_u64(&notify->notifies, 0);
+	for (int i = 0; i < aegis_max_databases; i++)
+		memset(&notify->entries[i], 0, sizeof(Notifier));
+}
+
+/* Caller holds the mutex. */
+static Notifier *
+notifier_for(Oid dboid, bool create)
+{
+	Notifier   *free_entry = NULL;
+
+	for (int i = 0; i < aegis_max_databases; i++)
+	{
+		Notifier   *n = &notify->entries[i];
+
+		if (n->dboid == dboid)
+			return n;
+		if (n->dboid == InvalidOid && free_entry == NULL)
+			free_entry = n;
+	}
+	if (create && free_entry != NULL)
+	{
+		memset(free_entry, 0, sizeof(Notifier));
+		free_entry->dboid = dboid;
+	}
+	return create ? free_entry : NULL;
+}
+
+static bool
+notifier_register(Oid dboid)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "aegis_events");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "aegis_notifier_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "aegis_events notifier %u", dboid);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "aegis_events notifier");
+	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	worker.bgw_notify_pid = 0;
+	return RegisterDynamicBackgroundWorker(&worker, NULL);
+}
+
+/*
+ * Commit callback of a publishing transaction: must not fail.  Marks the
+ * database pending and wakes (or starts) its notifier.
+ */
+void
+notify_commit_wakeup(void)
+{
+	Notifier   *n;
+	Latch	   *latch = NULL;
+	bool		start = false;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (notify == NULL)
+		return;
+	SpinLockAcquire(&notify->mutex);
+	n = notifier_for(MyDatabaseId, true);
+	if (n != NULL && !n->dropped)
+	{
+		n->pending = true;
+		latch = n->latch;
+		if (latch == NULL &&
+			(!n->starting ||
+			 TimestampDifferenceExceeds(n->start_requested, now, 5000)))
+		{
+			n->starting = true;
+			n->start_requested = now;
+			start = true;
+		}
+	}
+	SpinLockRelease(&notify->mutex);
+
+	if (latch != NULL)
+		SetLatch(latch);
+	else if (start && !notifier_register(MyDatabaseId))
+	{
+		SpinLockAcquire(&notify->mutex);
+		n->starting = false;
+		SpinLockRelease(&notify->mutex);
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start the aegis_events notifier for this database"),
+				 errdetail("Events are stored; LISTENers on \"%s\" are woken by the next commit that can start it.",
+						   AEGIS_NOTIFY_CHANNEL),
+				 errhint("Raise max_worker_processes.")));
+	}
+}
+
+/* DROP DATABASE: tell its notifier to exit so the drop does not wait. */
+void
+notify_database_dropped(Oid dboid)
+{
+	Notifier   *n;
+	pid_t		pid = 0;
+
+	if (notify == NULL)
+		return;
+	SpinLockAcquire(&notify->mutex);
+	n = notifier_for(dboid, false);
+	if (n != NULL)
+	{
+		n->dropped = true;
+		pid = n->latch != NULL ? n->pid : 0;
+	}
+	SpinLockRelease(&notify->mutex);
+	if (pid != 0)
+		kill(pid, SIGTERM);
+}
+
+static void
+notifier_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	got_sigterm = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+static void
+notifier_send(void)
+{
+	char		payload[32];
+
+	StartTransactionCommand();
+	snprintf(payload, sizeof(payload), INT64_FORMAT, order_last_position());
+	Async_Notify(AEGIS_NOTIFY_CHANNEL, payload);
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pg_atomic_fetch_add_u64(&notify->notifies, 1);
+}
+
+/*
+ * Take the pending flag; or, when idle for long enough, leave the entry
+ * (under the mutex, so no wake-up is lost between the two).
+ */
+static bool
+notifier_take_pending(Notifier *n, bool may_exit, bool *exit_now)
+{
+	bool		pending;
+
+	SpinLockAcquire(&notify->mutex);
+	pending = n->pending;
+	n->pending = false;
+	*exit_now = !pending && (may_exit || n->dropped || got_sigterm);
+	if (n->dropped || got_sigterm)
+		*exit_now = true;
+	if (*exit_now)
+	{
+		n->latch = NULL;
+		n->pid = 0;
+		n->starting = false;
+		if (n->dropped)
+			n->dboid = InvalidOid;
+	}
+	SpinLockRelease(&notify->mutex);
+	return pending && !*exit_now;
+}
+
+void
+aegis_notifier_main(Datum main_arg)
+{
+	Oid			dboid = DatumGetObjectId(main_arg);
+	Notifier   *n;
+	bool		exit_now = false;
+	bool		idle = false;
+
+	pqsignal(SIGTERM, notifier_sigterm);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("aegis_events notifier");
+
+	SpinLockAcquire(&notify->mutex);
+	n = notifier_for(dboid, true);
+	if (n == NULL || n->latch != NULL || n->dropped)
+	{
+		SpinLockRelease(&notify->mutex);
+		proc_exit(0);
+	}
+	n->latch = MyLatch;
+	n->pid = MyProcPid;
+	n->starting = false;
+	SpinLockRelease(&notify->mutex);
+
+	for (;;)
+	{
+		if (notifier_take_pending(n, idle, &exit_now))
+			notifier_send();
+		if (exit_now)
+			break;
+		idle = (WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						  aegis_notifier_idle_timeout * 1000L,
+						  PG_WAIT_EXTENSION) & WL_TIMEOUT) != 0;
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	proc_exit(0);
+}

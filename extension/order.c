@@ -1,0 +1,291 @@
+/*-------------------------------------------------------------------------
+ * order.c
+ *	  Positions and the safe position ("horizon"): the one order readers share.
+ *
+ *	  A cluster-wide counter in shared memory hands out positions.  Each
+ *	  backend slot (indexed by pgprocno) holds the lowest position its open
+ *	  transaction took.  The safe position is one below the smallest such
+ *	  slot, or the counter when no publishing transaction is open: every
+ *	  position at or below it is final (committed and visible, or aborted and
+ *	  never visible).  Slots are cleared by the commit/abort callbacks, which
+ *	  run after the transaction left the proc array, so a snapshot taken after
+ *	  computing the safe position sees every commit it covers.  See
+ *	  docs/ORDERING.md for the argument.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/parallel.h"
+#include "access/twophase.h"
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+
+#include "aegis.h"
+
+typedef struct OrderShared
+{
+	LWLock	   *lock;			/* first position of a transaction, db list */
+	pg_atomic_uint64 counter;	/* last position handed out */
+	int			nslots;
+	int			ndatabases;
+	Oid		   *databases;		/* databases whose counter floor is set */
+	pg_atomic_uint64 *slots;	/* per pgprocno: lowest open position, 0 none */
+} OrderShared;
+
+static OrderShared *order = NULL;
+
+/* Backend-local state of the current top-level transaction. */
+static int64 xact_first_position = 0;
+static bool database_ready = false;
+static bool exit_hook_installed = false;
+
+static int
+order_slot_count(void)
+{
+	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
+}
+
+Size
+order_shmem_size(void)
+{
+	Size		size = MAXALIGN(sizeof(OrderShared));
+
+	size = add_size(size, MAXALIGN(mul_size(aegis_max_databases, sizeof(Oid))));
+	size = add_size(size, mul_size(order_slot_count(), sizeof(pg_atomic_uint64)));
+	return size;
+}
+
+void
+order_shmem_init(void)
+{
+	bool		found;
+	char	   *base;
+
+	order = ShmemInitStruct("aegis_events order", order_shmem_size(), &found);
+	base = (char *) order;
+	order->databases = (Oid *) (base + MAXALIGN(sizeof(OrderShared)));
+	order->slots = (pg_atomic_uint64 *)
+		(base + MAXALIGN(sizeof(OrderShared)) +
+		 MAXALIGN(mul_size(aegis_max_databases, sizeof(Oid))));
+	if (found)
+		return;
+	order->lock = &(GetNamedLWLockTranche("aegis_events"))->lock;
+	pg_atomic_init_u64(&order->counter, 0);
+	order->nslots = order_slot_count();
+	order->ndatabases = 0;
+	for (int i = 0; i < order->nslots; i++)
+		pg_atomic_init_u64(&order->slots[i], 0);
+}
+
+static pg_atomic_uint64 *
+my_slot(void)
+{
+	Assert(MyProc != NULL && MyProc->pgprocno < order->nslots);
+	return &order->slots[MyProc->pgprocno];
+}
+
+/* Clearing happens after the transaction left the proc array. */
+static void
+order_clear_slot(void)
+{
+	if (order == NULL || MyProc == NULL)
+		return;
+	pg_memory_barrier();
+	pg_atomic_write_u64(my_slot(), 0);
+}
+
+static void
+order_on_exit(int code, Datum arg)
+{
+	order_clear_slot();
+}
+
+static void
+order_xact_callback(XactEvent event, void *arg)
+{
+	bool		published = (xact_first_position != 0);
+
+	if (!published)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot PREPARE a transaction that published aegis events"),
+					 errdetail("Events of a prepared transaction would hold every reader back until COMMIT PREPARED."),
+					 errhint("Publish in a transaction that commits directly.")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			order_clear_slot();
+			xact_first_position = 0;
+			notify_commit_wakeup();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			order_clear_slot();
+			xact_first_position = 0;
+			break;
+		default:
+			break;
+	}
+}
+
+void
+order_register_callbacks(void)
+{
+	RegisterXactCallback(order_xact_callback, NULL);
+}
+
+static bool
+database_listed(Oid dboid)
+{
+	for (int i = 0; i < order->ndatabases; i++)
+		if (order->databases[i] == dboid)
+			return true;
+	return false;
+}
+
+/*
+ * The counter lives in shared memory and starts at 0 after a restart: before
+ * this database hands out or reads positions, raise it to the largest id the
+ * store holds, so positions never go back below what readers have seen.
+ */
+static void
+order_ensure_database(void)
+{
+	int64		max_id = 0;
+	bool		isnull;
+	int			rc;
+
+	if (database_ready)
+		return;
+	LWLockAcquire(order->lock, LW_SHARED);
+	database_ready = database_listed(MyDatabaseId);
+	LWLockRelease(order->lock);
+	if (database_ready)
+		return;
+
+	SPI_connect();
+	rc = SPI_execute("SELECT pg_catalog.max(id) FROM aegis.events", true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read the largest event id (SPI code %d)", rc);
+	max_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull)
+		max_id = 0;
+	SPI_finish();
+
+	LWLockAcquire(order->lock, LW_EXCLUSIVE);
+	if (!database_listed(MyDatabaseId))
+	{
+		if (order->ndatabases >= aegis_max_databases)
+		{
+			LWLockRelease(order->lock);
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("too many databases use aegis_events"),
+					 errdetail("aegis.max_databases is %d.", aegis_max_databases),
+					 errhint("Raise aegis.max_databases and restart the server.")));
+		}
+		order->databases[order->ndatabases++] = MyDatabaseId;
+	}
+	if ((int64) pg_atomic_read_u64(&order->counter) < max_id)
+		pg_atomic_write_u64(&order->counter, (uint64) max_id);
+	LWLockRelease(order->lock);
+	database_ready = true;
+}
+
+static void
+order_check_can_publish(void)
+{
+	aegis_require_preload();
+	PreventCommandIfReadOnly("aegis publish");
+	PreventCommandIfParallelMode("aegis publish");
+	PreventCommandDuringRecovery("aegis publish");
+}
+
+/*
+ * Hand out the next position.  The first one of a transaction is taken under
+ * the exclusive lock together with setting the slot, so a reader computing
+ * the safe position sees both or neither.  Later ones are above the slot
+ * already and need only the atomic increment.
+ */
+int64
+order_assign_position(void)
+{
+	int64		position;
+
+	order_check_can_publish();
+	order_ensure_database();
+	if (xact_first_position != 0)
+		return (int64) pg_atomic_add_fetch_u64(&order->counter, 1);
+
+	if (!exit_hook_installed)
+	{
+		on_shmem_exit(order_on_exit, (Datum) 0);
+		exit_hook_installed = true;
+	}
+	LWLockAcquire(order->lock, LW_EXCLUSIVE);
+	position = (int64) pg_atomic_add_fetch_u64(&order->counter, 1);
+	pg_atomic_write_u64(my_slot(), (uint64) position);
+	LWLockRelease(order->lock);
+	xact_first_position = position;
+	return position;
+}
+
+/*
+ * One below the lowest position of any open publishing transaction, or the
+ * counter.  Callers take their snapshot after this returns.
+ */
+int64
+order_safe_position(void)
+{
+	uint64		safe;
+
+	aegis_require_preload();
+	order_ensure_database();
+	LWLockAcquire(order->lock, LW_SHARED);
+	safe = pg_atomic_read_u64(&order->counter);
+	for (int i = 0; i < order->nslots; i++)
+	{
+		uint64		first = pg_atomic_read_u64(&order->slots[i]);
+
+		if (first != 0 && first - 1 < safe)
+			safe = first - 1;
+	}
+	LWLockRelease(order->lock);
+	pg_memory_barrier();
+	return (int64) safe;
+}
+
+/* The last position handed out (the notifier's payload). */
+int64
+order_last_position(void)
+{
+	return (int64) pg_atomic_read_u64(&order->counter);
+}
+
+/*
+ * A reader must take a fresh snapshot after computing the safe position;
+ * REPEATABLE READ and SERIALIZABLE reuse the transaction's first snapshot.
+ */
+void
+order_check_reader_isolation(void)
+{
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("aegis readers must run at READ COMMITTED isolation"),
+				 errdetail("At %s the snapshot predates the safe position, so a late commit could be skipped.",
+						   IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+				 errhint("Read events in a READ COMMITTED transaction.")));
+}

@@ -1,0 +1,187 @@
+/*-------------------------------------------------------------------------
+ * read.c
+ *	  The readers: aegis.safe_position, read_all, read_stream,
+ *	  read_topic_events and stream_position.  Each computes the safe position
+ *	  first and only then runs its query (whose fresh READ COMMITTED snapshot
+ *	  therefore sees every commit the position covers), and never returns an
+ *	  event above it.  Plans are prepared once and kept.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+
+#include "aegis.h"
+
+PG_FUNCTION_INFO_V1(aegis_safe_position);
+PG_FUNCTION_INFO_V1(aegis_read_all);
+PG_FUNCTION_INFO_V1(aegis_read_stream);
+PG_FUNCTION_INFO_V1(aegis_read_topic_events);
+PG_FUNCTION_INFO_V1(aegis_stream_position);
+
+#define READ_MAX_EVENTS 100000
+#define EVENT_COLUMNS "id, stream_kind, stream_id, event_type, payload, topic, key, headers, created_at"
+
+typedef enum ReadPlan
+{
+	PLAN_ALL,
+	PLAN_STREAM,
+	PLAN_TOPIC,
+	PLAN_POSITION,
+	PLAN_COUNT
+} ReadPlan;
+
+#define SQL_ALL "SELECT " EVENT_COLUMNS " FROM aegis.events " \
+	"WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3"
+#define SQL_STREAM "SELECT " EVENT_COLUMNS " FROM aegis.events " \
+	"WHERE stream_kind = $4 AND stream_id = $5 AND id > $1 AND id <= $2 ORDER BY id LIMIT $3"
+#define SQL_TOPIC "SELECT " EVENT_COLUMNS " FROM aegis.events " \
+	"WHERE topic IS NOT NULL AND id > $1 AND id <= $2 ORDER BY id LIMIT $3"
+#define SQL_POSITION "SELECT pg_catalog.max(id) FROM aegis.events " \
+	"WHERE stream_kind = $4 AND stream_id = $5 AND id > $1 AND id <= $2 AND $3 > 0"
+
+static const char *const plan_sql[PLAN_COUNT] = {SQL_ALL, SQL_STREAM, SQL_TOPIC, SQL_POSITION};
+
+static SPIPlanPtr plans[PLAN_COUNT];
+
+static SPIPlanPtr
+read_plan(ReadPlan which)
+{
+	Oid			types[5] = {INT8OID, INT8OID, INT4OID, TEXTOID, TEXTOID};
+
+	if (plans[which] == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(plan_sql[which], 5, types);
+
+		if (plan == NULL)
+			elog(ERROR, "could not prepare aegis reader: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		plans[which] = plan;
+	}
+	return plans[which];
+}
+
+static void
+check_read_args(int64 after, int32 max_events)
+{
+	if (after < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("after must be >= 0, got " INT64_FORMAT, after),
+				 errhint("Pass 0 to read from the beginning, or the id of the last event read.")));
+	if (max_events < 1 || max_events > READ_MAX_EVENTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("max_events must be between 1 and %d, got %d", READ_MAX_EVENTS, max_events),
+				 errhint("Read in batches and pass the last id as after.")));
+}
+
+static void
+check_stream_kind(text *kind)
+{
+	char	   *k = text_to_cstring(kind);
+
+	if (strcmp(k, "workspace") != 0 && strcmp(k, "conversation") != 0 &&
+		strcmp(k, "topic") != 0 && strcmp(k, "run") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stream_kind must be one of workspace, conversation, topic, run, got \"%s\"", k),
+				 errhint("A stream is a kind and an id, e.g. ('workspace', 'chk-1').")));
+}
+
+/*
+ * Runs one reader plan after computing the safe position.  Materialized
+ * results go to the SRF's tuplestore when fcinfo is set up for one.
+ */
+static int64
+read_run(FunctionCallInfo fcinfo, ReadPlan which, int64 after, int32 max_events,
+		 text *kind, text *stream_id, bool materialize)
+{
+	Datum		args[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int64		safe;
+	int64		result = 0;
+	int			rc;
+
+	order_check_reader_isolation();
+	check_read_args(after, max_events);
+	if (materialize)
+		InitMaterializedSRF(fcinfo, 0);
+	safe = order_safe_position();	/* before the query's snapshot */
+
+	args[0] = Int64GetDatum(after);
+	args[1] = Int64GetDatum(safe);
+	args[2] = Int32GetDatum(max_events);
+	args[3] = kind ? PointerGetDatum(kind) : (Datum) 0;
+	args[4] = stream_id ? PointerGetDatum(stream_id) : (Datum) 0;
+	if (!kind)
+		nulls[3] = nulls[4] = 'n';
+
+	SPI_connect();
+	rc = SPI_execute_plan(read_plan(which), args, nulls, false, materialize ? 0 : 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "aegis reader failed: %s", SPI_result_code_string(rc));
+	if (materialize)
+	{
+		ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+		for (uint64 i = 0; i < SPI_processed; i++)
+			tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
+	}
+	else if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		result = isnull ? 0 : DatumGetInt64(d);
+	}
+	SPI_finish();
+	return result;
+}
+
+/* aegis.safe_position(): every event at or below it is final */
+Datum
+aegis_safe_position(PG_FUNCTION_ARGS)
+{
+	order_check_reader_isolation();
+	PG_RETURN_INT64(order_safe_position());
+}
+
+/* aegis.read_all(after, max_events) */
+Datum
+aegis_read_all(PG_FUNCTION_ARGS)
+{
+	read_run(fcinfo, PLAN_ALL, PG_GETARG_INT64(0), PG_GETARG_INT32(1), NULL, NULL, true);
+	return (Datum) 0;
+}
+
+/* aegis.read_stream(stream_kind, stream_id, after, max_events) */
+Datum
+aegis_read_stream(PG_FUNCTION_ARGS)
+{
+	check_stream_kind(PG_GETARG_TEXT_PP(0));
+	read_run(fcinfo, PLAN_STREAM, PG_GETARG_INT64(2), PG_GETARG_INT32(3),
+			 PG_GETARG_TEXT_PP(0), PG_GETARG_TEXT_PP(1), true);
+	return (Datum) 0;
+}
+
+/* aegis.read_topic_events(after, max_events): the Kafka drain's reader */
+Datum
+aegis_read_topic_events(PG_FUNCTION_ARGS)
+{
+	read_run(fcinfo, PLAN_TOPIC, PG_GETARG_INT64(0), PG_GETARG_INT32(1), NULL, NULL, true);
+	return (Datum) 0;
+}
+
+/* aegis.stream_position(stream_kind, stream_id): the stream's latest safe id, 0 if none */
+Datum
+aegis_stream_position(PG_FUNCTION_ARGS)
+{
+	check_stream_kind(PG_GETARG_TEXT_PP(0));
+	PG_RETURN_INT64(read_run(fcinfo, PLAN_POSITION, 0, 1, PG_GETARG_TEXT_PP(0),
+							 PG_GETARG_TEXT_PP(1), false));
+}
