@@ -267,126 +267,120 @@ END;
 $$;
 
 /*
- * aegis.consume_batch: one Kafka -> PostgreSQL batch in the caller's one
- * transaction.  messages is a JSON array in consumption order; an element is
- * {"m": meta, "v": value text} for a message to hand to the handler, or
- * {"m": meta, "v" or "b": value text or base64, "e": error} for one the
- * bridge could not decode.  meta is {"topic", "partition", "offset", "key",
- * "headers", "timestamp"}, as the handler receives it.
+ * aegis.consume_batch: one Kafka -> PostgreSQL batch, applied in the
+ * caller's one transaction (aegis-bridge calls it as a single statement).
  *
- * Per partition the offset row is locked (in topic, partition order, so two
- * bridges never deadlock) and messages below the stored next_offset are
- * skipped: a zombie, or the old owner of a partition after a rebalance,
- * cannot apply a message twice.  The handler runs once per remaining message,
- * all in one statement; when that statement fails, every message runs again
- * in its own subtransaction and each one that fails goes to
- * aegis.dead_letters.  Transient errors (class 40: serialization failure,
- * deadlock; class 53: insufficient resources) are re-raised: the whole batch
- * fails and the bridge retries it.  Last, next_offset moves past the batch.
- * Returns {"handled": n, "dead": n, "skipped": n}.
+ *   positions  [{"topic", "partition", "first", "last"}]: the offsets the
+ *              batch covers, one element per partition
+ *   messages   [{"m": meta, "v": value}] in consumption order, the value
+ *              embedded as JSON; or, in text mode, [{"m": meta, "t": text}]
+ *              with the value as JSON text
+ *   dead       [{"m": meta, "t": text or "b": base64, "e": error}]: messages
+ *              the bridge could not decode (not JSON, not UTF-8, no value)
+ *
+ * meta is {"topic", "partition", "offset", "key", "headers", "timestamp"},
+ * as the handler receives it.  Per partition the offset row is locked (in
+ * topic, partition order, so two bridges never deadlock) and messages below
+ * the stored next_offset are skipped: a zombie, or the old owner of a
+ * partition after a rebalance, cannot apply a message twice.  The handler
+ * runs once per message, the whole batch in one statement.  When that fails
+ * in embedded mode nothing is applied and the result is {"retry": "text"}:
+ * the bridge sends the batch again in text mode, where each message that
+ * fails (its value not valid jsonb, or the handler raising) goes to
+ * aegis.dead_letters with its exact bytes, in its own subtransaction, and the
+ * others are applied.  Transient errors (class 40: serialization failure,
+ * deadlock; class 53: insufficient resources) are re-raised: the batch fails
+ * as a whole and the bridge retries it.  Last, next_offset moves past the
+ * batch.  Returns {"handled": n, "dead": n, "skipped": n}.
  *
  * Not SECURITY DEFINER and no SET search_path: the handler runs with the
  * caller's rights and search_path; everything here is schema-qualified.
  */
-CREATE FUNCTION aegis.consume_batch(group_id text, handler regprocedure, messages jsonb)
+CREATE FUNCTION aegis.consume_batch(group_id text, handler regprocedure,
+                                    positions jsonb, messages jsonb,
+                                    dead jsonb DEFAULT '[]')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
 AS $$
 DECLARE
     fn          pg_catalog.text;
     stored      pg_catalog.jsonb;
-    todo        pg_catalog.jsonb;
+    filter      pg_catalog.bool;
+    todo        pg_catalog.jsonb := messages;
+    bad         pg_catalog.jsonb := dead;
+    text_mode   pg_catalog.bool;
     n_total     pg_catalog.int4;
     n_todo      pg_catalog.int4;
-    n_bad       pg_catalog.int4;
-    n_dead      pg_catalog.int4 := 0;
+    n_pre       pg_catalog.int4;
+    n_fail      pg_catalog.int4 := 0;
     e           pg_catalog.jsonb;
     err_state   pg_catalog.text;
     err_msg     pg_catalog.text;
     err_detail  pg_catalog.text;
 BEGIN
-    IF pg_catalog.jsonb_typeof(messages) IS DISTINCT FROM 'array' THEN
-        RAISE EXCEPTION 'consumer messages must be a JSON array, got %',
-                        pg_catalog.jsonb_typeof(messages)
+    IF pg_catalog.jsonb_typeof(positions) IS DISTINCT FROM 'array'
+       OR pg_catalog.jsonb_typeof(messages) IS DISTINCT FROM 'array'
+       OR pg_catalog.jsonb_typeof(dead) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'consume_batch: positions, messages and dead must be JSON arrays'
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'pass [{"m": meta, "v": value text}, ...] in consumption order';
+                  HINT = 'see the comment on aegis.consume_batch for their elements';
     END IF;
     fn := aegis.consumer_handler_name(handler);
+    n_total := pg_catalog.jsonb_array_length(messages) + pg_catalog.jsonb_array_length(dead);
 
     /* The batch's offset rows: created when new, then locked in order. */
     INSERT INTO aegis.consumer_offsets AS o (group_id, topic, partition, next_offset)
-    SELECT DISTINCT consume_batch.group_id, x.e->'m'->>'topic',
-           (x.e->'m'->>'partition')::pg_catalog.int4, 0
-      FROM pg_catalog.jsonb_array_elements(messages) AS x(e)
+    SELECT consume_batch.group_id, p.p->>'topic', (p.p->>'partition')::pg_catalog.int4, 0
+      FROM pg_catalog.jsonb_array_elements(positions) AS p(p)
      ORDER BY 2, 3
     ON CONFLICT ON CONSTRAINT consumer_offsets_pkey DO NOTHING;
 
-    SELECT pg_catalog.jsonb_object_agg(l.topic || '/' || l.partition, l.next_offset)
-      INTO stored
-      FROM (SELECT o.topic, o.partition, o.next_offset
+    SELECT pg_catalog.jsonb_object_agg(l.topic || '/' || l.partition, l.next_offset),
+           pg_catalog.bool_or(l.next_offset > l.first)
+      INTO stored, filter
+      FROM (SELECT o.topic, o.partition, o.next_offset, (p.p->>'first')::pg_catalog.int8 AS first
               FROM aegis.consumer_offsets o
+              JOIN pg_catalog.jsonb_array_elements(positions) AS p(p)
+                ON o.topic = p.p->>'topic'
+               AND o.partition = (p.p->>'partition')::pg_catalog.int4
              WHERE o.group_id = consume_batch.group_id
-               AND (o.topic, o.partition) IN (
-                    SELECT x.e->'m'->>'topic', (x.e->'m'->>'partition')::pg_catalog.int4
-                      FROM pg_catalog.jsonb_array_elements(messages) AS x(e))
              ORDER BY o.topic, o.partition
                FOR UPDATE OF o) l;
 
-    /* Messages at or past the stored offset are new; the others are skipped. */
-    n_total := pg_catalog.jsonb_array_length(messages);
-    SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE x.e ? 'e')
-      INTO n_todo, n_bad
-      FROM pg_catalog.jsonb_array_elements(messages) AS x(e)
-     WHERE (x.e->'m'->>'offset')::pg_catalog.int8
-           >= (stored->>(x.e->'m'->>'topic' || '/' || (x.e->'m'->>'partition')))::pg_catalog.int8;
-
-    IF n_bad > 0 THEN
-        /* Messages the bridge could not decode: dead letters, no handler call. */
-        INSERT INTO aegis.dead_letters
-               (group_id, topic, partition, "offset", key, value, headers, error)
-        SELECT consume_batch.group_id, x.e->'m'->>'topic',
-               (x.e->'m'->>'partition')::pg_catalog.int4,
-               (x.e->'m'->>'offset')::pg_catalog.int8,
-               aegis.consumer_bytes(x.e->'m'->'key'),
-               CASE WHEN x.e ? 'b' THEN pg_catalog.decode(x.e->>'b', 'base64')
-                    ELSE pg_catalog.convert_to(x.e->>'v', 'UTF8') END,
-               x.e->'m'->'headers', x.e->>'e'
-          FROM pg_catalog.jsonb_array_elements(messages) AS x(e)
-         WHERE x.e ? 'e'
-           AND (x.e->'m'->>'offset')::pg_catalog.int8
-               >= (stored->>(x.e->'m'->>'topic' || '/' || (x.e->'m'->>'partition')))::pg_catalog.int8
-        ON CONFLICT DO NOTHING;
-        n_dead := n_bad;
-    END IF;
-
-    IF n_todo = n_total AND n_bad = 0 THEN
-        todo := messages;
-    ELSE
-        SELECT COALESCE(pg_catalog.jsonb_agg(x.e ORDER BY x.n), '[]')
-          INTO todo
+    IF filter THEN
+        /* Some messages were applied already (offset below the stored one). */
+        SELECT COALESCE(pg_catalog.jsonb_agg(x.e ORDER BY x.n), '[]') INTO todo
           FROM pg_catalog.jsonb_array_elements(messages) WITH ORDINALITY AS x(e, n)
-         WHERE NOT x.e ? 'e'
-           AND (x.e->'m'->>'offset')::pg_catalog.int8
+         WHERE (x.e->'m'->>'offset')::pg_catalog.int8
+               >= (stored->>(x.e->'m'->>'topic' || '/' || (x.e->'m'->>'partition')))::pg_catalog.int8;
+        SELECT COALESCE(pg_catalog.jsonb_agg(x.e ORDER BY x.n), '[]') INTO bad
+          FROM pg_catalog.jsonb_array_elements(dead) WITH ORDINALITY AS x(e, n)
+         WHERE (x.e->'m'->>'offset')::pg_catalog.int8
                >= (stored->>(x.e->'m'->>'topic' || '/' || (x.e->'m'->>'partition')))::pg_catalog.int8;
     END IF;
-    n_todo := n_todo - n_bad;
+    n_todo := pg_catalog.jsonb_array_length(todo);
+    n_pre := pg_catalog.jsonb_array_length(bad);
+    text_mode := n_todo > 0 AND (todo->0) ? 't';
 
     IF n_todo > 0 THEN
         BEGIN
             /* The handler once per message: the whole batch in one statement ... */
             EXECUTE pg_catalog.format(
-                'SELECT %s((x.e->>''v'')::pg_catalog.jsonb, x.e->''m'') '
+                'SELECT %s(COALESCE(x.e->''v'', (x.e->>''t'')::pg_catalog.jsonb), x.e->''m'') '
                 'FROM pg_catalog.jsonb_array_elements($1) AS x(e)', fn)
             USING todo;
         EXCEPTION
             WHEN transaction_rollback OR insufficient_resources THEN
                 RAISE;
             WHEN OTHERS THEN
+                IF NOT text_mode THEN
+                    RETURN '{"retry": "text"}'::pg_catalog.jsonb;
+                END IF;
                 /* ... and when that fails, each message in its own subtransaction. */
                 FOR e IN SELECT x.e FROM pg_catalog.jsonb_array_elements(todo) AS x(e) LOOP
                     BEGIN
                         EXECUTE pg_catalog.format('SELECT %s($1, $2)', fn)
-                        USING (e->>'v')::pg_catalog.jsonb, e->'m';
+                        USING (e->>'t')::pg_catalog.jsonb, e->'m';
                     EXCEPTION
                         WHEN transaction_rollback OR insufficient_resources THEN
                             RAISE;
@@ -394,42 +388,45 @@ BEGIN
                             GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE,
                                                     err_msg = MESSAGE_TEXT,
                                                     err_detail = PG_EXCEPTION_DETAIL;
-                            INSERT INTO aegis.dead_letters
-                                   (group_id, topic, partition, "offset", key, value,
-                                    headers, error)
-                            VALUES (consume_batch.group_id, e->'m'->>'topic',
-                                    (e->'m'->>'partition')::pg_catalog.int4,
-                                    (e->'m'->>'offset')::pg_catalog.int8,
-                                    aegis.consumer_bytes(e->'m'->'key'),
-                                    pg_catalog.convert_to(e->>'v', 'UTF8'),
-                                    e->'m'->'headers',
-                                    pg_catalog.format('handler %s failed: %s %s%s', fn,
-                                        err_state, err_msg,
-                                        COALESCE(' (' || NULLIF(err_detail, '') || ')', '')))
-                            ON CONFLICT DO NOTHING;
-                            n_dead := n_dead + 1;
+                            bad := bad || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+                                'm', e->'m', 't', e->'t',
+                                'e', pg_catalog.format('handler %s failed: %s %s%s', fn,
+                                         err_state, err_msg,
+                                         COALESCE(' (' || NULLIF(err_detail, '') || ')', ''))));
+                            n_fail := n_fail + 1;
                     END;
                 END LOOP;
         END;
     END IF;
 
+    IF n_pre + n_fail > 0 THEN
+        INSERT INTO aegis.dead_letters
+               (group_id, topic, partition, "offset", key, value, headers, error)
+        SELECT consume_batch.group_id, x.e->'m'->>'topic',
+               (x.e->'m'->>'partition')::pg_catalog.int4,
+               (x.e->'m'->>'offset')::pg_catalog.int8,
+               aegis.consumer_bytes(x.e->'m'->'key'),
+               CASE WHEN x.e ? 'b' THEN pg_catalog.decode(x.e->>'b', 'base64')
+                    ELSE pg_catalog.convert_to(x.e->>'t', 'UTF8') END,
+               x.e->'m'->'headers', COALESCE(x.e->>'e', 'unknown error')
+          FROM pg_catalog.jsonb_array_elements(bad) AS x(e)
+        ON CONFLICT DO NOTHING;
+    END IF;
+
     /* The offsets move past the batch, in the same transaction. */
     UPDATE aegis.consumer_offsets o
-       SET next_offset = GREATEST(o.next_offset, b.last + 1),
+       SET next_offset = GREATEST(o.next_offset, (p.p->>'last')::pg_catalog.int8 + 1),
            updated_at = pg_catalog.now()
-      FROM (SELECT x.e->'m'->>'topic' AS topic,
-                   (x.e->'m'->>'partition')::pg_catalog.int4 AS partition,
-                   pg_catalog.max((x.e->'m'->>'offset')::pg_catalog.int8) AS last
-              FROM pg_catalog.jsonb_array_elements(messages) AS x(e)
-             GROUP BY 1, 2) b
+      FROM pg_catalog.jsonb_array_elements(positions) AS p(p)
      WHERE o.group_id = consume_batch.group_id
-       AND o.topic = b.topic AND o.partition = b.partition;
+       AND o.topic = p.p->>'topic'
+       AND o.partition = (p.p->>'partition')::pg_catalog.int4;
 
-    RETURN pg_catalog.jsonb_build_object('handled', n_todo + n_bad - n_dead,
-                                         'dead', n_dead,
-                                         'skipped', n_total - n_todo - n_bad);
+    RETURN pg_catalog.jsonb_build_object('handled', n_todo - n_fail,
+                                         'dead', n_pre + n_fail,
+                                         'skipped', n_total - n_todo - n_pre);
 END;
 $$;
 
 REVOKE ALL ON FUNCTION aegis.consumer_bytes(jsonb), aegis.consumer_handler_name(regprocedure),
-    aegis.consumer_check_handler(text), aegis.consume_batch(text, regprocedure, jsonb) FROM PUBLIC;
+    aegis.consumer_check_handler(text), aegis.consume_batch(text, regprocedure, jsonb, jsonb, jsonb) FROM PUBLIC;
