@@ -45,6 +45,8 @@ struct kafka {
     struct kafka_errlog errlog[KAFKA_ERRLOG_SLOTS];
 };
 
+static void kafka_dispatch(struct kafka *k, rd_kafka_event_t *ev);
+
 /* Defaults applied before the user's -X pairs (which may change them,
  * except the ones kafka_prop_refused rejects). */
 static const struct config_kv kafka_defaults[] = {
@@ -198,17 +200,45 @@ err:
     return NULL;
 }
 
+/* Serves the queue (dispatching when dispatch is set) until nothing is in
+ * flight or timeout_ms passed.  rd_kafka_flush cannot do it: with delivery
+ * reports as events it waits for them to be served by another thread. */
+static void kafka_drain_queue(struct kafka *k, int timeout_ms, int dispatch)
+{
+    struct timespec ts;
+    int64_t now_ms, deadline;
+    rd_kafka_event_t *ev;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    deadline = now_ms + timeout_ms;
+    for (;;) {
+        while ((ev = rd_kafka_queue_poll(k->q, 0)) != NULL) {
+            if (dispatch)
+                kafka_dispatch(k, ev);
+            rd_kafka_event_destroy(ev);
+        }
+        if (rd_kafka_outq_len(k->rk) == 0 || now_ms >= deadline)
+            return;
+        ev = rd_kafka_queue_poll(k->q, (int)(deadline - now_ms < 100 ? deadline - now_ms : 100));
+        if (ev != NULL) {
+            if (dispatch)
+                kafka_dispatch(k, ev);
+            rd_kafka_event_destroy(ev);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    }
+}
+
 void kafka_free(struct kafka *k, int wait_ms)
 {
-    rd_kafka_event_t *ev;
     if (k == NULL)
         return;
     rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
                               RD_KAFKA_PURGE_F_NON_BLOCKING);
-    rd_kafka_flush(k->rk, wait_ms > 0 ? wait_ms : 0);
     rd_kafka_queue_io_event_enable(k->q, -1, NULL, 0);
-    while ((ev = rd_kafka_queue_poll(k->q, 0)) != NULL)
-        rd_kafka_event_destroy(ev); /* purged reports: nobody waits for them */
+    kafka_drain_queue(k, wait_ms > 0 ? wait_ms : 0, 0); /* purged reports: nobody waits */
     rd_kafka_queue_destroy(k->q);
     rd_kafka_destroy(k->rk);
     close(k->pipe_rd);
@@ -478,7 +508,9 @@ int kafka_create_topic(struct kafka *k, const char *topic, int partitions, int r
 
 int kafka_flush(struct kafka *k, int timeout_ms)
 {
-    rd_kafka_flush(k->rk, timeout_ms);
-    kafka_serve(k);
+    char buf[256];
+    while (read(k->pipe_rd, buf, sizeof(buf)) > 0)
+        ;
+    kafka_drain_queue(k, timeout_ms, 1);
     return rd_kafka_outq_len(k->rk) == 0 ? 0 : -1;
 }

@@ -1,0 +1,34 @@
+/*
+ * ackwin.h: the drain's window of events handed to Kafka and not yet
+ * acknowledged, in store order.  Each produced event takes a sequence
+ * number (the message opaque); acknowledgements arrive in any order; the
+ * window's "acked" position is the last event id of the acknowledged
+ * prefix, the only position the durable cursor may move to.
+ */
+#ifndef AEGIS_ACKWIN_H
+#define AEGIS_ACKWIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ackwin {
+    int64_t *ids;
+    unsigned char *acked_flags;
+    size_t cap;
+    uint64_t head;     /* sequence number of the oldest unacknowledged entry */
+    uint64_t tail;     /* sequence number the next push takes */
+    int64_t acked;     /* every event id <= acked that was pushed is acknowledged */
+};
+
+int ackwin_init(struct ackwin *w, size_t cap, int64_t acked);    /* 0 or -1 */
+void ackwin_free(struct ackwin *w);
+void ackwin_reset(struct ackwin *w, int64_t acked);              /* forget what is in flight */
+size_t ackwin_count(const struct ackwin *w);
+int ackwin_full(const struct ackwin *w);
+/* Records event id (ids must increase); returns its sequence number. Not when full. */
+uint64_t ackwin_push(struct ackwin *w, int64_t id);
+/* Marks seq acknowledged and moves the acked position over the prefix.
+ * Returns 1 when the acked position moved, 0 when not, -1 for an unknown seq. */
+int ackwin_ack(struct ackwin *w, uint64_t seq);
+
+#endif
