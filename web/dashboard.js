@@ -42,14 +42,14 @@
   }
 
   function formatBytes(n) {
-    if (n === undefined || n === null) return "";
+    if (n == null) return "";
     if (n < 1024) return n + " B";
     if (n < 1048576) return (n / 1024).toFixed(1) + " KiB";
     return (n / 1048576).toFixed(1) + " MiB";
   }
 
   function formatMs(ms) {
-    if (ms === undefined || ms === null) return "\u2013";
+    if (ms == null) return "\u2013";
     var s = Math.round(ms / 1000);
     return s < 60 ? s + " s" : Math.floor(s / 60) + " min " + (s % 60) + " s";
   }
@@ -95,7 +95,7 @@
       ev.columns.forEach(function (c) {
         var v = row[c];
         tr.appendChild(make("td", typeof v === "number" ? "num" : null,
-          v === undefined || v === null ? "" : (typeof v === "number" ? v.toLocaleString("en-US") : v)));
+          v == null ? "" : (typeof v === "number" ? v.toLocaleString("en-US") : v)));
       });
     });
     box.appendChild(make("div", "muted table-count",
@@ -157,8 +157,8 @@
     card.hidden = false;
     card.dataset.complete = "true";
     $("sum-items").textContent = ev.completed_items + " / " + ev.total_items;
-    $("sum-passed").textContent = ev.passed_checks === undefined ? "\u2013" : ev.passed_checks;
-    $("sum-failed").textContent = ev.failed_checks === undefined ? "\u2013" : ev.failed_checks;
+    $("sum-passed").textContent = ev.passed_checks == null ? "\u2013" : ev.passed_checks;
+    $("sum-failed").textContent = ev.failed_checks == null ? "\u2013" : ev.failed_checks;
     $("sum-duration").textContent = formatMs(ev.duration_ms);
     $("sum-text").textContent = ev.summary || "";
   }
@@ -209,8 +209,8 @@
     out.textContent = "";
     out.appendChild(make("strong", null, "Done: " + d.status));
     var facts = ["execution " + d.execution_id];
-    if (d.tokens_used !== undefined && d.tokens_used !== null) facts.push(d.tokens_used.toLocaleString("en-US") + " tokens");
-    if (d.cost_usd !== undefined && d.cost_usd !== null) facts.push("$" + Number(d.cost_usd).toFixed(3));
+    if (d.tokens_used != null) facts.push(d.tokens_used.toLocaleString("en-US") + " tokens");
+    if (d.cost_usd != null) facts.push("$" + Number(d.cost_usd).toFixed(3));
     out.appendChild(make("div", null, facts.join(" \u00B7 ")));
     if (d.skills_injected && d.skills_injected.length)
       out.appendChild(make("div", "skills", "skills: " + d.skills_injected.join(", ")));

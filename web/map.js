@@ -8,7 +8,8 @@
   "use strict";
 
   var SVG = "http://www.w3.org/2000/svg";
-  var W = 400, H = 300, PAD = 28;
+  var W = 400, H = 300;
+  var PAD_LEFT = 20, PAD_RIGHT = 90, PAD_Y = 26;   /* room on the right for labels */
   var features = [];   /* every feature seen, later ones replace same-named ones */
   var distances = [];
 
@@ -40,8 +41,8 @@
     var k = Math.cos(((minLat + maxLat) / 2) * Math.PI / 180);
     var spanX = Math.max((maxLon - minLon) * k, 1e-6);
     var spanY = Math.max(maxLat - minLat, 1e-6);
-    var scale = Math.min((W - 2 * PAD) / spanX, (H - 2 * PAD) / spanY);
-    var offX = (W - spanX * scale) / 2, offY = (H - spanY * scale) / 2;
+    var scale = Math.min((W - PAD_LEFT - PAD_RIGHT) / spanX, (H - 2 * PAD_Y) / spanY);
+    var offX = PAD_LEFT + (W - PAD_LEFT - PAD_RIGHT - spanX * scale) / 2, offY = (H - spanY * scale) / 2;
     return function (c) {
       return [offX + (c[0] - minLon) * k * scale, H - offY - (c[1] - minLat) * scale];
     };

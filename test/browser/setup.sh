@@ -1,0 +1,47 @@
+# test/browser/setup.sh: helpers for the suites that drive a real browser
+# (sourced after test/lib.sh, not run). Owns: installing playwright-core from
+# the committed package-lock.json (npm ci, no browser download), finding
+# Debian's chromium and the bridge binary, and running a node test whose
+# "ok - " / "not ok - " lines count in the suite's tally.
+
+BROWSER_DIR="$AEGIS_TOP/test/browser"
+
+# browser_setup: playwright-core installed, chromium present; 0 or 1 with a reason
+browser_setup() {
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        echo "node/npm missing (apt-get install nodejs npm)" >&2; return 1
+    fi
+    if [ ! -x /usr/bin/chromium ]; then
+        echo "/usr/bin/chromium missing (apt-get install chromium)" >&2; return 1
+    fi
+    if [ ! -f "$BROWSER_DIR/node_modules/playwright-core/package.json" ] \
+        || [ "$BROWSER_DIR/package-lock.json" -nt "$BROWSER_DIR/node_modules/.package-lock.json" ]; then
+        ( cd "$BROWSER_DIR" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error ) >&2 \
+            || { echo "npm ci failed in test/browser" >&2; return 1; }
+    fi
+}
+
+# bridge_bin: the bridge the browser tests run (AEGIS_BRIDGE_BIN overrides)
+bridge_bin() {
+    echo "${AEGIS_BRIDGE_BIN:-$AEGIS_TOP/bridge/aegis-bridge}"
+}
+
+# run_node_tap NAME SCRIPT [ARGS...]: runs node SCRIPT, echoes its lines and
+# counts its ok/not ok lines; a script that fails without a "not ok" line
+# counts as one failure named NAME
+run_node_tap() {
+    local name=$1 script=$2 line rc=0 before=$TESTS_FAILED
+    shift 2
+    while IFS= read -r line; do
+        echo "$line"
+        case $line in
+            "ok - "*)     TESTS_PASSED=$((TESTS_PASSED+1)) ;;
+            "not ok - "*) TESTS_FAILED=$((TESTS_FAILED+1)) ;;
+        esac
+    done < <(cd "$BROWSER_DIR" && node "$script" "$@" 2>&1; echo "# exit $?")
+    # the last line read is "# exit N"
+    rc=${line##*exit }
+    if [ "$rc" != 0 ] && [ "$TESTS_FAILED" = "$before" ]; then
+        not_ok "$name (node exited $rc)"
+    fi
+}

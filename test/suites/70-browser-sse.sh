@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# 70-browser-sse: issue 4's real-browser test. Debian's chromium (headless,
+# playwright-core) opens EventSource on a workspace and a conversation, the
+# seed's example events are published through SQL, the bridge is killed and
+# restarted mid-stream; the page must end with every event exactly once, in
+# order, and the conversation stream must end after done without reconnecting.
+# The node side is test/browser/sse-restart.test.js.
+set -uo pipefail
+source "$(dirname "$0")/../lib.sh"
+source "$AEGIS_TOP/test/browser/setup.sh"
+
+OUT="$AEGIS_TOP/test/out/70-browser-sse"
+rm -rf "$OUT"; mkdir -p "$OUT"
+
+cleanup() {
+    local pid
+    if [ -f "$OUT/bridge.pids" ]; then
+        while read -r pid; do kill_pid "$pid"; done <"$OUT/bridge.pids"
+    fi
+    pg_stop_all
+}
+trap cleanup EXIT
+
+BRIDGE=$(bridge_bin)
+if ! [ -x "$BRIDGE" ]; then
+    not_ok "aegis-bridge is built ($BRIDGE missing: make)"
+    finish; exit
+fi
+if ! browser_setup; then
+    not_ok "playwright-core and chromium are installed"
+    finish; exit
+fi
+
+pg_start browser-sse || { not_ok "PostgreSQL started"; finish; exit; }
+check "CREATE EXTENSION aegis_events" psql -X -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION aegis_events"
+
+AEGIS_BRIDGE_BIN=$BRIDGE AEGIS_PAGES_DIR="$AEGIS_TOP/test/browser/pages" AEGIS_OUT="$OUT" \
+AEGIS_BRIDGE_PORT=$(free_port) \
+    run_node_tap "browser SSE scenario" sse-restart.test.js
+
+diag "screenshot and events: $OUT"
+finish
