@@ -25,12 +25,12 @@ BEGIN
     IF cursor_name = '' OR length(cursor_name) > 200 THEN
         RAISE EXCEPTION 'cursor name must be 1 to 200 characters, got %', length(cursor_name)
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'name the reader, e.g. ''kafka-drain''';
+                  HINT = 'Name the reader, e.g. ''kafka-drain''.';
     END IF;
     IF new_position < 0 THEN
         RAISE EXCEPTION 'cursor position must be >= 0, got %', new_position
             USING ERRCODE = 'numeric_value_out_of_range',
-                  HINT = 'pass the id of the last event the reader finished';
+                  HINT = 'Pass the id of the last event the reader finished.';
     END IF;
     INSERT INTO aegis.cursors AS c (name, position, updated_at)
     VALUES (cursor_name, new_position, now())
@@ -98,7 +98,7 @@ BEGIN
     IF conversation_id IS NULL OR message IS NULL THEN
         RAISE EXCEPTION 'run request needs conversation_id and message'
             USING ERRCODE = 'not_null_violation',
-                  HINT = 'pass ?message=… on the conversation stream';
+                  HINT = 'Pass ?message=… on the conversation stream.';
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('aegis.run_request'), hashtext(conversation_id));
     SELECT r.event_id INTO open_run
