@@ -180,7 +180,7 @@ SELECT pg_temp.say('node_end tool_node', aegis.publish_node_end(:'conv2', 'tool_
     '{"role": "tool", "content": "production_history(county=Midland): 18,442 wells"}', ARRAY[]::text[]));
 SELECT * FROM pg_temp.pause(3.0);
 SELECT pg_temp.say('artifact_generated', aegis.publish_artifact_generated(:'checklist', 'art-plat-12h',
-    'Location plat - Permian Basin 12H.pdf', 'pdf', 6, 'artifacts/location-plat.pdf', 'application/pdf', 935));
+    'Location plat - Permian Basin 12H.pdf', 'pdf', 6, 'static/artifacts/location-plat.pdf', 'application/pdf', 935));
 SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(:'checklist', 6,
     'Location Plat', 'complete', 'Plat with lease lines, lateral and 4 offset wells', 'agent'));
 SELECT pg_temp.say('agent_status running', aegis.publish_agent_status(:'checklist', 'running',
@@ -189,7 +189,7 @@ SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(
     'Offset Operator Notice List', 'in_progress'));
 SELECT * FROM pg_temp.pause(2.1);
 SELECT pg_temp.say('artifact_generated', aegis.publish_artifact_generated(:'checklist', 'art-offsets-csv',
-    'Offset wells.csv', 'data_export', 7, 'artifacts/offset-wells.csv', 'text/csv', 203));
+    'Offset wells.csv', 'data_export', 7, 'static/artifacts/offset-wells.csv', 'text/csv', 203));
 SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(:'checklist', 7,
     'Offset Operator Notice List', 'complete', '3 offset operators to notify', 'agent'));
 SELECT pg_temp.say('error', aegis.publish_error(:'conv2', 'Budget exceeded: 150000 tokens'));
@@ -235,9 +235,9 @@ SELECT pg_temp.say('agent_status running', aegis.publish_agent_status(:'checklis
     'Assembling the filing packet', 11.0 / 12, 11, 'compliance-agent'));
 SELECT * FROM pg_temp.pause(3.0);
 SELECT pg_temp.say('artifact_generated', aegis.publish_artifact_generated(:'checklist', 'art-w1-draft',
-    'Form W-1 draft.pdf', 'pdf', 11, 'artifacts/form-w1-draft.pdf', 'application/pdf', 927));
+    'Form W-1 draft.pdf', 'pdf', 11, 'static/artifacts/form-w1-draft.pdf', 'application/pdf', 927));
 SELECT pg_temp.say('artifact_generated', aegis.publish_artifact_generated(:'checklist', 'art-packet-notes',
-    'Reviewer notes.txt', 'document', 11, 'artifacts/reviewer-notes.txt', 'text/plain', 400));
+    'Reviewer notes.txt', 'document', 11, 'static/artifacts/reviewer-notes.txt', 'text/plain', 400));
 SELECT pg_temp.say('checklist_item_update', aegis.publish_checklist_item_update(:'checklist', 11,
     'Filing Packet', 'complete', 'Plat, W-1 draft and offset table ready', 'agent'));
 

@@ -30,17 +30,16 @@ bridge_bin() {
 # counts its ok/not ok lines; a script that fails without a "not ok" line
 # counts as one failure named NAME
 run_node_tap() {
-    local name=$1 script=$2 line rc=0 before=$TESTS_FAILED
+    local name=$1 script=$2 line rc=none before=$TESTS_FAILED
     shift 2
     while IFS= read -r line; do
-        echo "$line"
         case $line in
             "ok - "*)     TESTS_PASSED=$((TESTS_PASSED+1)) ;;
             "not ok - "*) TESTS_FAILED=$((TESTS_FAILED+1)) ;;
+            "#node-exit "*) rc=${line#\#node-exit }; continue ;;
         esac
-    done < <(cd "$BROWSER_DIR" && node "$script" "$@" 2>&1; echo "# exit $?")
-    # the last line read is "# exit N"
-    rc=${line##*exit }
+        echo "$line"
+    done < <(cd "$BROWSER_DIR" && node "$script" "$@" 2>&1; echo "#node-exit $?")
     if [ "$rc" != 0 ] && [ "$TESTS_FAILED" = "$before" ]; then
         not_ok "$name (node exited $rc)"
     fi

@@ -7,6 +7,8 @@
  * killed (SIGKILL), and after it is restarted. The page must end with every
  * event exactly once, in store order, with the right names and payloads; the
  * conversation stream ends after `done` and EventSource does not reconnect.
+ * The dashboard (web/) watches the same streams in a second tab: it must show
+ * the connection state through the restart and render every event once.
  * Environment: AEGIS_BRIDGE_BIN, AEGIS_PAGES_DIR, AEGIS_OUT (a folder), PG*.
  */
 "use strict";
@@ -36,7 +38,7 @@ const SEED_WORKSPACE = [
 ];
 const DOWN_WORKSPACE = [
   { event_type: "artifact_generated", artifact_id: "art-1", name: "Location plat.pdf", artifact_type: "pdf",
-    item_index: 6, url: "artifacts/location-plat.pdf", mime_type: "application/pdf", size_bytes: 935 },
+    item_index: 6, url: "static/artifacts/location-plat.pdf", mime_type: "application/pdf", size_bytes: 935 },
   { event_type: "spatial_update", item_index: 2, geojson: { type: "FeatureCollection", features: [
     { type: "Feature", properties: { name: "Smith #3" }, geometry: { type: "Point", coordinates: [-102.08296, 31.90173] } }] },
     distances: [{ from: "Permian Basin 12H", to: "Smith #3", distance_ft: 890 }] }
@@ -135,6 +137,34 @@ function conversationShape(e) {
   return e.event === "node_end" ? { event: e.event, node: e.node, data: e.data } : { event: e.event, data: e.data };
 }
 
+/* ---- the dashboard in a second tab ---- */
+
+function waitBadge(page, kind, state) {
+  return T.waitFor("the dashboard's " + kind + " badge to say " + state, () =>
+    page.evaluate(([k, st]) => Array.prototype.some.call(document.querySelectorAll(".conn"),
+      (b) => b.dataset.stream.startsWith(k + " ") && b.dataset.state === st), [kind, state]), 20000);
+}
+
+async function checkDashboard(dash, nWorkspace, nConversation) {
+  await waitBadge(dash, "workspace", "live").then(() => T.ok("dashboard: workspace stream live again after the restart"),
+    (e) => T.notOk("dashboard: workspace stream live again after the restart", e.message));
+  await waitBadge(dash, "conversation", "ended").then(() => T.ok("dashboard: conversation stream shown as ended"),
+    (e) => T.notOk("dashboard: conversation stream shown as ended", e.message));
+  const log = await dash.evaluate(() => window.aegisStreams.log.map((e) => e.stream.split(" ")[0] + ":" + e.id));
+  const ws = log.filter((x) => x.startsWith("workspace:")), conv = log.filter((x) => x.startsWith("conversation:"));
+  T.check("dashboard: every event rendered exactly once across the restart",
+    ws.length === nWorkspace && conv.length === nConversation && new Set(log).size === log.length,
+    ws.length + " workspace, " + conv.length + " conversation, " + new Set(log).size + " distinct");
+  const shown = await dash.evaluate(() => ({
+    summary: document.getElementById("summary").dataset.complete === "true",
+    outcome: document.querySelector(".outcome").textContent,
+    checklist: document.querySelectorAll("#checklist li").length,
+    points: document.querySelectorAll("#map circle").length }));
+  T.check("dashboard: summary card, done outcome, checklist item and map point rendered",
+    shown.summary && shown.outcome.includes("exec-abc-123") && shown.checklist === 1 && shown.points === 1,
+    JSON.stringify(shown));
+}
+
 async function run() {
   const bridge = new T.Bridge(process.env.AEGIS_BRIDGE_BIN,
     ["--listen", "127.0.0.1:" + PORT, "--static-dir", process.env.AEGIS_PAGES_DIR, "--heartbeat-seconds", "1"],
@@ -144,10 +174,16 @@ async function run() {
   try {
     const page = await browser.newPage();
     page.on("pageerror", (e) => T.diag("page error: " + e.message));
-    await page.goto(BASE + "/sse-probe.html?workspace=" + WS + "&conversation=" + CONV);
+    await page.goto(BASE + "/static/sse-probe.html?workspace=" + WS + "&conversation=" + CONV);
     await T.waitFor("both EventSources open", () =>
       page.evaluate(() => window.probe.opens.workspace >= 1 && window.probe.opens.conversation >= 1), 20000);
     T.ok("page opened EventSource on /workspaces/" + WS + "/stream and /conversations/" + CONV + "/stream");
+    const dash = await browser.newPage();
+    dash.on("pageerror", (e) => T.diag("dashboard error: " + e.message));
+    await dash.goto(BASE + "/?checklist=" + WS + "&conversations=" + CONV);
+    await waitBadge(dash, "workspace", "live");
+    await waitBadge(dash, "conversation", "live");
+    T.ok("dashboard shows both streams live");
 
     publishPhase(SEED_WORKSPACE, SEED_CONVERSATION);
     await waitReceived(page, "workspace", SEED_WORKSPACE.length, "the seed's workspace examples");
@@ -158,6 +194,8 @@ async function run() {
     publishPhase(DOWN_WORKSPACE, DOWN_CONVERSATION);          /* published while the bridge is dead */
     await T.waitFor("the page to notice the dead bridge", () =>
       page.evaluate(() => window.probe.errors.workspace.length > 0 && window.probe.errors.conversation.length > 0), 20000);
+    await waitBadge(dash, "workspace", "reconnecting").then(() => T.ok("dashboard shows 'reconnecting' while the bridge is down"),
+      (e) => T.notOk("dashboard shows 'reconnecting' while the bridge is down", e.message));
     await bridge.start(BASE);
     await T.waitFor("EventSource to reconnect by itself", () =>
       page.evaluate(() => window.probe.opens.workspace >= 2 && window.probe.opens.conversation >= 2), 30000);
@@ -189,7 +227,9 @@ async function run() {
       conversationShape);
     T.check("seed examples arrive verbatim (incl. event_type)", util.isDeepStrictEqual(
       (await received(page, "workspace")).slice(0, 4).map((e) => e.data), SEED_WORKSPACE));
+    await checkDashboard(dash, wsWant.length, convWant.length);
     await page.screenshot({ path: path.join(OUT, "sse-probe.png"), fullPage: true });
+    await dash.screenshot({ path: path.join(OUT, "dashboard-after-restart.png"), fullPage: true });
     fs.writeFileSync(path.join(OUT, "events.json"), JSON.stringify(await page.evaluate(() => window.probe.events), null, 1));
   } finally {
     await browser.close();
