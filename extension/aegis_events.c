@@ -78,11 +78,13 @@ aegis_define_settings(void)
 							"It is started again by the next publishing commit.",
 							&aegis_notifier_idle_timeout,
 							10, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
-	DefineCustomIntVariable("aegis.max_databases",
-							"Databases of the cluster that may use aegis_events at once.",
-							NULL,
-							&aegis_max_databases,
-							16, 1, 1024, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	/* A PGC_POSTMASTER setting can only be defined while preloading. */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("aegis.max_databases",
+								"Databases of the cluster that may use aegis_events at once.",
+								NULL,
+								&aegis_max_databases,
+								16, 1, 1024, PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("aegis");
 }
 
