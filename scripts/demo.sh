@@ -12,19 +12,21 @@
 #     --pace X        scale the replay's pauses (DEMO_PACE, default 1: about 45 s)
 #     --start-delay S seconds between "dashboard ready" and the first event (default 3)
 #     --no-build      skip install-deps and make (DEMO_NO_BUILD=1)
+#     --linger S      with --once: keep serving S seconds after the replay (default 0);
+#                     SIGUSR1 to the pid in DEMO_RUN_DIR/demo.pid ends the wait early
 # DEMO_RUN_DIR overrides the state folder (default demo/.run in the checkout).
 set -euo pipefail
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 once=${DEMO_ONCE:-0} kafka=${KAFKA:-0} port=${DEMO_PORT:-8001} pace=${DEMO_PACE:-1}
-start_delay=${DEMO_START_DELAY:-3} no_build=${DEMO_NO_BUILD:-0}
+start_delay=${DEMO_START_DELAY:-3} no_build=${DEMO_NO_BUILD:-0} linger=0 linger_done=0
 run_dir=${DEMO_RUN_DIR:-$TOP/demo/.run}
 checklist=chk-demo conv1=conv-demo-1 conv2=conv-demo-2
 pg_data= bridge_pid= publisher_pid= kcat_pid= kafka_dir= stopping=0
 
 say()   { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
 die()   { echo "demo: error: $*" >&2; exit 2; }
-usage() { sed -n '8,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '8,17s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 parse_args() {
     while [ $# -gt 0 ]; do
@@ -35,6 +37,7 @@ parse_args() {
             --port)        port=${2-}; shift 2 || die "--port needs a value" ;;
             --pace)        pace=${2-}; shift 2 || die "--pace needs a value" ;;
             --start-delay) start_delay=${2-}; shift 2 || die "--start-delay needs a value" ;;
+            --linger)      linger=${2-}; shift 2 || die "--linger needs a value" ;;
             -h|--help)     usage; exit 0 ;;
             *)             usage >&2; die "unknown argument '$1'" ;;
         esac
@@ -43,6 +46,7 @@ parse_args() {
         || die "bad port '$port': a number from 1 to 65535"
     [[ $pace =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "bad pace '$pace': a number >= 0 (1 = real time, 0.1 = ten times faster)"
     [[ $start_delay =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "bad start delay '$start_delay': seconds >= 0"
+    [[ $linger =~ ^[0-9]{1,4}$ ]] || die "bad linger '$linger': whole seconds, 0 to 9999"
     [[ $once =~ ^[01]$ ]] || die "bad DEMO_ONCE '$once': 0 or 1"
     [[ $kafka =~ ^[01]$ ]] || die "bad KAFKA '$kafka': 0 or 1"
     return 0
@@ -219,13 +223,26 @@ print_urls() {
     echo
 }
 
+# --once --linger S: serve S more seconds, or until SIGUSR1
+linger_wait() {
+    local i
+    [ "$linger" -gt 0 ] || return 0
+    say "serving $linger s more (SIGUSR1 to $$ ends it)"
+    for i in $(seq 1 $((linger * 10))); do
+        [ "$linger_done" = 1 ] && return 0
+        sleep 0.1
+    done
+}
+
 main() {
     parse_args "$@"
     trap cleanup EXIT
+    trap 'linger_done=1' USR1
     trap 'exit 130' INT
     trap 'exit 143' TERM
     [ "$no_build" = 1 ] || build
     prepare_run_dir
+    echo $$ >"$run_dir/demo.pid"
     start_postgres
     [ "$kafka" = 1 ] && { start_kafka; }
     start_bridge
@@ -238,6 +255,7 @@ main() {
     say "replay finished: $(psql -X -At -c "SELECT count(*) FROM aegis.events") events in the store"
     if [ "$once" = 1 ]; then
         [ "$kafka" = 1 ] && sleep 5     # let the drain deliver, and kcat print
+        linger_wait
         return 0
     fi
     say "the dashboard stays up; Ctrl-C stops everything"
