@@ -186,6 +186,10 @@ struct kafka *kafka_new(const char *bootstrap, const struct config_kv *props, si
     k->q = rd_kafka_queue_get_main(k->rk);
     rd_kafka_set_log_queue(k->rk, NULL); /* logs to the main queue */
     rd_kafka_queue_io_event_enable(k->q, k->pipe_wr, "1", 1);
+    /* events queued before this point (configuration warnings) would never
+     * wake the pipe: the queue only signals going from empty to non-empty */
+    if (write(k->pipe_wr, "1", 1) < 0)
+        LOG(LOG_DEBUG, "kafka", "wakeup_write_failed errno=%d", errno);
     return k;
 err:
     if (*errmsg == NULL)
@@ -346,6 +350,8 @@ static void kafka_on_log_event(rd_kafka_event_t *ev)
     if (rd_kafka_event_log(ev, &fac, &str, &level) != 0)
         return;
     l = level <= 3 ? LOG_ERROR : level == 4 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG;
+    if (l == LOG_WARN && strcmp(fac, "CONFWARN") == 0 && strstr(str, "enable.gapless.guarantee"))
+        l = LOG_INFO; /* "experimental": our deliberate default, not news */
     LOG(l, "rdkafka", "%s msg=\"%s\"", fac, str);
 }
 
