@@ -1,0 +1,1038 @@
+/*
+ * consumer.c: owns the Kafka -> PostgreSQL consumers: one librdkafka group
+ * member and one PostgreSQL connection each, partitions assigned from the
+ * offsets in aegis.consumer_offsets, messages encoded a batch at a time and
+ * applied by aegis.consume_batch in one statement (handler effects, dead
+ * letters and offsets in one transaction), a failed batch retried as it was.
+ */
+#define _GNU_SOURCE
+#include "consumer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <libwebsockets.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bridge.h"
+#include "log.h"
+#include "loop.h"
+#include "pgconn.h"
+
+#define CONSUMER_BACKOFF_MIN_MS 200
+#define CONSUMER_BACKOFF_MAX_MS 10000
+
+/* ------------------------------------------------------------------ */
+/* batch encoding (pure: no I/O, unit-tested)                          */
+/* ------------------------------------------------------------------ */
+
+struct consumer_pos {
+    const char *topic;          /* borrowed from the message */
+    int32_t partition;
+    int64_t first, last;
+};
+
+int consumer_buf_add(struct consumer_buf *sb, const char *s, size_t n)
+{
+    size_t cap;
+    char *p;
+
+    if (sb->len + n + 1 > sb->cap) {
+        cap = sb->cap ? sb->cap : 256;
+        while (cap < sb->len + n + 1)
+            cap *= 2;
+        p = realloc(sb->p, cap);
+        if (!p)
+            return -1;
+        sb->p = p;
+        sb->cap = cap;
+    }
+    memcpy(sb->p + sb->len, s, n);
+    sb->len += n;
+    sb->p[sb->len] = '\0';
+    return 0;
+}
+
+static int consumer_buf_str(struct consumer_buf *sb, const char *s)
+{
+    return consumer_buf_add(sb, s, strlen(s));
+}
+
+void consumer_buf_free(struct consumer_buf *sb)
+{
+    free(sb->p);
+    memset(sb, 0, sizeof *sb);
+}
+
+static int consumer_buf_dump_cb(const char *s, size_t n, void *ud)
+{
+    return consumer_buf_add(ud, s, n);
+}
+
+/* appends json (compact); steals the reference */
+static int consumer_buf_json(struct consumer_buf *sb, json_t *j)
+{
+    int rc;
+
+    if (!j)
+        return -1;
+    rc = json_dump_callback(j, consumer_buf_dump_cb, sb,
+                            JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+    json_decref(j);
+    return rc;
+}
+
+static int consumer_is_text(const void *p, size_t n)
+{
+    json_t *s;
+
+    if (memchr(p, '\0', n))
+        return 0;
+    s = json_stringn(p, n);     /* NULL when not valid UTF-8 */
+    json_decref(s);
+    return s != NULL;
+}
+
+static json_t *consumer_base64(const void *p, size_t n)
+{
+    size_t cap = 4 * ((n + 2) / 3) + 1;
+    char *out;
+    json_t *j;
+
+    if (n > (size_t)INT32_MAX / 2)
+        return NULL;
+    out = malloc(cap);
+    if (!out)
+        return NULL;
+    if (lws_b64_encode_string(p, (int)n, out, (int)cap) < 0) {
+        free(out);
+        return NULL;
+    }
+    j = json_string(out);
+    free(out);
+    return j;
+}
+
+json_t *consumer_bytes_json(const void *p, size_t n)
+{
+    if (!p)
+        return json_null();
+    if (consumer_is_text(p, n))
+        return json_stringn(p, n);
+    return json_pack("{s:o*}", "base64", consumer_base64(p, n));
+}
+
+/* a header name as a JSON object key: itself, or "base64:..." when not text */
+static char *consumer_header_name(const char *raw)
+{
+    json_t *b;
+    char *name = NULL;
+
+    if (consumer_is_text(raw, strlen(raw)))
+        return strdup(raw);
+    b = consumer_base64(raw, strlen(raw));
+    if (b && asprintf(&name, "base64:%s", json_string_value(b)) < 0)
+        name = NULL;
+    json_decref(b);
+    return name;
+}
+
+/* {name: value}; a repeated name collects its values in an array */
+static json_t *consumer_headers_json(const struct consumer_msg *m)
+{
+    json_t *h, *v, *old, *arr;
+    size_t i;
+    char *name;
+
+    if (m->nheaders == 0)
+        return json_null();
+    h = json_object();
+    for (i = 0; h && i < m->nheaders; i++) {
+        v = consumer_bytes_json(m->header_values[i], m->header_sizes[i]);
+        if (!v)
+            goto err;
+        name = consumer_header_name(m->header_names[i]);
+        if (!name) {
+            json_decref(v);
+            goto err;
+        }
+        old = json_object_get(h, name);
+        if (!old) {
+            json_object_set_new(h, name, v);
+        } else if (json_is_array(old)) {
+            json_array_append_new(old, v);
+        } else {
+            arr = json_pack("[O]", old);
+            if (arr)
+                json_array_append_new(arr, v);
+            else
+                json_decref(v);
+            json_object_set_new(h, name, arr ? arr : json_null());
+        }
+        free(name);
+    }
+    return h;
+err:
+    json_decref(h);
+    return NULL;
+}
+
+static json_t *consumer_meta_json(const struct consumer_msg *m)
+{
+    return json_pack("{s:s, s:i, s:I, s:o*, s:o*, s:o}", "topic", m->topic, "partition",
+                     (int)m->partition, "offset", (json_int_t)m->offset, "key",
+                     consumer_bytes_json(m->key, m->key_len), "headers", consumer_headers_json(m),
+                     "timestamp",
+                     m->timestamp_ms >= 0 ? json_integer(m->timestamp_ms) : json_null());
+}
+
+static int consumer_batch_note_pos(struct consumer_batch *bt, const struct consumer_msg *m)
+{
+    struct consumer_pos *grown;
+    size_t i;
+
+    for (i = 0; i < bt->npos; i++) {
+        if (bt->pos[i].partition == m->partition && strcmp(bt->pos[i].topic, m->topic) == 0) {
+            if (m->offset < bt->pos[i].first)
+                bt->pos[i].first = m->offset;
+            if (m->offset > bt->pos[i].last)
+                bt->pos[i].last = m->offset;
+            return 0;
+        }
+    }
+    if (bt->npos == bt->pos_cap) {
+        grown = realloc(bt->pos, (bt->pos_cap ? bt->pos_cap * 2 : 8) * sizeof *grown);
+        if (!grown)
+            return -1;
+        bt->pos = grown;
+        bt->pos_cap = bt->pos_cap ? bt->pos_cap * 2 : 8;
+    }
+    bt->pos[bt->npos++] = (struct consumer_pos){ m->topic, m->partition, m->offset, m->offset };
+    return 0;
+}
+
+void consumer_batch_init(struct consumer_batch *bt, int text_mode)
+{
+    memset(bt, 0, sizeof *bt);
+    bt->text_mode = text_mode;
+}
+
+/* {"m": meta, "t"|"b": value, "e": why} into dead */
+static int consumer_batch_dead(struct consumer_batch *bt, const struct consumer_msg *m,
+                               const char *why)
+{
+    json_t *d;
+
+    d = json_pack("{s:o, s:s}", "m", consumer_meta_json(m), "e", why);
+    if (!d)
+        return -1;
+    if (m->value && consumer_is_text(m->value, m->value_len))
+        json_object_set_new(d, "t", json_stringn(m->value, m->value_len));
+    else if (m->value)
+        json_object_set_new(d, "b", consumer_base64(m->value, m->value_len));
+    if (consumer_buf_str(&bt->dead, bt->ndead ? "," : "[") < 0) {
+        json_decref(d);
+        return -1;
+    }
+    bt->ndead++;
+    return consumer_buf_json(&bt->dead, d);
+}
+
+/* Valid JSON is spliced in as received ("v"), or as a JSON string ("t"). */
+static int consumer_batch_good(struct consumer_batch *bt, const struct consumer_msg *m)
+{
+    if (consumer_buf_str(&bt->messages, bt->nmessages ? ",{\"m\":" : "[{\"m\":") < 0
+        || consumer_buf_json(&bt->messages, consumer_meta_json(m)) < 0)
+        return -1;
+    bt->nmessages++;
+    if (bt->text_mode)
+        return consumer_buf_str(&bt->messages, ",\"t\":") < 0
+                       || consumer_buf_json(&bt->messages, json_stringn(m->value, m->value_len)) < 0
+                       || consumer_buf_str(&bt->messages, "}") < 0
+                   ? -1
+                   : 0;
+    return consumer_buf_str(&bt->messages, ",\"v\":") < 0
+                   || consumer_buf_add(&bt->messages, m->value, m->value_len) < 0
+                   || consumer_buf_str(&bt->messages, "}") < 0
+               ? -1
+               : 0;
+}
+
+int consumer_batch_add(struct consumer_batch *bt, const struct consumer_msg *m)
+{
+    json_error_t jerr;
+    json_t *v;
+    char why[300];
+
+    if (consumer_batch_note_pos(bt, m) < 0)
+        return -1;
+    if (!m->value)
+        return consumer_batch_dead(bt, m, "message has no value (null)");
+    if (memchr(m->value, '\0', m->value_len))
+        return consumer_batch_dead(bt, m, "value is not JSON: it contains a NUL byte");
+    v = json_loadb(m->value, m->value_len, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &jerr);
+    if (!v) {
+        snprintf(why, sizeof why, "value is not JSON: %s at line %d column %d", jerr.text,
+                 jerr.line, jerr.column);
+        return consumer_batch_dead(bt, m, why);
+    }
+    json_decref(v);
+    return consumer_batch_good(bt, m);
+}
+
+int consumer_batch_finish(struct consumer_batch *bt)
+{
+    size_t i;
+    json_t *p;
+
+    if (consumer_buf_str(&bt->messages, bt->nmessages ? "]" : "[]") < 0
+        || consumer_buf_str(&bt->dead, bt->ndead ? "]" : "[]") < 0
+        || consumer_buf_str(&bt->positions, "[") < 0)
+        return -1;
+    for (i = 0; i < bt->npos; i++) {
+        p = json_pack("{s:s, s:i, s:I, s:I}", "topic", bt->pos[i].topic, "partition",
+                      (int)bt->pos[i].partition, "first", (json_int_t)bt->pos[i].first, "last",
+                      (json_int_t)bt->pos[i].last);
+        if ((i && consumer_buf_str(&bt->positions, ",") < 0)
+            || consumer_buf_json(&bt->positions, p) < 0)
+            return -1;
+    }
+    return consumer_buf_str(&bt->positions, "]");
+}
+
+void consumer_batch_free(struct consumer_batch *bt)
+{
+    consumer_buf_free(&bt->messages);
+    consumer_buf_free(&bt->dead);
+    consumer_buf_free(&bt->positions);
+    free(bt->pos);
+    memset(bt, 0, sizeof *bt);
+}
+
+/* ------------------------------------------------------------------ */
+/* one consumer: a group member, a PostgreSQL connection, one batch     */
+/* ------------------------------------------------------------------ */
+
+struct consumer {
+    struct bridge *b;
+    const struct config_consumer *cfg;
+    char *handler;                  /* resolved: schema.func(pg_catalog.jsonb,pg_catalog.jsonb) */
+    char *name;                     /* "consumer:<group>" for logs and pgconn */
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *queue;        /* the consumer queue, wakes us through pipefd */
+    int pipefd[2];
+    struct loop_watch *watch;
+    struct loop_timer *tick;        /* poll_timeout_ms safety poll; retry backoff */
+    struct pgconn *pg;
+    rd_kafka_message_t **msgs;      /* the batch: at most cfg->batch messages */
+    size_t nmsgs;
+    unsigned gen;                   /* bumps on every rebalance */
+    unsigned batch_gen;             /* gen the batch was polled in */
+    int inflight;                   /* the batch is at PostgreSQL */
+    int text_mode;                  /* send the batch with values as JSON text */
+    int64_t backoff_ms;
+    int64_t retry_after_us;         /* no send before this (after a failure) */
+    rd_kafka_topic_partition_list_t *pending;   /* assigned by the group, offsets unread */
+    unsigned pending_gen;
+    int pending_query;              /* the offsets query is queued */
+    rd_kafka_topic_partition_list_t *assigned;  /* what we assigned (with PG offsets) */
+    int stopping;
+    uint64_t handled, dead, skipped, batches;
+};
+
+struct consumer_set {
+    struct consumer **v;
+    size_t n;
+};
+
+static const char consumer_batch_sql[] =
+    "SELECT aegis.consume_batch($1, $2::regprocedure, $3::jsonb, $4::jsonb, $5::jsonb)";
+
+static const char consumer_offsets_sql[] =
+    "SELECT p.topic, p.partition, o.next_offset"
+    "  FROM jsonb_to_recordset($2::jsonb) AS p(topic text, partition integer)"
+    "  LEFT JOIN aegis.consumer_offsets o"
+    "    ON o.group_id = $1 AND o.topic = p.topic AND o.partition = p.partition";
+
+static void consumer_pump(struct consumer *c);
+
+/* a copy of s fit for a quoted log field: '"' and control characters become ' ' */
+static char *consumer_log_text(const char *s)
+{
+    char *t = strdup(s ? s : ""), *p;
+    size_t n;
+
+    if (!t)
+        return NULL;
+    for (p = t; *p; p++)
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
+            *p = (*p == '"') ? '\'' : ' ';
+    n = strlen(t);
+    while (n > 0 && t[n - 1] == ' ')
+        t[--n] = '\0';
+    return t;
+}
+
+static void consumer_log_pg_error(struct consumer *c, const char *what, const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    char *msg = consumer_log_text(res ? PQresultErrorMessage(res) : "connection lost");
+
+    LOG(LOG_ERROR, "consumer", "msg=\"%s\" group=%s sqlstate=%s error=\"%s\" retry_ms=%" PRId64,
+        what, c->cfg->group, state ? state : "-", msg ? msg : "", c->backoff_ms);
+    free(msg);
+}
+
+static void consumer_drop_batch(struct consumer *c)
+{
+    size_t i;
+
+    for (i = 0; i < c->nmsgs; i++)
+        rd_kafka_message_destroy(c->msgs[i]);
+    c->nmsgs = 0;
+    c->text_mode = 0;
+}
+
+static void consumer_backoff(struct consumer *c)
+{
+    c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : CONSUMER_BACKOFF_MIN_MS;
+    if (c->backoff_ms > CONSUMER_BACKOFF_MAX_MS)
+        c->backoff_ms = CONSUMER_BACKOFF_MAX_MS;
+    c->retry_after_us = loop_now_us() + c->backoff_ms * 1000;
+    loop_timer_schedule(c->tick, c->backoff_ms * 1000);
+}
+
+/* ---- partition assignment from the offsets in PostgreSQL ---- */
+
+static int consumer_owns(const struct consumer *c, const rd_kafka_message_t *m)
+{
+    return c->assigned
+           && rd_kafka_topic_partition_list_find(c->assigned, rd_kafka_topic_name(m->rkt),
+                                                 m->partition) != NULL;
+}
+
+static int consumer_apply_offsets(struct consumer *c, const PGresult *res)
+{
+    rd_kafka_topic_partition_t *tp;
+    rd_kafka_resp_err_t err;
+    int i;
+
+    for (i = 0; i < c->pending->cnt; i++)
+        c->pending->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+    for (i = 0; i < PQntuples(res); i++) {
+        tp = rd_kafka_topic_partition_list_find(c->pending, PQgetvalue(res, i, 0),
+                                                atoi(PQgetvalue(res, i, 1)));
+        if (tp && !PQgetisnull(res, i, 2))
+            tp->offset = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+    }
+    err = rd_kafka_assign(c->rk, c->pending);
+    if (err) {
+        LOG(LOG_ERROR, "consumer", "msg=\"assign failed\" group=%s error=\"%s\"", c->cfg->group,
+            rd_kafka_err2str(err));
+        return -1;
+    }
+    for (i = 0; i < c->pending->cnt; i++) {
+        char at[32] = "beginning";
+        if (c->pending->elems[i].offset >= 0)
+            snprintf(at, sizeof at, "%" PRId64, c->pending->elems[i].offset);
+        LOG(LOG_INFO, "consumer", "msg=assigned group=%s topic=%s partition=%d offset=%s",
+            c->cfg->group, c->pending->elems[i].topic, (int)c->pending->elems[i].partition, at);
+    }
+    if (c->assigned)
+        rd_kafka_topic_partition_list_destroy(c->assigned);
+    c->assigned = c->pending;
+    c->pending = NULL;
+    return 0;
+}
+
+static void consumer_read_offsets(struct consumer *c);
+
+static void consumer_on_offsets(struct pgconn *pg, PGresult *res, void *ud)
+{
+    struct consumer *c = ud;
+
+    (void)pg;
+    c->pending_query = 0;
+    if (c->stopping)
+        return;
+    if (!c->pending)
+        return;                            /* revoked meanwhile */
+    if (c->pending_gen != c->gen) {
+        consumer_read_offsets(c);          /* a newer assignment: read again */
+        return;
+    }
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        consumer_backoff(c);
+        consumer_log_pg_error(c, "cannot read stored offsets", res);
+        return;
+    }
+    if (consumer_apply_offsets(c, res) < 0) {
+        consumer_backoff(c);
+        return;
+    }
+    c->backoff_ms = 0;
+    consumer_pump(c);
+}
+
+/* [{"topic": t, "partition": p}, ...] of the pending assignment */
+static char *consumer_pending_json(const struct consumer *c)
+{
+    json_t *a = json_array();
+    char *s;
+    int i;
+
+    for (i = 0; a && i < c->pending->cnt; i++)
+        json_array_append_new(a, json_pack("{s:s, s:i}", "topic", c->pending->elems[i].topic,
+                                           "partition", (int)c->pending->elems[i].partition));
+    s = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    return s;
+}
+
+static void consumer_read_offsets(struct consumer *c)
+{
+    const char *params[2];
+    char *parts;
+
+    if (!c->pending || c->pending_query || !pgconn_is_ready(c->pg))
+        return;                            /* on_connected calls again */
+    parts = consumer_pending_json(c);
+    if (!parts)
+        return;
+    params[0] = c->cfg->group;
+    params[1] = parts;
+    if (pgconn_query(c->pg, consumer_offsets_sql, 2, params, consumer_on_offsets, c) == 0) {
+        c->pending_query = 1;
+        c->pending_gen = c->gen;
+    }
+    free(parts);
+}
+
+/* Called from rd_kafka_consumer_poll (the loop's thread).  Assignment waits
+ * for the offsets stored in PostgreSQL; librdkafka allows assign() later. */
+static void consumer_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                  rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    struct consumer *c = opaque;
+
+    c->gen++;
+    if (c->pending)
+        rd_kafka_topic_partition_list_destroy(c->pending);
+    c->pending = NULL;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS && !c->stopping) {
+        LOG(LOG_INFO, "consumer", "msg=\"partitions assigned by the group\" group=%s count=%d",
+            c->cfg->group, parts->cnt);
+        c->pending = rd_kafka_topic_partition_list_copy(parts);
+        consumer_read_offsets(c);
+        return;
+    }
+    LOG(LOG_INFO, "consumer", "msg=\"partitions revoked\" group=%s reason=\"%s\"", c->cfg->group,
+        rd_kafka_err2str(err));
+    rd_kafka_assign(rk, NULL);
+    if (c->assigned)
+        rd_kafka_topic_partition_list_destroy(c->assigned);
+    c->assigned = NULL;
+    if (!c->inflight)
+        consumer_drop_batch(c);            /* the next owner reads them from the stored offsets */
+}
+
+/* ---- batches ---- */
+
+static int consumer_encode_one(struct consumer_batch *bt, const rd_kafka_message_t *km)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    struct consumer_msg m;
+    rd_kafka_timestamp_type_t tstype;
+    const char **names = NULL;
+    const void **values = NULL;
+    size_t *sizes = NULL, i, n = 0;
+    int rc = -1;
+
+    memset(&m, 0, sizeof m);
+    m.topic = rd_kafka_topic_name(km->rkt);
+    m.partition = km->partition;
+    m.offset = km->offset;
+    m.key = km->key;
+    m.key_len = km->key_len;
+    m.value = km->payload;
+    m.value_len = km->len;
+    m.timestamp_ms = rd_kafka_message_timestamp(km, &tstype);
+    if (rd_kafka_message_headers(km, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        n = rd_kafka_header_cnt(hdrs);
+    if (n) {
+        names = calloc(n, sizeof *names);
+        values = calloc(n, sizeof *values);
+        sizes = calloc(n, sizeof *sizes);
+        if (!names || !values || !sizes)
+            goto out;
+        for (i = 0; i < n; i++)
+            if (rd_kafka_header_get_all(hdrs, i, &names[i], &values[i], &sizes[i]))
+                goto out;
+    }
+    m.nheaders = n;
+    m.header_names = names;
+    m.header_values = values;
+    m.header_sizes = sizes;
+    rc = consumer_batch_add(bt, &m);
+out:
+    free(names);
+    free(values);
+    free(sizes);
+    return rc;
+}
+
+static void consumer_on_batch(struct pgconn *pg, PGresult *res, void *ud);
+
+static void consumer_send(struct consumer *c)
+{
+    struct consumer_batch bt;
+    const char *params[5];
+    size_t i;
+    int rc = 0;
+
+    consumer_batch_init(&bt, c->text_mode);
+    for (i = 0; rc == 0 && i < c->nmsgs; i++)
+        rc = consumer_encode_one(&bt, c->msgs[i]);
+    if (rc == 0)
+        rc = consumer_batch_finish(&bt);
+    if (rc < 0) {
+        LOG(LOG_ERROR, "consumer", "msg=\"out of memory encoding a batch\" group=%s",
+            c->cfg->group);
+        consumer_batch_free(&bt);
+        consumer_backoff(c);
+        return;
+    }
+    params[0] = c->cfg->group;
+    params[1] = c->handler;
+    params[2] = bt.positions.p;
+    params[3] = bt.messages.p;
+    params[4] = bt.dead.p;
+    if (pgconn_query(c->pg, consumer_batch_sql, 5, params, consumer_on_batch, c) == 0)
+        c->inflight = 1;                   /* else: on_connected pumps again */
+    consumer_batch_free(&bt);
+}
+
+static void consumer_batch_done(struct consumer *c, const PGresult *res)
+{
+    json_t *r = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    json_int_t handled = json_integer_value(json_object_get(r, "handled"));
+    json_int_t dead = json_integer_value(json_object_get(r, "dead"));
+    json_int_t skipped = json_integer_value(json_object_get(r, "skipped"));
+
+    if (json_object_get(r, "retry")) {
+        json_decref(r);
+        c->text_mode = 1;                  /* a handler failed: again, one by one */
+        LOG(LOG_DEBUG, "consumer", "msg=\"batch retried in text mode\" group=%s",
+            c->cfg->group);
+        return;
+    }
+    json_decref(r);
+    c->handled += (uint64_t)handled;
+    c->dead += (uint64_t)dead;
+    c->skipped += (uint64_t)skipped;
+    c->batches++;
+    if (dead)
+        LOG(LOG_WARN, "consumer",
+            "msg=\"messages went to aegis.dead_letters\" group=%s count=%lld",
+            c->cfg->group, (long long)dead);
+    LOG(LOG_DEBUG, "consumer", "msg=batch group=%s messages=%zu handled=%lld dead=%lld skipped=%lld",
+        c->cfg->group, c->nmsgs, (long long)handled, (long long)dead, (long long)skipped);
+    consumer_drop_batch(c);
+    c->backoff_ms = 0;
+}
+
+static void consumer_on_batch(struct pgconn *pg, PGresult *res, void *ud)
+{
+    struct consumer *c = ud;
+    const char *state;
+
+    (void)pg;
+    c->inflight = 0;
+    if (c->stopping)
+        return;
+    if (c->batch_gen != c->gen) {
+        consumer_drop_batch(c);            /* revoked while in flight */
+    } else if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        consumer_batch_done(c, res);
+    } else {
+        state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        if (res && !c->text_mode && state && strncmp(state, "22", 2) == 0) {
+            c->text_mode = 1;              /* a value PostgreSQL cannot take as jsonb */
+        } else {
+            consumer_backoff(c);
+            consumer_log_pg_error(c, "batch failed, will retry it", res);
+            return;
+        }
+    }
+    consumer_pump(c);
+}
+
+/* ---- the loop side ---- */
+
+static void consumer_kafka_error(struct consumer *c, const rd_kafka_message_t *m)
+{
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        return;
+    LOG(LOG_WARN, "consumer", "msg=\"kafka consumer error\" group=%s topic=%s error=\"%s\"",
+        c->cfg->group, m->rkt ? rd_kafka_topic_name(m->rkt) : "-", rd_kafka_err2str(m->err));
+}
+
+static void consumer_fill(struct consumer *c)
+{
+    rd_kafka_message_t *m;
+    size_t cap = (size_t)c->cfg->batch;
+
+    while (c->nmsgs < cap && !c->stopping) {
+        m = rd_kafka_consumer_poll(c->rk, 0);
+        if (!m)
+            break;
+        if (m->err)
+            consumer_kafka_error(c, m);
+        else if (consumer_owns(c, m))
+            c->msgs[c->nmsgs++] = m, m = NULL;
+        if (m)
+            rd_kafka_message_destroy(m);
+    }
+    c->batch_gen = c->gen;
+}
+
+static void consumer_drain_pipe(struct consumer *c)
+{
+    char buf[64];
+
+    while (read(c->pipefd[0], buf, sizeof buf) > 0)
+        ;
+}
+
+/* Polls a batch when none is pending and sends it unless one is at
+ * PostgreSQL or a retry waits for its time. */
+static void consumer_pump(struct consumer *c)
+{
+    if (c->stopping || c->inflight)
+        return;
+    if (c->nmsgs == 0) {
+        consumer_fill(c);
+        if (c->nmsgs == 0)
+            return;
+    }
+    if (loop_now_us() < c->retry_after_us || !pgconn_is_ready(c->pg))
+        return;
+    consumer_send(c);
+}
+
+static void consumer_on_readable(void *ud)
+{
+    struct consumer *c = ud;
+
+    consumer_drain_pipe(c);
+    consumer_pump(c);
+}
+
+static void consumer_on_tick(void *ud)
+{
+    struct consumer *c = ud;
+    int64_t wait_us = (int64_t)c->cfg->poll_timeout_ms * 1000, now = loop_now_us();
+
+    consumer_pump(c);
+    if (c->pending && !c->pending_query)
+        consumer_read_offsets(c);
+    if (c->retry_after_us > now && c->retry_after_us - now < wait_us)
+        wait_us = c->retry_after_us - now;
+    loop_timer_schedule(c->tick, wait_us);
+}
+
+static void consumer_on_connected(struct pgconn *pg, void *ud)
+{
+    struct consumer *c = ud;
+
+    (void)pg;
+    LOG(LOG_INFO, "consumer", "msg=\"PostgreSQL connected\" group=%s", c->cfg->group);
+    consumer_read_offsets(c);
+    consumer_pump(c);
+}
+
+static void consumer_on_lost(struct pgconn *pg, void *ud)
+{
+    struct consumer *c = ud;
+
+    (void)pg;
+    LOG(LOG_WARN, "consumer", "msg=\"PostgreSQL connection lost\" group=%s", c->cfg->group);
+}
+
+static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    struct consumer *c = opaque;
+    char *r = consumer_log_text(reason);
+
+    (void)rk;
+    LOG(LOG_WARN, "consumer", "msg=\"kafka error\" group=%s error=\"%s\" reason=\"%s\"",
+        c->cfg->group, rd_kafka_err2str((rd_kafka_resp_err_t)err), r ? r : "");
+    free(r);
+}
+
+static void consumer_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    enum log_level l = level <= 3 ? LOG_ERROR : level == 4 ? LOG_WARN : level <= 6 ? LOG_INFO
+                                                                                    : LOG_DEBUG;
+    char *t;
+
+    (void)rk;
+    if (!log_enabled(l))
+        return;
+    t = consumer_log_text(buf);
+    LOG(l, "consumer", "msg=\"librdkafka\" facility=%s text=\"%s\"", fac, t ? t : "");
+    free(t);
+}
+
+/* ---- creation ---- */
+
+static int consumer_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v)
+{
+    char errstr[512];
+
+    if (rd_kafka_conf_set(conf, k, v, errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
+        LOG(LOG_ERROR, "consumer", "msg=\"bad Kafka property\" property=%s error=\"%s\"", k,
+            errstr);
+        return -1;
+    }
+    return 0;
+}
+
+static rd_kafka_conf_t *consumer_conf(struct consumer *c)
+{
+    const struct bridge_config *cfg = &c->b->cfg;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    size_t i;
+    int rc = 0;
+
+    rc |= consumer_conf_set(conf, "topic.metadata.refresh.interval.ms", "10000");
+    for (i = 0; i < cfg->nrdkafka_props; i++)
+        rc |= consumer_conf_set(conf, cfg->rdkafka_props[i].key, cfg->rdkafka_props[i].value);
+    /* what exactly-once through PostgreSQL needs, whatever -X said */
+    rc |= consumer_conf_set(conf, "bootstrap.servers", cfg->kafka_bootstrap_servers);
+    rc |= consumer_conf_set(conf, "group.id", c->cfg->group);
+    rc |= consumer_conf_set(conf, "enable.auto.commit", "false");
+    rc |= consumer_conf_set(conf, "enable.auto.offset.store", "false");
+    rc |= consumer_conf_set(conf, "auto.offset.reset", "earliest");
+    rc |= consumer_conf_set(conf, "partition.assignment.strategy", "range,roundrobin");
+    if (rc) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(conf, c);
+    rd_kafka_conf_set_rebalance_cb(conf, consumer_rebalance_cb);
+    rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
+    rd_kafka_conf_set_log_cb(conf, consumer_log_cb);
+    return conf;
+}
+
+static int consumer_subscribe(struct consumer *c)
+{
+    rd_kafka_topic_partition_list_t *topics;
+    rd_kafka_resp_err_t err;
+    size_t i;
+
+    topics = rd_kafka_topic_partition_list_new((int)c->cfg->ntopics);
+    for (i = 0; i < c->cfg->ntopics; i++)
+        rd_kafka_topic_partition_list_add(topics, c->cfg->topics[i], RD_KAFKA_PARTITION_UA);
+    err = rd_kafka_subscribe(c->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (err) {
+        LOG(LOG_ERROR, "consumer", "msg=\"cannot subscribe\" group=%s error=\"%s\"",
+            c->cfg->group, rd_kafka_err2str(err));
+        return -1;
+    }
+    return 0;
+}
+
+static int consumer_kafka_start(struct consumer *c)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = consumer_conf(c);
+
+    if (!conf)
+        return -1;
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!c->rk) {
+        rd_kafka_conf_destroy(conf);
+        LOG(LOG_ERROR, "consumer", "msg=\"cannot create Kafka consumer\" group=%s error=\"%s\"",
+            c->cfg->group, errstr);
+        return -1;
+    }
+    rd_kafka_poll_set_consumer(c->rk);
+    c->queue = rd_kafka_queue_get_consumer(c->rk);
+    if (!c->queue || pipe2(c->pipefd, O_NONBLOCK | O_CLOEXEC) < 0)
+        return -1;
+    rd_kafka_queue_io_event_enable(c->queue, c->pipefd[1], "1", 1);
+    c->watch = loop_watch_fd(c->b, c->pipefd[0], consumer_on_readable, c);
+    if (!c->watch)
+        return -1;
+    return consumer_subscribe(c);
+}
+
+static void consumer_free(struct consumer *c)
+{
+    if (!c)
+        return;
+    c->stopping = 1;
+    loop_watch_free(c->watch);
+    loop_timer_free(c->tick);
+    pgconn_free(c->pg);                    /* a batch in flight commits or aborts as a whole */
+    consumer_drop_batch(c);
+    if (c->rk) {
+        rd_kafka_consumer_close(c->rk);    /* leaves the group: the others take over */
+        if (c->pending)
+            rd_kafka_topic_partition_list_destroy(c->pending);
+        if (c->assigned)
+            rd_kafka_topic_partition_list_destroy(c->assigned);
+        if (c->queue)
+            rd_kafka_queue_destroy(c->queue);
+        rd_kafka_destroy(c->rk);
+    }
+    if (c->pipefd[0] >= 0)
+        close(c->pipefd[0]);
+    if (c->pipefd[1] >= 0)
+        close(c->pipefd[1]);
+    LOG(LOG_INFO, "consumer", "msg=stopped group=%s batches=%" PRIu64 " handled=%" PRIu64
+        " dead=%" PRIu64 " skipped=%" PRIu64, c->cfg->group, c->batches, c->handled, c->dead,
+        c->skipped);
+    free(c->msgs);
+    free(c->handler);
+    free(c->name);
+    free(c);
+}
+
+static struct consumer *consumer_new(struct bridge *b, const struct config_consumer *cfg,
+                                     const char *handler)
+{
+    static const struct pgconn_callbacks cbs = { consumer_on_connected, NULL, consumer_on_lost };
+    struct consumer *c = calloc(1, sizeof *c);
+
+    if (!c)
+        return NULL;
+    c->b = b;
+    c->cfg = cfg;
+    c->pipefd[0] = c->pipefd[1] = -1;
+    c->handler = strdup(handler);
+    c->msgs = calloc((size_t)cfg->batch, sizeof *c->msgs);
+    if (asprintf(&c->name, "consumer:%s", cfg->group) < 0)
+        c->name = NULL;
+    if (!c->handler || !c->msgs || !c->name)
+        goto err;
+    c->tick = loop_timer_new(b, consumer_on_tick, c);
+    if (!c->tick || consumer_kafka_start(c) < 0)
+        goto err;
+    c->pg = pgconn_new(b, b->cfg.database_url, c->name, &cbs, c);
+    if (!c->pg)
+        goto err;
+    loop_timer_schedule(c->tick, (int64_t)cfg->poll_timeout_ms * 1000);
+    LOG(LOG_INFO, "consumer", "msg=started group=%s handler=%s batch=%d topics=%zu", cfg->group,
+        c->handler, cfg->batch, cfg->ntopics);
+    return c;
+err:
+    consumer_free(c);
+    return NULL;
+}
+
+/* ---- start and stop ---- */
+
+/* Resolves every handler with aegis.consumer_check_handler, blocking, before
+ * the loop runs: a missing handler or a wrong signature stops the start. */
+static int consumers_check_handlers(struct bridge *b, char **resolved)
+{
+    const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL };
+    const char *vals[] = { b->cfg.database_url, "10", "aegis-bridge consumer check", NULL };
+    PGconn *conn;
+    PGresult *res;
+    char *msg;
+    size_t i;
+    int rc = 0;
+
+    conn = PQconnectdbParams(b->cfg.database_url ? keys : keys + 1,
+                             b->cfg.database_url ? vals : vals + 1, 1);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        msg = consumer_log_text(PQerrorMessage(conn));
+        LOG(LOG_ERROR, "consumer",
+            "msg=\"cannot check consumer handlers: PostgreSQL unreachable\" error=\"%s\"",
+            msg ? msg : "");
+        free(msg);
+        PQfinish(conn);
+        return -1;
+    }
+    for (i = 0; i < b->cfg.nconsumers; i++) {
+        const char *param = b->cfg.consumers[i].handler;
+        res = PQexecParams(conn, "SELECT aegis.consumer_check_handler($1)", 1, NULL, &param, NULL,
+                           NULL, 0);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+            resolved[i] = strdup(PQgetvalue(res, 0, 0));
+        } else {
+            msg = consumer_log_text(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+            LOG(LOG_ERROR, "consumer",
+                "msg=\"consumer handler refused\" group=%s handler=%s error=\"%s\"",
+                b->cfg.consumers[i].group, param, msg ? msg : "");
+            free(msg);
+            rc = -1;
+        }
+        PQclear(res);
+    }
+    PQfinish(conn);
+    return rc;
+}
+
+int consumers_start(struct bridge *b)
+{
+    struct consumer_set *set;
+    char **resolved;
+    size_t i;
+    int rc = 0;
+
+    if (b->cfg.nconsumers == 0)
+        return 0;
+    if (!b->cfg.kafka_bootstrap_servers) {
+        LOG(LOG_ERROR, "consumer",
+            "msg=\"consumers need Kafka: set KAFKA_BOOTSTRAP_SERVERS\" consumers=%zu",
+            b->cfg.nconsumers);
+        return -1;
+    }
+    resolved = calloc(b->cfg.nconsumers, sizeof *resolved);
+    set = calloc(1, sizeof *set);
+    if (set)
+        set->v = calloc(b->cfg.nconsumers, sizeof *set->v);
+    if (!resolved || !set || !set->v || consumers_check_handlers(b, resolved) < 0)
+        rc = -1;
+    for (i = 0; rc == 0 && i < b->cfg.nconsumers; i++) {
+        set->v[i] = consumer_new(b, &b->cfg.consumers[i], resolved[i]);
+        if (!set->v[i])
+            rc = -1;
+        else
+            set->n = i + 1;
+    }
+    for (i = 0; resolved && i < b->cfg.nconsumers; i++)
+        free(resolved[i]);
+    free(resolved);
+    if (set)
+        b->consumers = set;
+    if (rc < 0)
+        consumers_stop(b);
+    return rc;
+}
+
+void consumers_stop(struct bridge *b)
+{
+    struct consumer_set *set = b->consumers;
+    size_t i;
+
+    if (!set)
+        return;
+    for (i = 0; i < set->n; i++)
+        consumer_free(set->v[i]);
+    free(set->v);
+    free(set);
+    b->consumers = NULL;
+}

@@ -1,0 +1,75 @@
+/*
+ * consumer.h: the Kafka -> PostgreSQL side of aegis-bridge.  Each configured
+ * consumer is a librdkafka group member plus its own PostgreSQL connection;
+ * messages go, a batch per statement, to aegis.consume_batch, which calls the
+ * SQL handler and stores the offsets in the same transaction.  Partitions are
+ * assigned from the offsets stored in PostgreSQL, never from Kafka's.
+ */
+#ifndef AEGIS_CONSUMER_H
+#define AEGIS_CONSUMER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct bridge;
+struct consumer_set;
+
+/* Checks every handler (blocking, before the loop runs), then starts every
+ * consumer.  Returns 0, or -1 after logging why (missing handler, wrong
+ * signature, PostgreSQL unreachable, Kafka off, bad -X pair): main exits. */
+int consumers_start(struct bridge *b);
+/* Leaves the groups and frees everything; a batch still in flight is left to
+ * PostgreSQL (it commits or aborts as a whole).  Safe when nothing started. */
+void consumers_stop(struct bridge *b);
+
+/* ---- batch encoding, exposed for bridge/test/consumer_test.c ---- */
+
+/* A growing text buffer (no fixed size a message could overflow). */
+struct consumer_buf {
+    char *p;
+    size_t len, cap;
+};
+int consumer_buf_add(struct consumer_buf *sb, const char *s, size_t n);
+void consumer_buf_free(struct consumer_buf *sb);
+
+/* One Kafka message as the encoder sees it (a view, nothing owned). */
+struct consumer_msg {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    const void *key;            /* NULL: no key */
+    size_t key_len;
+    const void *value;          /* NULL: no value (tombstone) */
+    size_t value_len;
+    int64_t timestamp_ms;       /* -1: none */
+    size_t nheaders;
+    const char *const *header_names;
+    const void *const *header_values;   /* NULL entry: header without value */
+    const size_t *header_sizes;
+};
+
+/* The three JSON arguments of aegis.consume_batch for one batch. */
+struct consumer_batch {
+    struct consumer_buf messages;   /* [{"m": meta, "v": value} or {"m", "t"}] */
+    struct consumer_buf dead;       /* [{"m": meta, "t" or "b", "e": error}] */
+    struct consumer_buf positions;  /* [{"topic", "partition", "first", "last"}] */
+    size_t nmessages, ndead;
+    struct consumer_pos *pos;       /* per partition first/last offsets */
+    size_t npos, pos_cap;
+    int text_mode;                  /* values as JSON text ("t") instead of embedded */
+};
+
+void consumer_batch_init(struct consumer_batch *bt, int text_mode);
+/* Adds one message: valid JSON goes to messages, anything else to dead with
+ * the reason.  Returns 0, or -1 when out of memory. */
+int consumer_batch_add(struct consumer_batch *bt, const struct consumer_msg *m);
+/* Closes the arrays; the three buffers are then NUL-terminated JSON texts. */
+int consumer_batch_finish(struct consumer_batch *bt);
+void consumer_batch_free(struct consumer_batch *bt);
+
+/* Kafka bytes as JSON: a string when UTF-8 without NUL, else {"base64": "..."};
+ * JSON null for NULL.  Returns a new reference or NULL (out of memory). */
+struct json_t;
+struct json_t *consumer_bytes_json(const void *p, size_t n);
+
+#endif
