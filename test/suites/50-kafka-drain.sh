@@ -293,6 +293,7 @@ unset BAD_BOOTSTRAP
 
 # ---- 9. sanitizers ----
 
+check "sanitizers: the bridge under test is the ASan build" bash -c "ldd '$BRIDGE' | grep -q libasan"
 if grep -l "AddressSanitizer\|LeakSanitizer\|runtime error" "$T"/*.log "$T/bad.err" >/dev/null 2>&1; then
     not_ok "sanitizers: reports in $(grep -l "AddressSanitizer\|LeakSanitizer\|runtime error" "$T"/*.log | tr '\n' ' ')"
 else
