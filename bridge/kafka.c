@@ -352,6 +352,8 @@ static void kafka_on_log_event(rd_kafka_event_t *ev)
     l = level <= 3 ? LOG_ERROR : level == 4 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG;
     if (l == LOG_WARN && strcmp(fac, "CONFWARN") == 0 && strstr(str, "enable.gapless.guarantee"))
         l = LOG_INFO; /* "experimental": our deliberate default, not news */
+    if (l == LOG_ERROR && strcmp(fac, "FAIL") == 0)
+        l = LOG_WARN; /* a broker connection failed: librdkafka retries (and de-duplicates these) */
     LOG(l, "rdkafka", "%s msg=\"%s\"", fac, str);
 }
 
@@ -494,7 +496,11 @@ int kafka_create_topic(struct kafka *k, const char *topic, int partitions, int r
     rd_kafka_NewTopic_t *nt;
     rd_kafka_AdminOptions_t *opts;
 
-    nt = rd_kafka_NewTopic_new(topic, partitions, replication_factor, err, sizeof(err));
+    if (partitions < 1 || replication_factor < 1)
+        snprintf(err, sizeof(err), "partitions and replication factor must be >= 1");
+    nt = partitions < 1 || replication_factor < 1
+             ? NULL
+             : rd_kafka_NewTopic_new(topic, partitions, replication_factor, err, sizeof(err));
     if (nt == NULL) {
         LOG(LOG_ERROR, "kafka", "create_topic_refused topic=\"%s\" partitions=%d "
             "replication_factor=%d reason=\"%s\"", topic, partitions, replication_factor, err);

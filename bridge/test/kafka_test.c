@@ -1,0 +1,478 @@
+/*
+ * kafka_test.c: unit tests of kafka.c (producer, configuration checks,
+ * event serving) against librdkafka's mock cluster, which injects what a
+ * real broker cannot on demand: produce errors, broker outages, a fatal
+ * error, an unsupported CreateTopics; and of ackwin.c, the drain's window.
+ * Prints "ok - ..." / "not ok - ..." lines; exit status 1 if any failed.
+ */
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ackwin.h"
+#include "kafka.h"
+#include "log.h"
+
+#define N_MSGS 200
+#define MAX_SEQ 1024
+#define KAFKA_APIKEY_PRODUCE 0   /* the Kafka protocol's ApiKey of Produce requests */
+
+static int failures;
+
+static void ok(int cond, const char *name)
+{
+    printf("%s - %s\n", cond ? "ok" : "not ok", name);
+    if (!cond)
+        failures++;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- what the callbacks saw ---- */
+
+struct seen {
+    int delivered_ok, delivered_err, fatal, topic_results, topic_err;
+    unsigned char dr_count[MAX_SEQ];
+};
+
+static void on_delivery(void *ud, uint64_t opaque, int err, const char *errstr)
+{
+    struct seen *s = ud;
+    (void)errstr;
+    if (err == 0)
+        s->delivered_ok++;
+    else
+        s->delivered_err++;
+    if (opaque < MAX_SEQ)
+        s->dr_count[opaque]++;
+}
+
+static void on_topic(void *ud, const char *topic, int err, const char *errstr)
+{
+    struct seen *s = ud;
+    (void)topic;
+    (void)errstr;
+    s->topic_results++;
+    if (err != 0)
+        s->topic_err++;
+}
+
+static void on_fatal(void *ud, const char *errstr)
+{
+    struct seen *s = ud;
+    (void)errstr;
+    s->fatal++;
+}
+
+static const struct kafka_callbacks test_cbs = {on_delivery, on_topic, on_fatal};
+
+/* Serves k from its pipe, as the bridge's loop does, until *counter reaches
+ * want or timeout_ms passes.  Bounded in time and in iterations. */
+static void serve_until(struct kafka *k, const int *counter, int want, int timeout_ms)
+{
+    int64_t end = now_ms() + timeout_ms;
+    int i;
+    for (i = 0; i < 100000 && *counter < want && now_ms() < end; i++) {
+        struct pollfd p = {.fd = kafka_fd(k), .events = POLLIN};
+        if (poll(&p, 1, 100) > 0)
+            kafka_serve(k);
+    }
+}
+
+/* ---- a mock cluster and an independent consumer ---- */
+
+struct mock {
+    rd_kafka_t *host;
+    rd_kafka_mock_cluster_t *mc;
+    const char *bootstraps;
+};
+
+static int mock_start(struct mock *m, int brokers)
+{
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "log_level", "0", err, sizeof(err));
+    m->host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (m->host == NULL)
+        return -1;
+    m->mc = rd_kafka_mock_cluster_new(m->host, brokers);
+    if (m->mc == NULL)
+        return -1;
+    m->bootstraps = rd_kafka_mock_cluster_bootstraps(m->mc);
+    return 0;
+}
+
+static void mock_stop(struct mock *m)
+{
+    rd_kafka_mock_cluster_destroy(m->mc);
+    rd_kafka_destroy(m->host);
+}
+
+struct consumed {
+    int n, bad_value, bad_key, bad_headers;
+    int per_opaque[MAX_SEQ];
+};
+
+static const char *header_value(rd_kafka_headers_t *h, const char *name, char *buf, size_t len)
+{
+    const void *v;
+    size_t sz;
+    if (h == NULL || rd_kafka_header_get_last(h, name, &v, &sz) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return NULL;
+    snprintf(buf, len, "%.*s", (int)sz, (const char *)v);
+    return buf;
+}
+
+static void consumed_check(struct consumed *c, rd_kafka_message_t *m)
+{
+    char idb[32], tyb[64], trb[64], exp_value[64], exp_key[16];
+    rd_kafka_headers_t *h = NULL;
+    long id;
+    rd_kafka_message_headers(m, &h);
+    if (header_value(h, "aegis-event-id", idb, sizeof(idb)) == NULL) {
+        c->bad_headers++;
+        return;
+    }
+    id = atol(idb);
+    if (id >= 0 && id < MAX_SEQ)
+        c->per_opaque[id]++;
+    snprintf(exp_value, sizeof(exp_value), "{\"n\": %ld}", id);
+    snprintf(exp_key, sizeof(exp_key), "k%ld", id % 7);
+    if (m->len != strlen(exp_value) || memcmp(m->payload, exp_value, m->len) != 0)
+        c->bad_value++;
+    if (m->key_len != strlen(exp_key) || memcmp(m->key, exp_key, m->key_len) != 0)
+        c->bad_key++;
+    if (header_value(h, "aegis-event-type", tyb, sizeof(tyb)) == NULL || strcmp(tyb, "thing") != 0 ||
+        header_value(h, "trace", trb, sizeof(trb)) == NULL || strcmp(trb, "abc") != 0 ||
+        header_value(h, "num", trb, sizeof(trb)) == NULL || strcmp(trb, "7") != 0)
+        c->bad_headers++;
+}
+
+/* Reads every partition of topic from the beginning until want messages
+ * arrived or timeout_ms passed. */
+static void consume_all(const char *bootstraps, const char *topic, int partitions, int want,
+                        int timeout_ms, struct consumed *c)
+{
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(partitions);
+    int64_t end = now_ms() + timeout_ms;
+    int i;
+
+    memset(c, 0, sizeof(*c));
+    rd_kafka_conf_set(conf, "bootstrap.servers", bootstraps, err, sizeof(err));
+    rd_kafka_conf_set(conf, "group.id", "kafka-test", err, sizeof(err));
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    for (i = 0; i < partitions; i++)
+        rd_kafka_topic_partition_list_add(parts, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    while (c->n < want + 5 && now_ms() < end) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, c->n >= want ? 300 : 100);
+        if (m == NULL) {
+            if (c->n >= want)
+                break;   /* nothing more came after the expected count */
+            continue;
+        }
+        if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            c->n++;
+            consumed_check(c, m);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+}
+
+static int produce_range(struct kafka *k, const char *topic, int from, int to)
+{
+    char value[64], key[16], errbuf[256];
+    int i, bad = 0;
+    for (i = from; i < to; i++) {
+        struct kafka_msg m = {0};
+        snprintf(value, sizeof(value), "{\"n\": %d}", i);
+        snprintf(key, sizeof(key), "k%d", i % 7);
+        m.topic = topic;
+        m.key = key;
+        m.key_len = strlen(key);
+        m.value = value;
+        m.value_len = strlen(value);
+        m.headers_json = "{\"trace\": \"abc\", \"num\": 7}";
+        m.event_type = "thing";
+        m.event_id = i;
+        m.opaque = (uint64_t)i;
+        if (kafka_produce(k, &m, errbuf, sizeof(errbuf)) != KAFKA_PRODUCE_OK)
+            bad++;
+    }
+    return bad;
+}
+
+static struct kafka *new_producer(const char *bootstraps, struct seen *s)
+{
+    static const struct config_kv props[] = {
+        {"reconnect.backoff.max.ms", "500"}, {"retry.backoff.ms", "50"}, {"linger.ms", "1"}};
+    char *err = NULL;
+    struct kafka *k;
+    memset(s, 0, sizeof(*s));
+    k = kafka_new(bootstraps, props, 3, &test_cbs, s, &err);
+    if (k == NULL) {
+        printf("# kafka_new: %s\n", err ? err : "?");
+        free(err);
+    }
+    return k;
+}
+
+static int all_once(const int *per, int n)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        if (per[i] != 1)
+            return 0;
+    return 1;
+}
+
+static int all_dr_once(const struct seen *s, int n)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        if (s->dr_count[i] != 1)
+            return 0;
+    return 1;
+}
+
+/* ---- tests ---- */
+
+static int config_refused(const char *bootstrap, const char *key, const char *value, const char *text)
+{
+    struct config_kv kv = {(char *)key, (char *)value};
+    char *err = NULL;
+    int refused = kafka_config_check(bootstrap, &kv, key ? 1 : 0, &err) < 0 && err != NULL &&
+                  strstr(err, text) != NULL;
+    if (!refused)
+        printf("# config %s=%s: %s\n", key ? key : "-", value ? value : "-", err ? err : "accepted");
+    free(err);
+    return refused;
+}
+
+static void test_config(void)
+{
+    struct config_kv good[] = {{"linger.ms", "20"}, {"message.timeout.ms", "60000"}, {"acks", "-1"}};
+    char *err = NULL;
+    ok(kafka_config_check("127.0.0.1:9092", good, 3, &err) == 0 && err == NULL,
+       "config: defaults plus valid -X accepted (message.timeout.ms may be overridden)");
+    free(err);
+    ok(config_refused("127.0.0.1:9092", "enable.idempotence", "false", "idempotent"),
+       "config: enable.idempotence=false refused");
+    ok(config_refused("127.0.0.1:9092", "acks", "1", "acks=all"), "config: acks=1 refused");
+    ok(config_refused("127.0.0.1:9092", "request.required.acks", "0", "acks=all"),
+       "config: request.required.acks=0 refused");
+    ok(config_refused("127.0.0.1:9092", "log.queue", "false", "log.queue"), "config: log.queue=false refused");
+    ok(config_refused("127.0.0.1:9092", "no.such.thing", "1", "no.such.thing"),
+       "config: unknown property refused, named");
+    ok(config_refused("127.0.0.1:9092", "linger.ms", "soon", "linger.ms=soon"),
+       "config: invalid value refused, named");
+    ok(config_refused("", NULL, NULL, "KAFKA_BOOTSTRAP_SERVERS"), "config: empty bootstrap refused");
+    ok(config_refused(" , ", NULL, NULL, "KAFKA_BOOTSTRAP_SERVERS"), "config: blank bootstrap refused");
+}
+
+static void test_produce_and_consume(struct mock *m)
+{
+    struct seen s;
+    struct consumed c;
+    struct kafka *k = new_producer(m->bootstraps, &s);
+    if (k == NULL) {
+        ok(0, "produce: producer created");
+        return;
+    }
+    rd_kafka_mock_topic_create(m->mc, "plain", 3, 1);
+    ok(produce_range(k, "plain", 0, N_MSGS) == 0, "produce: 200 messages accepted");
+    serve_until(k, &s.delivered_ok, N_MSGS, 30000);
+    ok(s.delivered_ok == N_MSGS && s.delivered_err == 0 && all_dr_once(&s, N_MSGS),
+       "produce: one successful delivery report per message");
+    ok(kafka_get_state(k) == KAFKA_UP, "produce: state is up after deliveries");
+    consume_all(m->bootstraps, "plain", 3, N_MSGS, 30000, &c);
+    ok(c.n == N_MSGS && all_once(c.per_opaque, N_MSGS), "produce: consumer reads each message once");
+    ok(c.bad_value == 0 && c.bad_key == 0, "produce: values and keys intact");
+    ok(c.bad_headers == 0, "produce: user headers (non-string stringified), aegis-event-id, aegis-event-type");
+    ok(kafka_flush(k, 1000) == 0 && kafka_outq_len(k) == 0, "produce: flush with nothing left");
+    kafka_free(k, 1000);
+}
+
+static void test_bad_headers(struct mock *m)
+{
+    struct seen s;
+    char errbuf[256];
+    struct kafka *k = new_producer(m->bootstraps, &s);
+    struct kafka_msg msg = {.topic = "plain", .value = "{}", .value_len = 2, .event_id = 9,
+                            .headers_json = "[1, 2]"};
+    if (k == NULL)
+        return;
+    ok(kafka_produce(k, &msg, errbuf, sizeof(errbuf)) == KAFKA_PRODUCE_ERROR &&
+           strstr(errbuf, "event 9") != NULL,
+       "produce: headers that are not a JSON object refused, naming the event");
+    kafka_free(k, 0);
+}
+
+static void test_produce_errors(struct mock *m)
+{
+    struct seen s;
+    struct consumed c;
+    struct kafka *k = new_producer(m->bootstraps, &s);
+    if (k == NULL)
+        return;
+    rd_kafka_mock_topic_create(m->mc, "flaky", 3, 1);
+    rd_kafka_mock_push_request_errors(m->mc, KAFKA_APIKEY_PRODUCE, 6,
+                                      RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                      RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                                      RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                                      RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+                                      RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+                                      RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
+    produce_range(k, "flaky", 0, N_MSGS);
+    serve_until(k, &s.delivered_ok, N_MSGS, 60000);
+    ok(s.delivered_ok == N_MSGS && s.delivered_err == 0,
+       "produce errors: 6 injected retriable errors, every message still delivered");
+    consume_all(m->bootstraps, "flaky", 3, N_MSGS, 30000, &c);
+    ok(c.n == N_MSGS && all_once(c.per_opaque, N_MSGS),
+       "produce errors: idempotence kept the retries from duplicating");
+    kafka_free(k, 1000);
+}
+
+static void set_brokers(struct mock *m, int n, int up)
+{
+    int i;
+    for (i = 1; i <= n; i++) {
+        if (up)
+            rd_kafka_mock_broker_set_up(m->mc, i);
+        else
+            rd_kafka_mock_broker_set_down(m->mc, i);
+    }
+}
+
+static void test_outage(struct mock *m)
+{
+    struct seen s;
+    struct consumed c;
+    struct kafka *k = new_producer(m->bootstraps, &s);
+    int first;
+    if (k == NULL)
+        return;
+    rd_kafka_mock_topic_create(m->mc, "outage", 3, 1);
+    produce_range(k, "outage", 0, 50);
+    serve_until(k, &s.delivered_ok, 50, 30000);
+    first = s.delivered_ok;
+    set_brokers(m, 3, 0);
+    produce_range(k, "outage", 50, N_MSGS);
+    serve_until(k, &s.delivered_err, 1, 3000);   /* nothing may fail while down */
+    ok(first == 50 && s.delivered_ok == 50 && s.delivered_err == 0,
+       "outage: no delivery and no failure while every broker is down");
+    set_brokers(m, 3, 1);
+    serve_until(k, &s.delivered_ok, N_MSGS, 60000);
+    ok(s.delivered_ok == N_MSGS && s.delivered_err == 0 && all_dr_once(&s, N_MSGS),
+       "outage: everything delivered once the brokers are back");
+    consume_all(m->bootstraps, "outage", 3, N_MSGS, 30000, &c);
+    ok(c.n == N_MSGS && all_once(c.per_opaque, N_MSGS), "outage: consumer reads each message once");
+    kafka_free(k, 1000);
+}
+
+static void test_free_while_down(struct mock *m)
+{
+    struct seen s;
+    struct kafka *k = new_producer(m->bootstraps, &s);
+    int64_t t0;
+    if (k == NULL)
+        return;
+    set_brokers(m, 3, 0);
+    produce_range(k, "outage", 0, 100);
+    t0 = now_ms();
+    kafka_free(k, 2000);
+    ok(now_ms() - t0 < 15000, "free: a producer with undeliverable messages is destroyed");
+    ok(s.delivered_ok == 0 && s.delivered_err == 0, "free: purged messages report nothing");
+    set_brokers(m, 3, 1);
+}
+
+static void test_fatal(struct mock *m)
+{
+    struct seen s;
+    struct kafka *k = new_producer(m->bootstraps, &s);
+    if (k == NULL)
+        return;
+    produce_range(k, "plain", 0, 10);
+    serve_until(k, &s.delivered_ok, 10, 30000);
+    ok(kafka_test_fatal(k, "test-injected fatal error") == 0, "fatal: injected");
+    serve_until(k, &s.fatal, 1, 10000);
+    ok(s.fatal == 1, "fatal: reported once through on_fatal");
+    kafka_free(k, 1000);
+}
+
+static void test_create_topic_unsupported(struct mock *m)
+{
+    struct seen s;
+    struct kafka *k = new_producer(m->bootstraps, &s);
+    if (k == NULL)
+        return;
+    ok(kafka_create_topic(k, "new-topic", 3, 1) == 0, "create topic: request started");
+    serve_until(k, &s.topic_results, 1, 30000);
+    ok(s.topic_results == 1 && s.topic_err == 1,
+       "create topic: a broker without CreateTopics gives an error result, not a hang");
+    ok(kafka_create_topic(k, "bad", 0, 1) == -1, "create topic: 0 partitions refused");
+    kafka_free(k, 1000);
+}
+
+static void test_ackwin(void)
+{
+    struct ackwin w;
+    uint64_t a, b, c;
+    ok(ackwin_init(&w, 3, 10) == 0 && w.acked == 10, "ackwin: starts at the cursor");
+    a = ackwin_push(&w, 11);
+    b = ackwin_push(&w, 15);
+    c = ackwin_push(&w, 20);
+    ok(ackwin_full(&w) && ackwin_count(&w) == 3, "ackwin: full at capacity");
+    ok(ackwin_ack(&w, c) == 0 && w.acked == 10, "ackwin: a later ack alone does not move it");
+    ok(ackwin_ack(&w, a) == 1 && w.acked == 11, "ackwin: the first ack moves it");
+    ok(ackwin_ack(&w, b) == 1 && w.acked == 20 && ackwin_count(&w) == 0,
+       "ackwin: filling the gap moves it over the whole prefix");
+    ok(ackwin_ack(&w, a) == -1 && ackwin_ack(&w, 99) == -1, "ackwin: unknown or repeated seq refused");
+    a = ackwin_push(&w, 21);
+    ackwin_reset(&w, 20);
+    ok(ackwin_count(&w) == 0 && w.acked == 20 && ackwin_ack(&w, a) == -1,
+       "ackwin: reset forgets what was in flight");
+    b = ackwin_push(&w, 30);
+    ok(ackwin_ack(&w, b) == 1 && w.acked == 30, "ackwin: wraps around the ring");
+    ackwin_free(&w);
+    ok(ackwin_init(&w, 0, 0) == -1, "ackwin: zero capacity refused");
+}
+
+int main(void)
+{
+    struct mock m;
+    log_set_level(LOG_ERROR);
+    test_ackwin();
+    test_config();
+    if (mock_start(&m, 3) < 0) {
+        ok(0, "mock cluster started");
+        return 1;
+    }
+    test_produce_and_consume(&m);
+    test_bad_headers(&m);
+    test_produce_errors(&m);
+    test_outage(&m);
+    test_free_while_down(&m);
+    test_fatal(&m);
+    test_create_topic_unsupported(&m);
+    mock_stop(&m);
+    printf("# kafka_test: %d failed\n", failures);
+    return failures ? 1 : 0;
+}
