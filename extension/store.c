@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  * store.c
  *	  Writes one event row into aegis.events: takes its position, forms the
- *	  tuple and inserts it with its index entries.
+ *	  tuple and inserts it with its index entries, keeping the opened table
+ *	  and indexes for the rest of the transaction.
  *
  *	  The row is written with the table AM and ExecInsertIndexTuples rather
  *	  than an SPI INSERT: the executor start-up of an SPI statement per event
@@ -22,6 +23,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "aegis.h"
@@ -60,38 +62,72 @@ store_form_values(const AegisEvent *ev, int64 id, Datum *values, bool *nulls)
 	values[8] = TimestampTzGetDatum(GetCurrentTimestamp());
 }
 
-static void
-store_insert(Relation rel, Datum *values, bool *nulls)
-{
-	ResultRelInfo *rri = makeNode(ResultRelInfo);
-	EState	   *estate = CreateExecutorState();
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
-
-	ExecClearTuple(slot);
-	memcpy(slot->tts_values, values, sizeof(Datum) * EVENTS_NATTS);
-	memcpy(slot->tts_isnull, nulls, sizeof(bool) * EVENTS_NATTS);
-	ExecStoreVirtualTuple(slot);
-
-	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
-	list_free(ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL));
-
-	ExecCloseIndices(rri);
-	ExecDropSingleTupleTableSlot(slot);
-	FreeExecutorState(estate);
-}
-
-/* Store one validated event; returns its position. */
-int64
-store_publish(const AegisEvent *event)
+/*
+ * What inserting needs, opened once per transaction and kept: the table, its
+ * indexes (with their compiled predicates) and a slot.  The top-level
+ * transaction's resource owner holds the references, so subtransactions
+ * neither release nor leak them.  Closed before commit; forgotten at abort,
+ * where that owner released the references and the memory went with
+ * TopTransactionContext.
+ */
+typedef struct StoreCache
 {
 	Relation	rel;
-	Datum		values[EVENTS_NATTS];
-	bool		nulls[EVENTS_NATTS];
-	int64		id;
+	ResultRelInfo *rri;
+	EState	   *estate;
+	TupleTableSlot *slot;
+} StoreCache;
 
+static StoreCache *cache = NULL;
+static bool callbacks_registered = false;
+
+static void
+store_cache_close(bool release)
+{
+	if (cache == NULL)
+		return;
+	if (release)
+	{
+		ResourceOwner save = CurrentResourceOwner;
+
+		CurrentResourceOwner = TopTransactionResourceOwner;
+		ExecCloseIndices(cache->rri);
+		ExecDropSingleTupleTableSlot(cache->slot);
+		table_close(cache->rel, NoLock);
+		FreeExecutorState(cache->estate);
+		CurrentResourceOwner = save;
+	}
+	cache = NULL;
+}
+
+static void
+store_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PARALLEL_PRE_COMMIT ||
+		event == XACT_EVENT_PRE_PREPARE)
+		store_cache_close(true);
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		store_cache_close(false);
+}
+
+static StoreCache *
+store_cache_open(void)
+{
+	MemoryContext old;
+	ResourceOwner save_owner;
+	StoreCache *c;
+	Relation	rel;
+
+	if (cache != NULL)
+		return cache;
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(store_xact_callback, NULL);
+		callbacks_registered = true;
+	}
+	/* The references outlive the statement: the transaction owns them. */
+	save_owner = CurrentResourceOwner;
+	CurrentResourceOwner = TopTransactionResourceOwner;
 	rel = table_open(store_events_relid(), RowExclusiveLock);
 	if (RelationGetDescr(rel)->natts != EVENTS_NATTS)
 		ereport(ERROR,
@@ -100,9 +136,48 @@ store_publish(const AegisEvent *event)
 						RelationGetDescr(rel)->natts, EVENTS_NATTS),
 				 errhint("Do not alter aegis.events; reinstall the extension.")));
 
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	c = palloc0(sizeof(StoreCache));
+	c->rel = rel;
+	c->estate = CreateExecutorState();
+	MemoryContextSwitchTo(c->estate->es_query_cxt);
+	c->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(c->rri, rel, 1, NULL, 0);
+	ExecOpenIndices(c->rri, false);
+	c->slot = table_slot_create(rel, NULL);
+	MemoryContextSwitchTo(old);
+	CurrentResourceOwner = save_owner;
+	cache = c;
+	return c;
+}
+
+static void
+store_insert(StoreCache *c, Datum *values, bool *nulls)
+{
+	TupleTableSlot *slot = c->slot;
+
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, values, sizeof(Datum) * EVENTS_NATTS);
+	memcpy(slot->tts_isnull, nulls, sizeof(bool) * EVENTS_NATTS);
+	ExecStoreVirtualTuple(slot);
+
+	table_tuple_insert(c->rel, slot, GetCurrentCommandId(true), 0, NULL);
+	list_free(ExecInsertIndexTuples(c->rri, slot, c->estate, false, false, NULL, NIL));
+	ResetPerTupleExprContext(c->estate);
+	ExecClearTuple(slot);
+}
+
+/* Store one validated event; returns its position. */
+int64
+store_publish(const AegisEvent *event)
+{
+	StoreCache *c = store_cache_open();
+	Datum		values[EVENTS_NATTS];
+	bool		nulls[EVENTS_NATTS];
+	int64		id;
+
 	id = order_assign_position();
 	store_form_values(event, id, values, nulls);
-	store_insert(rel, values, nulls);
-	table_close(rel, NoLock);
+	store_insert(c, values, nulls);
 	return id;
 }

@@ -23,6 +23,21 @@ ROLLBACK TO SAVEPOINT s;
 SELECT aegis.publish('savepoint-topic', '{"x": 2}') > 0 AS published;
 COMMIT;
 SELECT payload FROM aegis.events WHERE topic = 'savepoint-topic';
+-- publishing before, inside and after subtransactions that commit or abort
+BEGIN;
+SELECT aegis.publish('subxact-topic', '{"x": 1}') > 0 AS published;
+SAVEPOINT a;
+SELECT aegis.publish('subxact-topic', '{"x": 2}') > 0 AS published;
+RELEASE SAVEPOINT a;
+SAVEPOINT b;
+SELECT aegis.publish('subxact-topic', '{"x": 3}') > 0 AS published;
+SELECT 1 / 0;
+ROLLBACK TO SAVEPOINT b;
+SELECT aegis.publish('subxact-topic', '{"x": 4}') > 0 AS published;
+DO $$ BEGIN PERFORM aegis.publish('subxact-topic', '{"x": 5}'); RAISE EXCEPTION 'undo'; EXCEPTION WHEN OTHERS THEN NULL; END $$;
+DO $$ BEGIN PERFORM aegis.publish('subxact-topic', '{"x": 6}'); END $$;
+COMMIT;
+SELECT string_agg(payload->>'x', ',' ORDER BY id) AS committed FROM aegis.events WHERE topic = 'subxact-topic';
 -- bad input: each gets a clear error and stores nothing
 SELECT count(*) AS before FROM aegis.events \gset
 SELECT aegis.publish(NULL, '{}');

@@ -22,6 +22,9 @@ grep -qE 'All [0-9]+ tests passed' "$AEGIS_TEST_TMP/installcheck.$$.log" || {
     cat regression.diffs output_iso/regression.diffs 2>/dev/null | head -80 | sed 's/^/# /'
 }
 check "installcheck exit status 0" test "$status" -eq 0
+log="$AEGIS_TEST_TMP/pg-ext-$$/server.log"
+check "no reference leaks or assertion failures in the server log" \
+    bash -c "! grep -E 'leak|TRAP|PANIC|server process .* was terminated' '$log'"
 
 # Without shared_preload_libraries, CREATE EXTENSION fails with a clear hint.
 pg_start nopreload "shared_preload_libraries = ''"
