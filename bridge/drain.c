@@ -229,11 +229,17 @@ static void drain_on_topic(void *ud, const char *topic, int err, const char *err
     struct drain *d = ud;
     if (d->ensuring == NULL || (topic != NULL && strcmp(topic, d->ensuring) != 0))
         return;
-    if (err != 0) {
+    if (err != 0 && kafka_err_cannot_create(err)) {
+        /* an existing topic still works; a missing one fails its deliveries,
+         * which restarts the producer with backoff: nothing is skipped */
+        LOG(LOG_WARN, "drain", "topic_create_not_allowed topic=\"%s\" reason=\"%s\" "
+            "action=\"producing anyway\"", d->ensuring, errstr ? errstr : "");
+    } else if (err != 0) {
         drain_topic_retry(d, d->ensuring, errstr);
         return;
+    } else {
+        LOG(LOG_INFO, "drain", "topic_ready topic=\"%s\"", d->ensuring);
     }
-    LOG(LOG_INFO, "drain", "topic_ready topic=\"%s\"", d->ensuring);
     if (drain_topic_add(d, d->ensuring) < 0) {
         drain_topic_retry(d, d->ensuring, "out of memory");
         return;

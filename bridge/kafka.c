@@ -518,6 +518,20 @@ int kafka_create_topic(struct kafka *k, const char *topic, int partitions, int r
     return 0;
 }
 
+int kafka_err_cannot_create(int err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION:
+    case RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE:
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 int kafka_flush(struct kafka *k, int timeout_ms)
 {
     char buf[256];

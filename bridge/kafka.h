@@ -65,6 +65,10 @@ enum kafka_produce_result kafka_produce(struct kafka *k, const struct kafka_msg 
 /* Starts CreateTopics; the result arrives through on_topic.  0 or -1. */
 int kafka_create_topic(struct kafka *k, const char *topic, int partitions, int replication_factor);
 
+/* 1 when a CreateTopics error means this client may not or cannot create
+ * topics here (no permission, broker without the API): the topic may exist. */
+int kafka_err_cannot_create(int err);
+
 /* Blocks up to timeout_ms until every message is delivered or failed, then
  * serves the reports.  Returns 0 when nothing is left in flight.  Shutdown only. */
 int kafka_flush(struct kafka *k, int timeout_ms);

@@ -42,7 +42,7 @@ static int64_t now_ms(void)
 /* ---- what the callbacks saw ---- */
 
 struct seen {
-    int delivered_ok, delivered_err, fatal, topic_results, topic_err;
+    int delivered_ok, delivered_err, fatal, topic_results, topic_err, topic_last_err;
     unsigned char dr_count[MAX_SEQ];
 };
 
@@ -64,6 +64,7 @@ static void on_topic(void *ud, const char *topic, int err, const char *errstr)
     (void)topic;
     (void)errstr;
     s->topic_results++;
+    s->topic_last_err = err;
     if (err != 0)
         s->topic_err++;
 }
@@ -427,7 +428,12 @@ static void test_create_topic_unsupported(struct mock *m)
     serve_until(k, &s.topic_results, 1, 30000);
     ok(s.topic_results == 1 && s.topic_err == 1,
        "create topic: a broker without CreateTopics gives an error result, not a hang");
+    printf("# CreateTopics error %d (%s)\n", s.topic_last_err, rd_kafka_err2name(s.topic_last_err));
     ok(kafka_create_topic(k, "bad", 0, 1) == -1, "create topic: 0 partitions refused");
+    ok(kafka_err_cannot_create(RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) &&
+           !kafka_err_cannot_create(RD_KAFKA_RESP_ERR__TIMED_OUT) &&
+           !kafka_err_cannot_create(RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR),
+       "create topic: only permission/support errors mean 'produce anyway'");
     kafka_free(k, 1000);
 }
 
