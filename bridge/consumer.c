@@ -101,7 +101,7 @@ static int consumer_is_text(const void *p, size_t n)
 
 static json_t *consumer_base64(const void *p, size_t n)
 {
-    size_t cap = 4 * ((n + 2) / 3) + 1;
+    size_t cap = 4 * ((n + 2) / 3) + 4;   /* lws wants room past the text */
     char *out;
     json_t *j;
 
@@ -228,15 +228,16 @@ static int consumer_batch_dead(struct consumer_batch *bt, const struct consumer_
                                const char *why)
 {
     json_t *d;
+    int rc = 0;
 
     d = json_pack("{s:o, s:s}", "m", consumer_meta_json(m), "e", why);
     if (!d)
         return -1;
     if (m->value && consumer_is_text(m->value, m->value_len))
-        json_object_set_new(d, "t", json_stringn(m->value, m->value_len));
+        rc = json_object_set_new(d, "t", json_stringn(m->value, m->value_len));
     else if (m->value)
-        json_object_set_new(d, "b", consumer_base64(m->value, m->value_len));
-    if (consumer_buf_str(&bt->dead, bt->ndead ? "," : "[") < 0) {
+        rc = json_object_set_new(d, "b", consumer_base64(m->value, m->value_len));
+    if (rc < 0 || consumer_buf_str(&bt->dead, bt->ndead ? "," : "[") < 0) {
         json_decref(d);
         return -1;
     }
