@@ -1,0 +1,602 @@
+/*
+ * http.c: owns the lws "http" protocol: method and path routing, query and
+ * header validation before anything reaches SQL, CORS, /healthz, /metrics
+ * (Prometheus text), dashboard files, and short error responses.  Streams
+ * are handed to sse.c; a wsi's stream is its lws opaque user data.
+ */
+#define _GNU_SOURCE
+#include "http.h"
+
+#include <jansson.h>
+#include <libwebsockets.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "bridge.h"
+#include "log.h"
+#include "pgconn.h"
+#include "sse.h"
+
+#define HTTP_MESSAGE_MAX 8192
+
+struct http_async;
+
+struct http_session {
+    int status;
+    const char *ctype;
+    char *body;
+    size_t body_len;
+    int allow_get;                /* add "Allow: GET" (405) */
+    int preflight;                /* add CORS preflight headers */
+    char *cors_origin;            /* allowed origin to echo, or NULL */
+    struct http_async *async;     /* /metrics waiting for drain lag */
+    int ready;                    /* response decided */
+};
+
+struct http_async {
+    struct lws *wsi;              /* NULL once the connection closed */
+};
+
+static struct bridge *http_bridge(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+/* ---------- pure helpers ---------- */
+
+enum http_route http_route_of(const char *path, const char **id, int *id_len, int static_on)
+{
+    static const struct { const char *prefix; enum http_route r; } streams[] = {
+        { "/workspaces/", ROUTE_WORKSPACE }, { "/conversations/", ROUTE_CONVERSATION } };
+    size_t i, pl, n = strlen(path);
+
+    *id = NULL;
+    *id_len = 0;
+    if (!strcmp(path, "/healthz"))
+        return ROUTE_HEALTHZ;
+    if (!strcmp(path, "/metrics"))
+        return ROUTE_METRICS;
+    if (static_on && (!strcmp(path, "/") || !strncmp(path, "/static/", 8)))
+        return ROUTE_STATIC;
+    for (i = 0; i < 2; i++) {
+        pl = strlen(streams[i].prefix);
+        if (n >= pl + 7 && !strncmp(path, streams[i].prefix, pl) &&
+            !strcmp(path + n - 7, "/stream")) {
+            *id = path + pl;
+            *id_len = (int)(n - pl - 7);
+            return streams[i].r;
+        }
+    }
+    return ROUTE_NONE;
+}
+
+int http_static_path_ok(const char *rel)
+{
+    size_t i, n = strlen(rel);
+
+    if (n == 0 || n > 200 || rel[0] == '/' || rel[0] == '.')
+        return 0;
+    for (i = 0; i < n; i++) {
+        char c = rel[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.' || c == '/'))
+            return 0;
+        if (c == '/' && (rel[i + 1] == '/' || rel[i + 1] == '.' || rel[i + 1] == '\0'))
+            return 0;
+    }
+    return 1;
+}
+
+int http_text_ok(const char *s, size_t len)
+{
+    size_t i = 0, k, need;
+    unsigned char c;
+    unsigned cp;
+
+    while (i < len) {
+        c = (unsigned char)s[i];
+        if (c < 0x80) {
+            if ((c < 0x20 && c != '\t' && c != '\n') || c == 0x7f)
+                return 0;
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf)
+            need = 1, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+            need = 2, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+            need = 3, cp = c & 0x07;
+        else
+            return 0;
+        for (k = 1; k <= need; k++) {
+            if (i + k >= len || ((unsigned char)s[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | ((unsigned char)s[i + k] & 0x3f);
+        }
+        if ((need == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (need == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return 0;
+        i += need + 1;
+    }
+    return 1;
+}
+
+/* ---------- responses ---------- */
+
+static int http_reply(struct lws *wsi, struct http_session *ss, int status, const char *ctype,
+                      const char *body)
+{
+    free(ss->body);
+    ss->body = strdup(body ? body : "");
+    if (!ss->body)
+        return -1;
+    ss->body_len = strlen(ss->body);
+    ss->status = status;
+    ss->ctype = ctype;
+    ss->ready = 1;
+    if (status == 400 || status == 404 || status == 405)
+        http_bridge(wsi)->metrics.http_bad_requests++;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int http_reply_text(struct lws *wsi, struct http_session *ss, int status, const char *msg)
+{
+    char line[512];
+
+    snprintf(line, sizeof line, "%s\n", msg);
+    return http_reply(wsi, ss, status, "text/plain; charset=utf-8", line);
+}
+
+static int http_add_hdr(struct lws *wsi, const char *name, const char *val, unsigned char **p,
+                        unsigned char *end)
+{
+    return lws_add_http_header_by_name(wsi, (const unsigned char *)name, (const unsigned char *)val,
+                                       (int)strlen(val), p, end);
+}
+
+static int http_write_reply(struct lws *wsi, struct http_session *ss)
+{
+    unsigned char hbuf[LWS_PRE + 2048];
+    unsigned char *start = hbuf + LWS_PRE, *p = start, *end = hbuf + sizeof hbuf - 1;
+    unsigned char *body;
+    int rc;
+
+    if (lws_add_http_common_headers(wsi, (unsigned)ss->status, ss->ctype, ss->body_len, &p, end) ||
+        http_add_hdr(wsi, "cache-control:", "no-cache", &p, end) ||
+        (ss->allow_get && http_add_hdr(wsi, "allow:", "GET", &p, end)) ||
+        (ss->cors_origin && (http_add_hdr(wsi, "access-control-allow-origin:", ss->cors_origin, &p, end) ||
+                             http_add_hdr(wsi, "vary:", "Origin", &p, end))) ||
+        (ss->preflight && (http_add_hdr(wsi, "access-control-allow-methods:", "GET", &p, end) ||
+                           http_add_hdr(wsi, "access-control-allow-headers:",
+                                        "Last-Event-ID, Cache-Control", &p, end))) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    if (ss->body_len > 0) {
+        body = malloc(LWS_PRE + ss->body_len);
+        if (!body)
+            return -1;
+        memcpy(body + LWS_PRE, ss->body, ss->body_len);
+        rc = lws_write(wsi, body + LWS_PRE, ss->body_len, LWS_WRITE_HTTP_FINAL);
+        free(body);
+        if (rc < (int)ss->body_len)
+            return -1;
+    }
+    free(ss->body);
+    ss->body = NULL;
+    ss->ready = 0;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* ---------- request pieces ---------- */
+
+/* the value of query arg name (malloc'd) in *out; returns 0 absent, 1 found, -1 bad */
+static int http_query_arg(struct lws *wsi, const char *name, char **out)
+{
+    size_t nl = strlen(name);
+    int i, len, found = 0;
+    char *frag;
+
+    *out = NULL;
+    for (i = 0; (len = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i)) > 0; i++) {
+        frag = malloc((size_t)len + 1);
+        if (!frag || lws_hdr_copy_fragment(wsi, frag, len + 1, WSI_TOKEN_HTTP_URI_ARGS, i) < 0) {
+            free(frag);
+            goto bad;
+        }
+        if ((size_t)len > nl && !strncmp(frag, name, nl) && frag[nl] == '=') {
+            if (found++) {
+                free(frag);
+                goto bad;                   /* the same argument twice */
+            }
+            *out = strdup(frag + nl + 1);
+            if (!*out) {
+                free(frag);
+                goto bad;
+            }
+        }
+        free(frag);
+    }
+    return found;
+bad:
+    free(*out);
+    *out = NULL;
+    return -1;
+}
+
+static char *http_header(struct lws *wsi, enum lws_token_indexes h)
+{
+    int len = lws_hdr_total_length(wsi, h);
+    char *v;
+
+    if (len <= 0)
+        return NULL;
+    v = malloc((size_t)len + 1);
+    if (v && lws_hdr_copy(wsi, v, len + 1, h) < 0) {
+        free(v);
+        v = NULL;
+    }
+    return v;
+}
+
+static char *http_custom_header(struct lws *wsi, const char *name)
+{
+    int len = lws_hdr_custom_length(wsi, name, (int)strlen(name));
+    char *v;
+
+    if (len < 0)
+        return NULL;
+    v = malloc((size_t)len + 1);
+    if (v && lws_hdr_custom_copy(wsi, v, len + 1, name, (int)strlen(name)) < 0) {
+        free(v);
+        v = NULL;
+    }
+    return v;
+}
+
+static char *http_cors_origin(struct lws *wsi)
+{
+    const struct bridge_config *cfg = &http_bridge(wsi)->cfg;
+    char *origin;
+    size_t i;
+
+    if (cfg->ncors_origins == 0 || !(origin = http_header(wsi, WSI_TOKEN_ORIGIN)))
+        return NULL;
+    for (i = 0; i < cfg->ncors_origins; i++) {
+        if (!strcmp(cfg->cors_origins[i], "*") || !strcmp(cfg->cors_origins[i], origin))
+            return origin;
+    }
+    free(origin);
+    return NULL;
+}
+
+/* ---------- routes ---------- */
+
+static int http_healthz(struct lws *wsi, struct http_session *ss)
+{
+    struct bridge *b = http_bridge(wsi);
+    int up = sse_pg_ready(b->sse);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "status", up ? "ok" : "unavailable",
+                          "postgres", up ? "connected" : "down", "kafka", bridge_kafka_state(b),
+                          "sse_connections", (json_int_t)b->metrics.sse_connections);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    int rc;
+
+    json_decref(o);
+    if (!text)
+        return -1;
+    rc = http_reply(wsi, ss, up ? 200 : 503, "application/json", text);
+    free(text);
+    return rc;
+}
+
+static void http_metric(char **buf, size_t *len, size_t *cap, const char *name, const char *type,
+                        const char *help, double value)
+{
+    int n;
+    char *grown;
+
+    for (;;) {
+        n = snprintf(*buf + *len, *cap - *len, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help,
+                     name, type, name, value);
+        if (n >= 0 && (size_t)n < *cap - *len)
+            break;
+        grown = realloc(*buf, *cap * 2);
+        if (!grown)
+            return;
+        *buf = grown;
+        *cap *= 2;
+    }
+    *len += (size_t)n;
+}
+
+static char *http_metrics_text(struct bridge *b, PGresult *lag)
+{
+    const struct bridge_metrics *m = &b->metrics;
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    int have_lag = lag && PQresultStatus(lag) == PGRES_TUPLES_OK && PQntuples(lag) == 1;
+
+    if (!buf)
+        return NULL;
+    buf[0] = '\0';
+    http_metric(&buf, &len, &cap, "aegis_bridge_postgres_up", "gauge",
+                "1 when the SSE connection to PostgreSQL is ready", sse_pg_ready(b->sse));
+    http_metric(&buf, &len, &cap, "aegis_bridge_sse_connections", "gauge", "open SSE streams",
+                (double)m->sse_connections);
+    http_metric(&buf, &len, &cap, "aegis_bridge_sse_connections_total", "counter",
+                "SSE streams accepted", (double)m->sse_connections_total);
+    http_metric(&buf, &len, &cap, "aegis_bridge_sse_events_sent_total", "counter",
+                "events queued to SSE clients", (double)m->sse_events_sent);
+    http_metric(&buf, &len, &cap, "aegis_bridge_sse_replays_total", "counter",
+                "streams that replayed from the store", (double)m->sse_replays);
+    http_metric(&buf, &len, &cap, "aegis_bridge_sse_replayed_events_total", "counter",
+                "events read by replays", (double)m->sse_replayed_events);
+    http_metric(&buf, &len, &cap, "aegis_bridge_sse_drops_total", "counter",
+                "slow clients disconnected at their buffer bound", (double)m->sse_drops);
+    http_metric(&buf, &len, &cap, "aegis_bridge_sse_rejected_total", "counter",
+                "streams refused with 503", (double)m->sse_rejected);
+    http_metric(&buf, &len, &cap, "aegis_bridge_http_requests_total", "counter", "HTTP requests",
+                (double)m->http_requests_total);
+    http_metric(&buf, &len, &cap, "aegis_bridge_http_bad_requests_total", "counter",
+                "requests answered 400, 404 or 405", (double)m->http_bad_requests);
+    http_metric(&buf, &len, &cap, "aegis_bridge_store_reads_total", "counter",
+                "aegis.read_all batches of the shared reader", (double)m->store_reads);
+    http_metric(&buf, &len, &cap, "aegis_bridge_run_requests_total", "counter",
+                "conversation run requests recorded or found", (double)m->run_requests);
+    if (have_lag) {
+        http_metric(&buf, &len, &cap, "aegis_bridge_drain_cursor_position", "gauge",
+                    "last event id Kafka acknowledged", atof(PQgetvalue(lag, 0, 0)));
+        http_metric(&buf, &len, &cap, "aegis_bridge_drain_pending_events", "gauge",
+                    "events with a topic not yet acknowledged by Kafka", atof(PQgetvalue(lag, 0, 1)));
+        http_metric(&buf, &len, &cap, "aegis_bridge_drain_lag_seconds", "gauge",
+                    "age of the oldest event waiting for Kafka",
+                    PQgetisnull(lag, 0, 2) ? 0.0 : atof(PQgetvalue(lag, 0, 2)));
+    }
+    return buf;
+}
+
+static void http_metrics_done(struct pgconn *c, PGresult *res, void *ud)
+{
+    struct http_async *a = ud;
+    struct lws *wsi = a->wsi;
+    struct http_session *ss;
+    char *text;
+
+    (void)c;
+    free(a);
+    if (!wsi)
+        return;
+    ss = lws_wsi_user(wsi);
+    ss->async = NULL;
+    text = http_metrics_text(http_bridge(wsi), res);
+    if (!text || http_reply(wsi, ss, 200, "text/plain; version=0.0.4", text) < 0)
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    free(text);
+}
+
+static int http_metrics(struct lws *wsi, struct http_session *ss)
+{
+    static const char sql[] =
+        "SELECT cursor_position, pending_events, extract(epoch from oldest_pending_age) "
+        "FROM aegis.drain_lag";
+    struct bridge *b = http_bridge(wsi);
+    struct http_async *a;
+    char *text;
+    int rc;
+
+    if (sse_pg_ready(b->sse) && (a = calloc(1, sizeof *a))) {
+        a->wsi = wsi;
+        if (pgconn_query(b->pg, sql, 0, NULL, http_metrics_done, a) == 0) {
+            ss->async = a;
+            return 0;
+        }
+        free(a);
+    }
+    text = http_metrics_text(b, NULL);
+    rc = text ? http_reply(wsi, ss, 200, "text/plain; version=0.0.4", text) : -1;
+    free(text);
+    return rc;
+}
+
+static const char *http_mime(const char *path)
+{
+    static const struct { const char *ext, *mime; } types[] = {
+        { ".html", "text/html; charset=utf-8" }, { ".js", "text/javascript; charset=utf-8" },
+        { ".mjs", "text/javascript; charset=utf-8" }, { ".css", "text/css; charset=utf-8" },
+        { ".json", "application/json" }, { ".svg", "image/svg+xml" }, { ".png", "image/png" },
+        { ".ico", "image/x-icon" }, { ".txt", "text/plain; charset=utf-8" } };
+    const char *dot = strrchr(path, '.');
+    size_t i;
+
+    for (i = 0; dot && i < sizeof types / sizeof types[0]; i++) {
+        if (!strcmp(dot, types[i].ext))
+            return types[i].mime;
+    }
+    return "application/octet-stream";
+}
+
+static int http_static(struct lws *wsi, struct http_session *ss, const char *path)
+{
+    const char *dir = http_bridge(wsi)->cfg.static_dir;
+    const char *rel = !strcmp(path, "/") ? "index.html" : path + 8;
+    char *file = NULL;
+    struct stat st;
+    int n;
+
+    if (!http_static_path_ok(rel))
+        return http_reply_text(wsi, ss, 404, "not found");
+    if (asprintf(&file, "%s/%s", dir, rel) < 0)
+        return -1;
+    if (stat(file, &st) < 0 || !S_ISREG(st.st_mode)) {
+        free(file);
+        return http_reply_text(wsi, ss, 404, "not found");
+    }
+    n = lws_serve_http_file(wsi, file, http_mime(file), NULL, 0);
+    free(file);
+    if (n < 0)
+        return -1;
+    if (n > 0)
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    return 0;
+}
+
+/* Parses and validates the SSE request; answers 400 itself (returns 1). */
+static int http_sse_params(struct lws *wsi, struct http_session *ss, struct sse_request *req,
+                           char **owned)
+{
+    char *hdr = http_custom_header(wsi, "last-event-id:");
+    int r;
+
+    /* owned[]: message, agent_id, agent_type, last_event_id arg, header */
+    owned[4] = hdr;
+    if ((r = http_query_arg(wsi, "message", &owned[0])) < 0 ||
+        http_query_arg(wsi, "agent_id", &owned[1]) < 0 ||
+        http_query_arg(wsi, "agent_type", &owned[2]) < 0 ||
+        http_query_arg(wsi, "last_event_id", &owned[3]) < 0)
+        return http_reply_text(wsi, ss, 400, "bad request: repeated or unreadable query argument"), 1;
+    if (hdr || owned[3]) {
+        if (sse_parse_event_id(hdr ? hdr : owned[3], &req->last_id) < 0)
+            return http_reply_text(wsi, ss, 400,
+                                   "bad request: Last-Event-ID must be a decimal integer of at most 19 digits"),
+                   1;
+        req->has_last_id = 1;
+    }
+    if (owned[0] && (!owned[0][0] || strlen(owned[0]) > HTTP_MESSAGE_MAX ||
+                     !http_text_ok(owned[0], strlen(owned[0]))))
+        return http_reply_text(wsi, ss, 400, "bad request: message must be 1 to 8192 bytes of UTF-8 text"), 1;
+    if ((owned[1] && !sse_id_valid(owned[1], strlen(owned[1]))) ||
+        (owned[2] && !sse_id_valid(owned[2], strlen(owned[2]))))
+        return http_reply_text(wsi, ss, 400,
+                               "bad request: agent_id and agent_type must match [A-Za-z0-9_.:-]{1,128}"), 1;
+    if (!owned[0] && (owned[1] || owned[2]))
+        return http_reply_text(wsi, ss, 400, "bad request: agent_id and agent_type need message"), 1;
+    if (req->kind == SSE_WORKSPACE && owned[0])
+        return http_reply_text(wsi, ss, 400, "bad request: message applies to conversation streams"), 1;
+    req->message = owned[0];
+    req->agent_id = owned[1];
+    req->agent_type = owned[2];
+    return 0;
+}
+
+static int http_sse(struct lws *wsi, struct http_session *ss, enum http_route route, const char *id,
+                    int id_len)
+{
+    struct sse_request req;
+    struct sse_sub *sub = NULL;
+    char *owned[5] = { NULL, NULL, NULL, NULL, NULL };
+    char idbuf[129];
+    int rc = 0, status, i;
+
+    if (!sse_id_valid(id, (size_t)id_len))
+        return http_reply_text(wsi, ss, 400, "bad request: id must match [A-Za-z0-9_.:-]{1,128}");
+    memcpy(idbuf, id, (size_t)id_len);
+    idbuf[id_len] = '\0';
+    memset(&req, 0, sizeof req);
+    req.kind = route == ROUTE_WORKSPACE ? SSE_WORKSPACE : SSE_CONVERSATION;
+    req.stream_id = idbuf;
+    req.cors_origin = ss->cors_origin;
+    if (http_sse_params(wsi, ss, &req, owned) == 0) {
+        status = sse_open(http_bridge(wsi)->sse, wsi, &req, &sub);
+        if (status == 0)
+            lws_set_opaque_user_data(wsi, sub);
+        else
+            rc = http_reply_text(wsi, ss, status, "service unavailable: store not connected or too many clients");
+    }
+    for (i = 0; i < 5; i++)
+        free(owned[i]);
+    return rc;
+}
+
+static int http_method_allowed(int method)
+{
+    return method == LWSHUMETH_GET;
+}
+
+static int http_request(struct lws *wsi, struct http_session *ss, const char *path)
+{
+    struct bridge *b = http_bridge(wsi);
+    char *uri;
+    int uri_len, method = lws_http_get_uri_and_method(wsi, &uri, &uri_len);
+    const char *id;
+    int id_len;
+    enum http_route route = http_route_of(path, &id, &id_len, b->cfg.static_dir != NULL);
+
+    b->metrics.http_requests_total++;
+    ss->cors_origin = http_cors_origin(wsi);
+    if (route == ROUTE_NONE)
+        return http_reply_text(wsi, ss, 404, "not found");
+    if (!http_method_allowed(method)) {
+        if (method == LWSHUMETH_OPTIONS && ss->cors_origin) {
+            ss->preflight = 1;
+            return http_reply(wsi, ss, 204, "text/plain", "");
+        }
+        ss->allow_get = 1;
+        return http_reply_text(wsi, ss, 405, "method not allowed: use GET");
+    }
+    if (b->stopping)
+        return http_reply_text(wsi, ss, 503, "shutting down");
+    switch (route) {
+    case ROUTE_HEALTHZ:
+        return http_healthz(wsi, ss);
+    case ROUTE_METRICS:
+        return http_metrics(wsi, ss);
+    case ROUTE_STATIC:
+        return http_static(wsi, ss, path);
+    default:
+        return http_sse(wsi, ss, route, id, id_len);
+    }
+}
+
+static void http_session_reset(struct lws *wsi, struct http_session *ss)
+{
+    free(ss->body);
+    free(ss->cors_origin);
+    if (ss->async)
+        ss->async->wsi = NULL;
+    memset(ss, 0, sizeof *ss);
+    (void)wsi;
+}
+
+static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    struct http_session *ss = user;
+    struct sse_sub *sub;
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        http_session_reset(wsi, ss);
+        return http_request(wsi, ss, in ? (const char *)in : "/") < 0 ? -1 : 0;
+    case LWS_CALLBACK_HTTP_BODY:
+        return 0;                                  /* bodies are ignored (GET only) */
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return 0;
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        sub = lws_get_opaque_user_data(wsi);
+        if (sub)
+            return sse_writeable(sub);
+        if (ss && ss->ready)
+            return http_write_reply(wsi, ss);
+        return 0;
+    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+        sub = lws_get_opaque_user_data(wsi);
+        if (sub) {
+            lws_set_opaque_user_data(wsi, NULL);
+            sse_closed(sub);
+        }
+        if (ss)
+            http_session_reset(wsi, ss);
+        return 0;
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+const struct lws_protocols http_protocol = {
+    "http", http_cb, sizeof(struct http_session), 0, 0, NULL, 0
+};

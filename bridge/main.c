@@ -1,0 +1,188 @@
+/*
+ * main.c: wiring and the loop.  Parses the configuration, creates the lws
+ * context (HTTP listener + adopted descriptors), the SSE hub and its
+ * PostgreSQL connection, the Kafka drain and consumers, then serves until
+ * SIGTERM/SIGINT; shuts down in reverse order.  A second signal exits at once.
+ */
+#define _GNU_SOURCE
+#include <libwebsockets.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "bridge.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "loop.h"
+#include "sse.h"
+#ifdef HAVE_DRAIN
+#include "drain.h"
+#endif
+#ifdef HAVE_CONSUMERS
+#include "consumer.h"
+#endif
+
+extern char **environ;
+
+static struct bridge main_bridge;          /* the one instance */
+static volatile sig_atomic_t main_signals;
+
+const char *bridge_kafka_state(const struct bridge *b)
+{
+    if (b->kafka_state)
+        return b->kafka_state(b->kafka_state_ud);
+#ifdef HAVE_DRAIN
+    return drain_kafka_state((struct bridge *)b);
+#else
+    return "off";
+#endif
+}
+
+static void main_on_signal(int sig)
+{
+    (void)sig;
+    if (main_signals++ > 0)
+        _exit(1);                          /* second signal: at once */
+    main_bridge.stopping = 1;
+    if (main_bridge.ctx)
+        lws_cancel_service(main_bridge.ctx);
+}
+
+static void main_signals_install(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = main_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+static void main_raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int main_create_context(struct bridge *b)
+{
+    static const struct lws_protocols protocols[] = {
+        { "http", NULL, 0, 0, 0, NULL, 0 }, { NULL, NULL, 0, 0, 0, NULL, 0 },
+        { NULL, NULL, 0, 0, 0, NULL, 0 } };
+    static struct lws_protocols list[3];
+    struct lws_context_creation_info info;
+
+    memcpy(list, protocols, sizeof list);
+    list[0] = http_protocol;
+    list[1] = loop_protocol;
+    memset(&info, 0, sizeof info);
+    info.port = b->cfg.listen_port;
+    info.iface = b->cfg.listen_host;
+    info.protocols = list;
+    info.user = b;
+    info.max_http_header_data = 16384;
+    info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+    b->ctx = lws_create_context(&info);
+    if (!b->ctx) {
+        LOG(LOG_ERROR, "main", "msg=\"cannot listen\" listen=%s:%d", b->cfg.listen_host,
+            b->cfg.listen_port);
+        return -1;
+    }
+    b->vhost = lws_get_vhost_by_name(b->ctx, "default");
+    return b->vhost ? 0 : -1;
+}
+
+static int main_start(struct bridge *b)
+{
+    if (main_create_context(b) < 0)
+        return -1;
+    b->sse = sse_hub_new(b);
+    if (!b->sse)
+        return -1;
+#ifdef HAVE_DRAIN
+    if (drain_start(b) < 0)
+        return -1;
+#endif
+#ifdef HAVE_CONSUMERS
+    if (consumers_start(b) < 0)
+        return -1;
+#endif
+    LOG(LOG_INFO, "main", "msg=listening listen=%s:%d version=%s kafka=%s", b->cfg.listen_host,
+        b->cfg.listen_port, BRIDGE_VERSION, b->cfg.kafka_bootstrap_servers ? "on" : "off");
+#ifndef HAVE_DRAIN
+    if (!b->cfg.kafka_bootstrap_servers)
+        LOG(LOG_WARN, "main", "msg=\"Kafka is off: KAFKA_BOOTSTRAP_SERVERS is not set\"");
+#endif
+    return 0;
+}
+
+/* end streams, let them flush for up to 2 s */
+static void main_end_streams(struct bridge *b)
+{
+    int64_t deadline = loop_now_us() + 2000000;
+
+    if (!b->sse)
+        return;
+    sse_close_all(b->sse);
+    while (b->metrics.sse_connections > 0 && loop_now_us() < deadline && main_signals < 2)
+        lws_service(b->ctx, 0);
+}
+
+static void main_stop(struct bridge *b)
+{
+    if (b->ctx)
+        main_end_streams(b);
+#ifdef HAVE_CONSUMERS
+    consumers_stop(b);
+#endif
+#ifdef HAVE_DRAIN
+    drain_stop(b);
+#endif
+    sse_hub_free(b->sse);
+    b->sse = NULL;
+    if (b->ctx)
+        lws_context_destroy(b->ctx);
+    b->ctx = NULL;
+}
+
+int main(int argc, char **argv)
+{
+    struct bridge *b = &main_bridge;
+    char *err = NULL;
+    int rc = 0;
+
+    if (config_parse(&b->cfg, argc, argv, environ, &err) < 0) {
+        fprintf(stderr, "aegis-bridge: %s\n", err ? err : "out of memory");
+        free(err);
+        return 2;
+    }
+    if (b->cfg.show_help || b->cfg.show_version) {
+        fputs(b->cfg.show_help ? config_usage() : "aegis-bridge " BRIDGE_VERSION "\n", stdout);
+        config_free(&b->cfg);
+        return 0;
+    }
+    log_set_level(b->cfg.log_level);
+    log_hook_lws();
+    main_signals_install();
+    main_raise_fd_limit();
+    if (main_start(b) < 0)
+        rc = 1;
+    while (rc == 0 && !b->stopping)
+        lws_service(b->ctx, 0);
+    LOG(LOG_INFO, "main", "msg=\"shutting down\"");
+    main_stop(b);
+    config_free(&b->cfg);
+    LOG(LOG_INFO, "main", "msg=stopped status=%d", rc);
+    return rc;
+}

@@ -1,0 +1,879 @@
+/*
+ * sse.c: owns SSE subscribers and streams.  One shared reader follows the
+ * store (LISTEN aegis_events, then aegis.read_all until a short batch) and
+ * fans each event out to the subscribers of its stream.  A new subscriber
+ * first replays its stream with aegis.read_stream on the same connection;
+ * because queries run in FIFO order and reader positions only grow, the
+ * replay covers every live event it ignored, and ids > delivered dedupe.
+ */
+#define _GNU_SOURCE
+#include "sse.h"
+
+#include <libwebsockets.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge.h"
+#include "log.h"
+#include "loop.h"
+#include "pgconn.h"
+
+#define SSE_BUCKETS 4096
+#define SSE_READ_BATCH 1000
+#define SSE_REPLAY_BATCH 200
+#define SSE_WRITE_CHUNK 65536
+
+static const char SQL_SAFE_POSITION[] = "SELECT aegis.safe_position()";
+static const char SQL_READ_ALL[] =
+    "SELECT id, stream_kind, stream_id, event_type, payload::text "
+    "FROM aegis.read_all($1::bigint, $2::int)";
+static const char SQL_READ_STREAM[] =
+    "SELECT id, event_type, payload::text FROM aegis.read_stream($1, $2, $3::bigint, $4::int)";
+static const char SQL_REQUEST_RUN[] = "SELECT aegis.request_run($1, $2, $3, $4)";
+/* finished: the last conversation event at or before N is done/error, no run
+ * was requested after it up to N, and nothing follows N */
+static const char SQL_FINISHED_AT[] =
+    "WITH p AS (SELECT least($2::bigint, aegis.safe_position()) AS pos), "
+    "last AS (SELECT e.id, e.event_type FROM aegis.events e, p "
+    "  WHERE e.stream_kind = 'conversation' AND e.stream_id = $1 AND e.id <= p.pos "
+    "  ORDER BY e.id DESC LIMIT 1) "
+    "SELECT coalesce((SELECT last.event_type IN ('done', 'error') AND NOT EXISTS "
+    "  (SELECT 1 FROM aegis.run_requests r WHERE r.conversation_id = $1 "
+    "   AND r.event_id > last.id AND r.event_id <= $2::bigint) FROM last), false) "
+    "AND NOT EXISTS (SELECT 1 FROM aegis.read_stream('conversation', $1, $2::bigint, 1))";
+/* latest run request id (0: none) and whether the conversation is finished */
+static const char SQL_LATEST_RUN[] =
+    "WITH p AS (SELECT aegis.safe_position() AS pos), "
+    "run AS (SELECT coalesce(max(r.event_id), 0) AS id FROM aegis.run_requests r, p "
+    "  WHERE r.conversation_id = $1 AND r.event_id <= p.pos), "
+    "last AS (SELECT e.id, e.event_type FROM aegis.events e, p "
+    "  WHERE e.stream_kind = 'conversation' AND e.stream_id = $1 AND e.id <= p.pos "
+    "  ORDER BY e.id DESC LIMIT 1) "
+    "SELECT run.id, coalesce(last.event_type IN ('done', 'error') AND run.id < last.id, false) "
+    "FROM run LEFT JOIN last ON true";
+
+enum sse_phase { PH_STARTING, PH_REPLAY, PH_LIVE, PH_ENDING };
+
+struct sse_stream {
+    struct sse_stream *next_in_bucket;
+    enum sse_kind kind;
+    char *id;
+    struct sse_sub *subs;
+};
+
+struct sse_sub {
+    struct sse_hub *h;
+    struct lws *wsi;                /* NULL once the connection closed */
+    struct sse_stream *st;          /* NULL when not subscribed */
+    struct sse_sub *prev, *next;    /* in st->subs */
+    struct sse_sub *all_prev, *all_next;
+    enum sse_phase phase;
+    enum sse_kind kind;
+    char *stream_id, *message, *agent_id, *agent_type, *cors_origin;
+    int has_last_id;
+    long long last_id;
+    int status;                     /* 0 undecided, 200, 204, 500 */
+    int headers_sent;
+    int pending;                    /* queries in flight that reference this sub */
+    int replay_paused;              /* waiting for the buffer to drain */
+    int killed;                     /* dropped or shutting down */
+    long long delivered;            /* highest event id queued */
+    char *buf;                      /* LWS_PRE headroom, then len bytes to send */
+    size_t len, cap;
+};
+
+struct sse_hub {
+    struct bridge *b;
+    struct pgconn *pg;
+    struct sse_stream *buckets[SSE_BUCKETS];
+    struct sse_sub *all;
+    struct loop_timer *heartbeat;
+    struct loop_timer *reread;
+    long long last_seen;            /* shared reader position */
+    int have_position;
+    int reading, again;
+};
+
+static void sse_replay_next(struct sse_sub *s);
+
+/* ---------- pure helpers ---------- */
+
+int sse_id_valid(const char *id, size_t len)
+{
+    size_t i;
+
+    if (len < 1 || len > 128)
+        return 0;
+    for (i = 0; i < len; i++) {
+        char c = id[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == ':' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int sse_parse_event_id(const char *s, long long *out)
+{
+    size_t i, n = strlen(s);
+    unsigned long long v = 0;
+
+    if (n < 1 || n > 19)
+        return -1;
+    for (i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (unsigned long long)(s[i] - '0');
+    }
+    if (v > 9223372036854775807ULL)
+        return -1;
+    *out = (long long)v;
+    return 0;
+}
+
+char *sse_format_event(long long id, const char *type, const char *data, size_t *len)
+{
+    size_t dl = strlen(data), nl = 0, i, cap, off;
+    char *out;
+
+    for (i = 0; i < dl; i++)
+        nl += data[i] == '\n';
+    cap = 64 + strlen(type) + dl + nl * 6;
+    out = malloc(cap);
+    if (!out)
+        return NULL;
+    off = (size_t)snprintf(out, cap, "id: %lld\nevent: %s\ndata: ", id, type);
+    for (i = 0; i < dl; i++) {
+        if (data[i] == '\r')
+            continue;
+        if (data[i] == '\n') {
+            memcpy(out + off, "\ndata: ", 7);
+            off += 7;
+        } else {
+            out[off++] = data[i];
+        }
+    }
+    memcpy(out + off, "\n\n", 3);
+    *len = off + 2;
+    return out;
+}
+
+/* ---------- streams ---------- */
+
+static unsigned sse_hash(enum sse_kind kind, const char *id)
+{
+    unsigned h = 2166136261u ^ (unsigned)kind;
+
+    while (*id)
+        h = (h ^ (unsigned char)*id++) * 16777619u;
+    return h % SSE_BUCKETS;
+}
+
+static struct sse_stream *sse_stream_find(struct sse_hub *h, enum sse_kind kind, const char *id)
+{
+    struct sse_stream *st = h->buckets[sse_hash(kind, id)];
+
+    while (st && (st->kind != kind || strcmp(st->id, id) != 0))
+        st = st->next_in_bucket;
+    return st;
+}
+
+static int sse_subscribe(struct sse_sub *s)
+{
+    struct sse_hub *h = s->h;
+    struct sse_stream *st = sse_stream_find(h, s->kind, s->stream_id);
+    unsigned b;
+
+    if (!st) {
+        st = calloc(1, sizeof *st);
+        if (!st || !(st->id = strdup(s->stream_id))) {
+            free(st);
+            return -1;
+        }
+        st->kind = s->kind;
+        b = sse_hash(s->kind, s->stream_id);
+        st->next_in_bucket = h->buckets[b];
+        h->buckets[b] = st;
+    }
+    s->st = st;
+    s->prev = NULL;
+    s->next = st->subs;
+    if (st->subs)
+        st->subs->prev = s;
+    st->subs = s;
+    return 0;
+}
+
+static void sse_unsubscribe(struct sse_sub *s)
+{
+    struct sse_stream *st = s->st, **pp;
+
+    if (!st)
+        return;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        st->subs = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->st = NULL;
+    if (st->subs)
+        return;
+    pp = &s->h->buckets[sse_hash(st->kind, st->id)];
+    while (*pp != st)
+        pp = &(*pp)->next_in_bucket;
+    *pp = st->next_in_bucket;
+    free(st->id);
+    free(st);
+}
+
+/* ---------- subscribers ---------- */
+
+static void sse_sub_free(struct sse_sub *s)
+{
+    struct sse_hub *h = s->h;
+
+    sse_unsubscribe(s);
+    if (s->all_prev)
+        s->all_prev->all_next = s->all_next;
+    else
+        h->all = s->all_next;
+    if (s->all_next)
+        s->all_next->all_prev = s->all_prev;
+    free(s->stream_id);
+    free(s->message);
+    free(s->agent_id);
+    free(s->agent_type);
+    free(s->cors_origin);
+    free(s->buf);
+    free(s);
+}
+
+/* a query callback's entry: 1 if the sub is gone (and freed now) */
+static int sse_sub_release(struct sse_sub *s)
+{
+    s->pending--;
+    if (s->wsi)
+        return 0;
+    if (s->pending == 0)
+        sse_sub_free(s);
+    return 1;
+}
+
+static void sse_sub_kill(struct sse_sub *s, const char *why)
+{
+    if (s->killed)
+        return;
+    s->killed = 1;
+    s->phase = PH_ENDING;
+    sse_unsubscribe(s);
+    LOG(LOG_INFO, "sse", "msg=\"closing stream\" reason=%s stream=%s queued=%zu", why, s->stream_id,
+        s->len);
+    if (s->wsi)
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+static int sse_buf_reserve(struct sse_sub *s, size_t extra)
+{
+    size_t need = LWS_PRE + s->len + extra, cap = s->cap ? s->cap : 4096;
+    char *grown;
+
+    if (need <= s->cap)
+        return 0;
+    while (cap < need)
+        cap *= 2;
+    grown = realloc(s->buf, cap);
+    if (!grown)
+        return -1;
+    s->buf = grown;
+    s->cap = cap;
+    return 0;
+}
+
+/* queue bytes; live data past the bound drops the client, replay may exceed it */
+static int sse_append(struct sse_sub *s, const char *data, size_t n, int bounded)
+{
+    if (s->killed)
+        return -1;
+    if (bounded && s->len + n > s->h->b->cfg.client_buffer_bytes) {
+        s->h->b->metrics.sse_drops++;
+        sse_sub_kill(s, "slow_client");
+        return -1;
+    }
+    if (sse_buf_reserve(s, n) < 0) {
+        sse_sub_kill(s, "out_of_memory");
+        return -1;
+    }
+    memcpy(s->buf + LWS_PRE + s->len, data, n);
+    s->len += n;
+    if (s->wsi && s->headers_sent)
+        lws_callback_on_writable(s->wsi);
+    return 0;
+}
+
+static int sse_is_terminal(const struct sse_sub *s, const char *type)
+{
+    return s->kind == SSE_CONVERSATION && (!strcmp(type, "done") || !strcmp(type, "error"));
+}
+
+/* queue one event if it is new for this subscriber */
+static void sse_deliver(struct sse_sub *s, long long id, const char *type, const char *msg,
+                        size_t n, int bounded)
+{
+    if (id <= s->delivered || s->phase == PH_ENDING)
+        return;
+    if (sse_append(s, msg, n, bounded) < 0)
+        return;
+    s->delivered = id;
+    s->h->b->metrics.sse_events_sent++;
+    if (sse_is_terminal(s, type)) {
+        s->phase = PH_ENDING;        /* close once flushed */
+        sse_unsubscribe(s);
+    }
+}
+
+static void sse_decide(struct sse_sub *s, int status)
+{
+    s->status = status;
+    if (s->wsi)
+        lws_callback_on_writable(s->wsi);
+}
+
+static void sse_fail(struct sse_sub *s, PGresult *res, const char *what)
+{
+    LOG(LOG_ERROR, "sse", "msg=\"query failed\" query=%s stream=%s error=\"%s\"", what,
+        s->stream_id, res ? PQresultErrorMessage(res) : "connection lost");
+    if (!s->headers_sent)
+        sse_decide(s, res ? 500 : 503);
+    else
+        sse_sub_kill(s, "store_error");
+}
+
+static int sse_result_ok(PGresult *res)
+{
+    return res && PQresultStatus(res) == PGRES_TUPLES_OK;
+}
+
+/* ---------- replay ---------- */
+
+static void sse_go_live(struct sse_sub *s)
+{
+    s->phase = PH_LIVE;
+    if (s->status == 0)
+        sse_decide(s, 200);
+}
+
+static void sse_on_replay(struct pgconn *c, PGresult *res, void *ud)
+{
+    struct sse_sub *s = ud;
+    int i, n;
+    size_t len;
+    char *msg;
+
+    (void)c;
+    if (sse_sub_release(s) || s->killed)
+        return;
+    if (!sse_result_ok(res)) {
+        sse_fail(s, res, "read_stream");
+        return;
+    }
+    n = PQntuples(res);
+    for (i = 0; i < n && s->phase == PH_REPLAY; i++) {
+        long long id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        const char *type = PQgetvalue(res, i, 1);
+        msg = sse_format_event(id, type, PQgetvalue(res, i, 2), &len);
+        if (!msg) {
+            sse_sub_kill(s, "out_of_memory");
+            return;
+        }
+        sse_deliver(s, id, type, msg, len, 0);
+        free(msg);
+        s->h->b->metrics.sse_replayed_events++;
+    }
+    if (s->phase != PH_REPLAY) {            /* a conversation ended inside the replay */
+        if (s->status == 0)
+            sse_decide(s, 200);
+        return;
+    }
+    if (n < SSE_REPLAY_BATCH)
+        sse_go_live(s);
+    else
+        sse_replay_next(s);
+}
+
+static void sse_replay_next(struct sse_sub *s)
+{
+    char after[24], batch[16];
+    const char *params[4];
+
+    if (s->len > s->h->b->cfg.client_buffer_bytes / 2 && s->status == 200) {
+        s->replay_paused = 1;               /* resumed from sse_writeable */
+        return;
+    }
+    s->replay_paused = 0;
+    snprintf(after, sizeof after, "%lld", s->delivered);
+    snprintf(batch, sizeof batch, "%d", SSE_REPLAY_BATCH);
+    params[0] = s->kind == SSE_WORKSPACE ? "workspace" : "conversation";
+    params[1] = s->stream_id;
+    params[2] = after;
+    params[3] = batch;
+    s->pending++;
+    if (pgconn_query(s->h->pg, SQL_READ_STREAM, 4, params, sse_on_replay, s) < 0) {
+        s->pending--;
+        sse_fail(s, NULL, "read_stream");
+    }
+}
+
+static void sse_start_replay(struct sse_sub *s, long long after, int send_id_line)
+{
+    char line[40];
+    int n;
+
+    if (send_id_line && after > 0) {
+        /* an SSE message with only an id: sets lastEventId, dispatches nothing */
+        n = snprintf(line, sizeof line, "id: %lld\n\n", after);
+        sse_append(s, line, (size_t)n, 0);
+    }
+    s->delivered = after;
+    s->phase = PH_REPLAY;
+    if (s->status == 0)
+        sse_decide(s, 200);             /* headers go out now; replay is paced */
+    s->h->b->metrics.sse_replays++;
+    sse_replay_next(s);
+}
+
+/* ---------- conversation start ---------- */
+
+static void sse_on_run_request(struct pgconn *c, PGresult *res, void *ud)
+{
+    struct sse_sub *s = ud;
+
+    (void)c;
+    if (sse_sub_release(s) || s->killed)
+        return;
+    if (!sse_result_ok(res) || PQntuples(res) != 1) {
+        sse_fail(s, res, "request_run");
+        return;
+    }
+    s->h->b->metrics.run_requests++;
+    sse_start_replay(s, strtoll(PQgetvalue(res, 0, 0), NULL, 10), 1);
+}
+
+static void sse_on_finished_at(struct pgconn *c, PGresult *res, void *ud)
+{
+    struct sse_sub *s = ud;
+
+    (void)c;
+    if (sse_sub_release(s) || s->killed)
+        return;
+    if (!sse_result_ok(res) || PQntuples(res) != 1) {
+        sse_fail(s, res, "finished_at");
+        return;
+    }
+    if (PQgetvalue(res, 0, 0)[0] == 't') {
+        sse_decide(s, 204);
+        return;
+    }
+    sse_start_replay(s, s->last_id, 0);
+}
+
+static void sse_on_latest_run(struct pgconn *c, PGresult *res, void *ud)
+{
+    struct sse_sub *s = ud;
+
+    (void)c;
+    if (sse_sub_release(s) || s->killed)
+        return;
+    if (!sse_result_ok(res) || PQntuples(res) != 1) {
+        sse_fail(s, res, "latest_run");
+        return;
+    }
+    if (PQgetvalue(res, 0, 1)[0] == 't') {
+        sse_decide(s, 204);
+        return;
+    }
+    sse_start_replay(s, strtoll(PQgetvalue(res, 0, 0), NULL, 10), 1);
+}
+
+static int sse_start(struct sse_sub *s)
+{
+    char last[24];
+    const char *params[4];
+    const char *sql;
+    pgconn_result_cb cb;
+    int n;
+
+    if (s->kind == SSE_WORKSPACE) {
+        sse_start_replay(s, s->has_last_id ? s->last_id : 0, 0);
+        return 0;
+    }
+    snprintf(last, sizeof last, "%lld", s->last_id);
+    params[0] = s->stream_id;
+    if (s->has_last_id) {
+        sql = SQL_FINISHED_AT, cb = sse_on_finished_at, n = 2;
+        params[1] = last;
+    } else if (s->message) {
+        sql = SQL_REQUEST_RUN, cb = sse_on_run_request, n = 4;
+        params[1] = s->message;
+        params[2] = s->agent_id;
+        params[3] = s->agent_type;
+    } else {
+        sql = SQL_LATEST_RUN, cb = sse_on_latest_run, n = 1;
+    }
+    s->pending++;
+    if (pgconn_query(s->h->pg, sql, n, params, cb, s) < 0) {
+        s->pending--;
+        return -1;
+    }
+    return 0;
+}
+
+static char *sse_dup_or_null(const char *v, int *failed)
+{
+    char *copy = v ? strdup(v) : NULL;
+
+    if (v && !copy)
+        *failed = 1;
+    return copy;
+}
+
+int sse_open(struct sse_hub *h, struct lws *wsi, const struct sse_request *req, struct sse_sub **out)
+{
+    struct sse_sub *s;
+    int failed = 0;
+    char retry[40];
+    int n;
+
+    if (!pgconn_is_ready(h->pg) || h->b->metrics.sse_connections >= (uint64_t)h->b->cfg.max_clients) {
+        h->b->metrics.sse_rejected++;
+        return 503;
+    }
+    s = calloc(1, sizeof *s);
+    if (!s)
+        return 503;
+    s->h = h;
+    s->wsi = wsi;
+    s->kind = req->kind;
+    s->has_last_id = req->has_last_id;
+    s->last_id = req->last_id;
+    s->stream_id = sse_dup_or_null(req->stream_id, &failed);
+    s->message = sse_dup_or_null(req->message, &failed);
+    s->agent_id = sse_dup_or_null(req->agent_id, &failed);
+    s->agent_type = sse_dup_or_null(req->agent_type, &failed);
+    s->cors_origin = sse_dup_or_null(req->cors_origin, &failed);
+    s->all_next = h->all;
+    if (h->all)
+        h->all->all_prev = s;
+    h->all = s;
+    n = snprintf(retry, sizeof retry, "retry: %d\n\n", h->b->cfg.retry_ms);
+    if (failed || sse_subscribe(s) < 0 || sse_append(s, retry, (size_t)n, 0) < 0 || sse_start(s) < 0) {
+        s->wsi = NULL;
+        if (s->pending == 0)
+            sse_sub_free(s);
+        h->b->metrics.sse_rejected++;
+        return 503;
+    }
+    h->b->metrics.sse_connections++;
+    h->b->metrics.sse_connections_total++;
+    *out = s;
+    return 0;
+}
+
+/* ---------- writing ---------- */
+
+static int sse_write_headers(struct sse_sub *s)
+{
+    unsigned char hbuf[LWS_PRE + 2048];
+    unsigned char *start = hbuf + LWS_PRE, *p = start, *end = hbuf + sizeof hbuf - 1;
+    struct lws *wsi = s->wsi;
+    int ok = s->status == 200;
+
+    if (lws_add_http_common_headers(wsi, (unsigned)s->status, ok ? "text/event-stream" : "text/plain",
+                                    ok ? LWS_ILLEGAL_HTTP_CONTENT_LEN : 0, &p, end))
+        return -1;
+    if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-cache", 8, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"x-accel-buffering:",
+                                    (const unsigned char *)"no", 2, &p, end))
+        return -1;
+    if (s->cors_origin &&
+        (lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-origin:",
+                                     (const unsigned char *)s->cors_origin,
+                                     (int)strlen(s->cors_origin), &p, end) ||
+         lws_add_http_header_by_name(wsi, (const unsigned char *)"vary:",
+                                     (const unsigned char *)"Origin", 6, &p, end)))
+        return -1;
+    if (lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    s->headers_sent = 1;
+    return 0;
+}
+
+int sse_writeable(struct sse_sub *s)
+{
+    size_t n;
+
+    if (s->status == 0)
+        return 0;                      /* still deciding */
+    if (!s->headers_sent) {
+        if (sse_write_headers(s) < 0)
+            return -1;
+        if (s->status != 200)
+            return lws_http_transaction_completed(s->wsi) ? -1 : 0;
+        lws_http_mark_sse(s->wsi);
+        lws_callback_on_writable(s->wsi);
+        return 0;
+    }
+    if (s->status != 200)
+        return -1;
+    n = s->len < SSE_WRITE_CHUNK ? s->len : SSE_WRITE_CHUNK;
+    if (n > 0) {
+        if (lws_write(s->wsi, (unsigned char *)s->buf + LWS_PRE, n, LWS_WRITE_HTTP) < (int)n)
+            return -1;
+        memmove(s->buf + LWS_PRE, s->buf + LWS_PRE + n, s->len - n);
+        s->len -= n;
+    }
+    if (s->len > 0) {
+        lws_callback_on_writable(s->wsi);
+        return 0;
+    }
+    if (s->phase == PH_ENDING)
+        return -1;                     /* conversation finished, or shutdown */
+    if (s->replay_paused)
+        sse_replay_next(s);
+    return 0;
+}
+
+void sse_closed(struct sse_sub *s)
+{
+    struct sse_hub *h = s->h;
+
+    if (h->b->metrics.sse_connections > 0)
+        h->b->metrics.sse_connections--;
+    s->wsi = NULL;
+    sse_unsubscribe(s);
+    if (s->pending == 0)
+        sse_sub_free(s);
+}
+
+void sse_close_all(struct sse_hub *h)
+{
+    struct sse_sub *s;
+
+    for (s = h->all; s; s = s->all_next) {
+        if (!s->wsi || s->killed)
+            continue;
+        sse_unsubscribe(s);
+        s->phase = PH_ENDING;
+        if (!s->headers_sent)
+            sse_sub_kill(s, "shutdown");
+        else
+            lws_callback_on_writable(s->wsi);
+    }
+}
+
+/* ---------- the shared reader ---------- */
+
+static void sse_fanout(struct sse_hub *h, PGresult *res, int row)
+{
+    const char *kind = PQgetvalue(res, row, 1);
+    enum sse_kind k;
+    struct sse_stream *st;
+    struct sse_sub *s, *next;
+    long long id;
+    const char *type;
+    char *msg;
+    size_t len;
+
+    if (!strcmp(kind, "workspace"))
+        k = SSE_WORKSPACE;
+    else if (!strcmp(kind, "conversation"))
+        k = SSE_CONVERSATION;
+    else
+        return;
+    st = sse_stream_find(h, k, PQgetvalue(res, row, 2));
+    if (!st)
+        return;
+    id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+    type = PQgetvalue(res, row, 3);
+    msg = sse_format_event(id, type, PQgetvalue(res, row, 4), &len);
+    if (!msg)
+        return;
+    /* st may be freed when its last subscriber leaves: walk saved next pointers */
+    for (s = st->subs; s; s = next) {
+        next = s->next;
+        if (s->phase == PH_LIVE)
+            sse_deliver(s, id, type, msg, len, 1);
+    }
+    free(msg);
+}
+
+static void sse_read_more(struct sse_hub *h);
+
+static void sse_on_read_all(struct pgconn *c, PGresult *res, void *ud)
+{
+    struct sse_hub *h = ud;
+    int i, n;
+
+    (void)c;
+    h->reading = 0;
+    if (!res)
+        return;                                    /* reconnect re-reads from last_seen */
+    if (!sse_result_ok(res)) {
+        LOG(LOG_ERROR, "sse", "msg=\"read_all failed\" error=\"%s\"", PQresultErrorMessage(res));
+        loop_timer_schedule(h->reread, 1000000);
+        return;
+    }
+    h->b->metrics.store_reads++;
+    n = PQntuples(res);
+    for (i = 0; i < n; i++) {
+        sse_fanout(h, res, i);
+        h->last_seen = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+    }
+    if (n >= SSE_READ_BATCH || h->again)
+        sse_read_more(h);
+}
+
+static void sse_read_more(struct sse_hub *h)
+{
+    char after[24], batch[16];
+    const char *params[2] = { after, batch };
+
+    if (h->reading) {
+        h->again = 1;
+        return;
+    }
+    if (!h->have_position || !pgconn_is_ready(h->pg))
+        return;
+    h->again = 0;
+    snprintf(after, sizeof after, "%lld", h->last_seen);
+    snprintf(batch, sizeof batch, "%d", SSE_READ_BATCH);
+    if (pgconn_query(h->pg, SQL_READ_ALL, 2, params, sse_on_read_all, h) == 0)
+        h->reading = 1;
+}
+
+static void sse_on_position(struct pgconn *c, PGresult *res, void *ud)
+{
+    struct sse_hub *h = ud;
+
+    (void)c;
+    h->reading = 0;
+    if (!sse_result_ok(res) || PQntuples(res) != 1) {
+        if (res) {
+            LOG(LOG_ERROR, "sse", "msg=\"safe_position failed\" error=\"%s\"",
+                PQresultErrorMessage(res));
+            loop_timer_schedule(h->reread, 1000000);
+        }
+        return;
+    }
+    h->last_seen = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    h->have_position = 1;
+    LOG(LOG_INFO, "sse", "msg=\"reader started\" position=%lld", h->last_seen);
+    if (h->again)
+        sse_read_more(h);
+}
+
+static void sse_begin(struct sse_hub *h)
+{
+    if (h->have_position) {
+        sse_read_more(h);
+        return;
+    }
+    if (h->reading || !pgconn_is_ready(h->pg))
+        return;
+    if (pgconn_query(h->pg, SQL_SAFE_POSITION, 0, NULL, sse_on_position, h) == 0)
+        h->reading = 1;
+}
+
+static void sse_on_connected(struct pgconn *c, void *ud)
+{
+    (void)c;
+    sse_begin(ud);
+}
+
+static void sse_on_notify(struct pgconn *c, const char *channel, const char *payload, void *ud)
+{
+    (void)c;
+    (void)channel;
+    (void)payload;
+    sse_read_more(ud);
+}
+
+static void sse_on_lost(struct pgconn *c, void *ud)
+{
+    struct sse_hub *h = ud;
+
+    (void)c;
+    h->reading = 0;
+    h->again = 0;
+}
+
+static void sse_reread_cb(void *ud)
+{
+    sse_begin(ud);
+}
+
+static void sse_heartbeat_cb(void *ud)
+{
+    static const char beat[] = ": keepalive\n\n";
+    struct sse_hub *h = ud;
+    struct sse_sub *s, *next;
+
+    for (s = h->all; s; s = next) {
+        next = s->all_next;
+        if (s->wsi && s->status == 200 && !s->killed && s->phase != PH_ENDING)
+            sse_append(s, beat, sizeof beat - 1, 1);
+    }
+    loop_timer_schedule(h->heartbeat, (int64_t)h->b->cfg.heartbeat_seconds * 1000000);
+}
+
+struct sse_hub *sse_hub_new(struct bridge *b)
+{
+    static const struct pgconn_callbacks cbs = { sse_on_connected, sse_on_notify, sse_on_lost };
+    struct sse_hub *h = calloc(1, sizeof *h);
+
+    if (!h)
+        return NULL;
+    h->b = b;
+    h->heartbeat = loop_timer_new(b, sse_heartbeat_cb, h);
+    h->reread = loop_timer_new(b, sse_reread_cb, h);
+    if (!h->heartbeat || !h->reread)
+        goto err;
+    h->pg = pgconn_new(b, b->cfg.database_url, "sse", &cbs, h);
+    if (!h->pg || pgconn_listen(h->pg, "aegis_events") < 0)
+        goto err;
+    b->pg = h->pg;
+    loop_timer_schedule(h->heartbeat, (int64_t)b->cfg.heartbeat_seconds * 1000000);
+    return h;
+err:
+    sse_hub_free(h);
+    return NULL;
+}
+
+void sse_hub_free(struct sse_hub *h)
+{
+    struct sse_sub *s;
+
+    if (!h)
+        return;
+    loop_timer_free(h->heartbeat);
+    loop_timer_free(h->reread);
+    pgconn_free(h->pg);             /* fails pending queries: subs drop their refs */
+    if (h->b->pg == h->pg)
+        h->b->pg = NULL;
+    h->pg = NULL;
+    while ((s = h->all)) {
+        if (s->wsi)
+            lws_set_opaque_user_data(s->wsi, NULL);
+        s->wsi = NULL;
+        s->pending = 0;
+        sse_sub_free(s);
+    }
+    free(h);
+}
+
+int sse_pg_ready(const struct sse_hub *h)
+{
+    return h && pgconn_is_ready(h->pg);
+}

@@ -1,0 +1,52 @@
+/*
+ * sse.h: Server-Sent Event streams: subscribers of workspace and
+ * conversation streams, the one shared store reader (LISTEN wake-up +
+ * aegis.read_all) that fans events out, per-subscriber replay from the store
+ * (Last-Event-ID), run requests, heartbeats and bounded client buffers.
+ */
+#ifndef AEGIS_SSE_H
+#define AEGIS_SSE_H
+
+#include <stddef.h>
+
+struct bridge;
+struct lws;
+struct sse_hub;
+struct sse_sub;
+
+enum sse_kind { SSE_WORKSPACE, SSE_CONVERSATION };
+
+struct sse_request {
+    enum sse_kind kind;
+    const char *stream_id;        /* validated: ^[A-Za-z0-9_.:-]{1,128}$ */
+    int has_last_id;              /* Last-Event-ID header or ?last_event_id= */
+    long long last_id;
+    const char *message;          /* conversation run request, or NULL */
+    const char *agent_id;         /* NULL if absent */
+    const char *agent_type;       /* NULL if absent */
+    const char *cors_origin;      /* origin to allow in the response, or NULL */
+};
+
+/* Creates the hub and its PostgreSQL connection (LISTEN aegis_events). */
+struct sse_hub *sse_hub_new(struct bridge *b);
+void sse_hub_free(struct sse_hub *h);
+
+/* Starts a stream for wsi.  Returns 0 and *out, or an HTTP status to answer
+ * instead (503: PostgreSQL not connected or max_clients reached). */
+int sse_open(struct sse_hub *h, struct lws *wsi, const struct sse_request *req, struct sse_sub **out);
+/* LWS_CALLBACK_HTTP_WRITEABLE for a stream: returns -1 to close the connection. */
+int sse_writeable(struct sse_sub *s);
+/* The connection closed (LWS_CALLBACK_CLOSED_HTTP): forget wsi, free when idle. */
+void sse_closed(struct sse_sub *s);
+/* Shutdown: end every stream (connections close as soon as they are flushed). */
+void sse_close_all(struct sse_hub *h);
+int sse_pg_ready(const struct sse_hub *h);
+
+/* Pure helpers, unit-tested. */
+int sse_id_valid(const char *id, size_t len);              /* ^[A-Za-z0-9_.:-]{1,128}$ */
+int sse_parse_event_id(const char *s, long long *out);     /* decimal, <= 19 digits, >= 0 */
+/* Formats "id: N\nevent: T\ndata: D\n\n" (D with newlines split into data lines);
+ * returns a malloc'd string and its length in *len, NULL on out of memory. */
+char *sse_format_event(long long id, const char *type, const char *data, size_t *len);
+
+#endif
