@@ -146,7 +146,7 @@ start_kafka() {
 watch_kafka() {
     ( for _ in $(seq 1 60); do
           kcat -C -b "$KAFKA_BOOTSTRAP_SERVERS" -t entity-extraction-worker -o beginning -q -u \
-              -f 'kafka | partition %p offset %o key %k: %s\n' 2>/dev/null && break
+              -f 'kafka | partition %p offset %o key %k headers %h: %s\n' 2>/dev/null && break
           sleep 1      # the bridge creates the topic on its first publish
       done ) &
     kcat_pid=$!

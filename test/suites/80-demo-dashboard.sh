@@ -6,6 +6,8 @@
 #     headless chromium loads the dashboard (test/browser/dashboard.test.js).
 #     Every published event must reach the store and an SSE client, exactly once.
 #  3. the demo in a real terminal: Ctrl-C mid-replay stops everything it started.
+#  4. `make demo KAFKA=1`: a real Kafka broker (test/kafka/) gets the replay's
+#     Kafka events and the demo shows them arriving; the broker is stopped after.
 # Output (logs, SSE captures, screenshot): test/out/80-demo-dashboard/.
 set -uo pipefail
 source "$(dirname "$0")/../lib.sh"
@@ -21,10 +23,11 @@ cleanup() {
     for pid in "${CURL_PIDS[@]}"; do kill_pid "$pid"; done
     [ -n "$DEMO_PID" ] && kill_pid "$DEMO_PID"
     # a demo killed before its own cleanup may leave its cluster: stop it by its data dir
-    for d in "$RUN_DIR"/pg/data "$RUN_DIR"-tty/pg/data; do
+    for d in "$RUN_DIR"/pg/data "$RUN_DIR"-tty/pg/data "$RUN_DIR"-kafka/pg/data; do
         [ -f "$d/postmaster.pid" ] && pg_stop_dir "$d"
     done
-    rm -rf "$RUN_DIR" "$RUN_DIR-tty"
+    [ -f "$RUN_DIR-kafka/kafka/broker.pid" ] && "$AEGIS_TOP/test/kafka/broker.sh" stop "$RUN_DIR-kafka/kafka"
+    rm -rf "$RUN_DIR" "$RUN_DIR-tty" "$RUN_DIR-kafka"
 }
 trap cleanup EXIT
 
@@ -152,6 +155,23 @@ check "Ctrl-C: the demo said it stopped" grep -q "demo: stopped" <(sed 's/\x1b\[
 check "Ctrl-C: its PostgreSQL is stopped" test ! -e "$RUN_DIR-tty/pg/data/postmaster.pid"
 check "Ctrl-C: its bridge is gone (port $PORT2 closed)" \
     bash -c "! curl -s -o /dev/null --max-time 2 'http://127.0.0.1:$PORT2/'"
+
+# ---- 4. make demo KAFKA=1 ----
+
+PORT3=$(free_port)
+if DEMO_RUN_DIR=$RUN_DIR-kafka timeout 600 make -s -C "$AEGIS_TOP" demo KAFKA=1 \
+        DEMO_ARGS="--once --no-build --port $PORT3 --pace 0 --start-delay 0" >"$OUT/kafka.log" 2>&1; then
+    ok "make demo KAFKA=1 --once ends with status 0"
+else
+    not_ok "make demo KAFKA=1 --once ends with status 0 ($(tail -3 "$OUT/kafka.log" | tr '\n' ' '))"
+fi
+check "KAFKA=1: the bridge ran with Kafka on" grep -q 'kafka=on' "$OUT/kafka.log"
+check "KAFKA=1: wells_scraped arrived in Kafka, key and headers kept" \
+    grep -q '^kafka | partition [0-9] offset [0-9]* key wells_scraped headers .*source=ingestion.*"event_type": "wells_scraped"' "$OUT/kafka.log"
+check "KAFKA=1: permits_scraped arrived in Kafka" \
+    grep -q '^kafka | partition [0-9] offset [0-9]* key permits_scraped .*"event_type": "permits_scraped"' "$OUT/kafka.log"
+check "KAFKA=1: the broker was stopped (no broker.pid left)" test ! -e "$RUN_DIR-kafka/kafka/broker.pid"
+check "KAFKA=1: its PostgreSQL is stopped" test ! -e "$RUN_DIR-kafka/pg/data/postmaster.pid"
 
 diag "logs, SSE captures and dashboard.png: $OUT"
 finish
