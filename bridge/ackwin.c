@@ -67,3 +67,10 @@ int ackwin_ack(struct ackwin *w, uint64_t seq)
     }
     return w->acked != before;
 }
+
+int64_t ackwin_id(const struct ackwin *w, uint64_t seq)
+{
+    if (seq < w->head || seq >= w->tail)
+        return -1;
+    return w->ids[seq % w->cap];
+}

@@ -30,5 +30,7 @@ uint64_t ackwin_push(struct ackwin *w, int64_t id);
 /* Marks seq acknowledged and moves the acked position over the prefix.
  * Returns 1 when the acked position moved, 0 when not, -1 for an unknown seq. */
 int ackwin_ack(struct ackwin *w, uint64_t seq);
+/* The event id of an in-flight seq, or -1. */
+int64_t ackwin_id(const struct ackwin *w, uint64_t seq);
 
 #endif

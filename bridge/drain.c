@@ -71,6 +71,7 @@ struct drain {
     char *ensuring;                   /* topic being created */
     int64_t topic_backoff_us;
     uint64_t produced, delivered, failed, restarts;
+    uint64_t failed_here;             /* failed deliveries of the current producer */
 };
 
 static void drain_maybe_read(struct drain *d);
@@ -196,7 +197,9 @@ static void drain_on_delivery(void *ud, uint64_t seq, int err, const char *errst
     struct drain *d = ud;
     if (err != 0) {
         d->failed++;
-        LOG(LOG_WARN, "drain", "delivery_failed seq=%" PRIu64 " reason=\"%s\"", seq, errstr);
+        if (d->failed_here++ == 0)   /* the first one per producer; the restart line counts them */
+            LOG(LOG_WARN, "drain", "delivery_failed event_id=%" PRId64 " reason=\"%s\"",
+                ackwin_id(&d->win, seq), errstr);
         if (d->restart_reason == NULL)
             d->restart_reason = strdup(errstr ? errstr : "delivery failed");
         return;
@@ -309,9 +312,10 @@ static void drain_restart_timer(void *ud)
  * acknowledged prefix with a new producer after a backoff (at-least-once). */
 static void drain_restart_producer(struct drain *d, const char *reason)
 {
-    LOG(LOG_WARN, "drain", "producer_restart reason=\"%s\" rewind_to=%" PRId64
-        " abandoned=%zu retry_ms=%" PRId64, reason, d->win.acked, ackwin_count(&d->win),
-        d->backoff_us / 1000);
+    LOG(LOG_WARN, "drain", "producer_restart reason=\"%s\" failed_deliveries=%" PRIu64
+        " rewind_to=%" PRId64 " abandoned=%zu retry_ms=%" PRId64, reason, d->failed_here,
+        d->win.acked, ackwin_count(&d->win), d->backoff_us / 1000);
+    d->failed_here = 0;
     loop_watch_free(d->kwatch);
     d->kwatch = NULL;
     kafka_free(d->k, DRAIN_RESTART_WAIT_MS);

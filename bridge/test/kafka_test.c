@@ -446,6 +446,7 @@ static void test_ackwin(void)
     b = ackwin_push(&w, 15);
     c = ackwin_push(&w, 20);
     ok(ackwin_full(&w) && ackwin_count(&w) == 3, "ackwin: full at capacity");
+    ok(ackwin_id(&w, b) == 15 && ackwin_id(&w, c + 1) == -1, "ackwin: id of an in-flight seq");
     ok(ackwin_ack(&w, c) == 0 && w.acked == 10, "ackwin: a later ack alone does not move it");
     ok(ackwin_ack(&w, a) == 1 && w.acked == 11, "ackwin: the first ack moves it");
     ok(ackwin_ack(&w, b) == 1 && w.acked == 20 && ackwin_count(&w) == 0,

@@ -10,6 +10,7 @@
 #                                        (a restart of the same DIR keeps ports and data)
 #   broker.sh stop DIR                   SIGTERM, wait for the process to end
 #   broker.sh create-topic DIR TOPIC N   create TOPIC with N partitions, RF 1
+#   broker.sh topic-config DIR TOPIC K=V set a topic config (e.g. max.message.bytes=1000)
 #
 # Environment: AEGIS_KAFKA_JARS (jar folder, default ~/.cache/aegis-kafka/3.6.2/jars),
 # AEGIS_KAFKA_HEAP (default 512m).
@@ -167,11 +168,20 @@ broker_create_topic() {
         --replication-factor 1 >/dev/null
 }
 
+broker_topic_config() {
+    local dir=$1 topic=$2 kv=$3
+    [ -f "$dir/bootstrap" ] || broker_die "no broker in $dir"
+    broker_java kafka.admin.ConfigCommand --bootstrap-server "$(cat "$dir/bootstrap")" \
+        --alter --entity-type topics --entity-name "$topic" --add-config "$kv" >/dev/null
+}
+
 case "${1:-}" in
     fetch)        broker_fetch ;;
     start)        [ $# -eq 2 ] || broker_die "usage: broker.sh start DIR"; broker_start "$2" ;;
     stop)         [ $# -eq 2 ] || broker_die "usage: broker.sh stop DIR"; broker_stop "$2" ;;
     create-topic) [ $# -eq 4 ] || broker_die "usage: broker.sh create-topic DIR TOPIC PARTITIONS"
                   broker_create_topic "$2" "$3" "$4" ;;
-    *)            broker_die "usage: broker.sh fetch | start DIR | stop DIR | create-topic DIR TOPIC PARTITIONS" ;;
+    topic-config) [ $# -eq 4 ] || broker_die "usage: broker.sh topic-config DIR TOPIC KEY=VALUE"
+                  broker_topic_config "$2" "$3" "$4" ;;
+    *)            broker_die "usage: broker.sh fetch | start DIR | stop DIR | create-topic DIR TOPIC PARTITIONS | topic-config DIR TOPIC KEY=VALUE" ;;
 esac

@@ -7,6 +7,7 @@
 #   kafka_restart DIR        stop, then start again with the same address and data
 #   kafka_stop_all           stop every broker this shell started (for traps)
 #   kafka_create_topic DIR TOPIC PARTITIONS   (TopicCommand, --if-not-exists)
+#   kafka_topic_config DIR TOPIC KEY=VALUE    (ConfigCommand --alter --add-config)
 #   kafka_pid DIR            the broker's pid (empty when stopped)
 # Note: KAFKA_BOOTSTRAP_SERVERS is left alone; a suite sets it for the bridge.
 
@@ -40,6 +41,10 @@ kafka_stop_all() {
 
 kafka_create_topic() {
     "$KAFKA_BROKER_SH" create-topic "$1" "$2" "$3"
+}
+
+kafka_topic_config() {
+    "$KAFKA_BROKER_SH" topic-config "$1" "$2" "$3"
 }
 
 kafka_pid() {
