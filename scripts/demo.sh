@@ -22,7 +22,7 @@ once=${DEMO_ONCE:-0} kafka=${KAFKA:-0} port=${DEMO_PORT:-8001} pace=${DEMO_PACE:
 start_delay=${DEMO_START_DELAY:-3} no_build=${DEMO_NO_BUILD:-0} linger=0 linger_done=0
 run_dir=${DEMO_RUN_DIR:-$TOP/demo/.run}
 checklist=chk-demo conv1=conv-demo-1 conv2=conv-demo-2
-pg_data= bridge_pid= publisher_pid= kcat_pid= kafka_dir= stopping=0
+pg_data= bridge_pid= publisher_pid= kcat_pid= kafka_dir= stopping=0 started=0
 
 say()   { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
 die()   { echo "demo: error: $*" >&2; exit 2; }
@@ -94,6 +94,7 @@ free_port() {
 
 # the cluster runs as postgres (PostgreSQL refuses root): it needs a folder it can enter
 prepare_run_dir() {
+    started=1
     mkdir -p "$run_dir"
     rm -rf "$run_dir/pg" "$run_dir/kafka"
     mkdir -p "$run_dir/pg"
@@ -160,12 +161,16 @@ bridge_bin() {
     else die "aegis-bridge not built (make)"; fi
 }
 
+check_port() {
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        die "port $port on 127.0.0.1 is taken: stop what runs there or pass --port N"
+    fi
+}
+
 start_bridge() {
     local bin
     bin=$(bridge_bin)
-    if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/"; then
-        die "port $port on 127.0.0.1 is taken: stop what runs there or pass --port N"
-    fi
+    check_port
     "$bin" --listen "127.0.0.1:$port" --static-dir "$TOP/web" \
         2> >(tee -a "$run_dir/bridge.log" | sed -u 's/^/bridge | /' >&2) &
     bridge_pid=$!
@@ -193,7 +198,7 @@ stop_pid() {
 }
 
 cleanup() {
-    [ "$stopping" = 1 ] && return 0
+    [ "$stopping" = 1 ] || [ "$started" = 0 ] && return 0
     stopping=1
     say "stopping"
     stop_pid "$publisher_pid"
@@ -240,6 +245,7 @@ main() {
     trap 'linger_done=1' USR1
     trap 'exit 130' INT
     trap 'exit 143' TERM
+    check_port
     [ "$no_build" = 1 ] || build
     prepare_run_dir
     echo $$ >"$run_dir/demo.pid"

@@ -52,6 +52,19 @@ expect_usage_error "demo: KAFKA=yes is refused" "bad KAFKA 'yes'" env KAFKA=yes 
 expect_usage_error "publisher: an id with a slash is refused" "bad id 'a/b'" "$AEGIS_TOP/demo/publish.sh" --checklist a/b
 expect_usage_error "publisher: a missing value is refused" "--pace needs a value" "$AEGIS_TOP/demo/publish.sh" --pace
 
+# a port in use: refused before anything starts
+BUSY_PORT=$(free_port)
+python3 -m http.server "$BUSY_PORT" --bind 127.0.0.1 >/dev/null 2>&1 &
+BUSY_PID=$!
+if wait_for 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$BUSY_PORT"; then
+    expect_usage_error "demo: a port in use is refused" "port $BUSY_PORT on 127.0.0.1 is taken" \
+        env DEMO_RUN_DIR="$RUN_DIR-busy" bash "$AEGIS_TOP/scripts/demo.sh" --no-build --port "$BUSY_PORT"
+    check "demo: nothing was started for the refused port" test ! -e "$RUN_DIR-busy"
+else
+    not_ok "a test server listens on 127.0.0.1:$BUSY_PORT"
+fi
+kill_pid "$BUSY_PID"
+
 if ! [ -x "$(bridge_bin)" ] && ! make -s -C "$AEGIS_TOP" all >/dev/null 2>&1; then
     not_ok "aegis-bridge builds"; finish; exit
 fi
