@@ -224,6 +224,15 @@
     out.appendChild(make("div", null, (ev.data && ev.data.error) || "unknown error"));
   }
 
+  /* the bridge answered without a stream: 204 for a conversation that had
+   * already finished when the page opened (or an error status) */
+  function renderRefused(box, stream) {
+    if (stream.count > 0) return;
+    var out = box.querySelector(".outcome");
+    out.className = "outcome refused muted";
+    out.textContent = "No live run: this conversation finished before the page opened, or the bridge refused the stream.";
+  }
+
   /* ---- wiring ---- */
 
   function params() {
@@ -255,6 +264,7 @@
           else if (type === "done") { renderDone(box, data); window.aegisStreams.markFinished(stream); }
           else { renderError(box, data); window.aegisStreams.markFinished(stream); }
         });
+      stream.onclosed = function (st) { renderRefused(box, st); };
     });
   }
 

@@ -36,6 +36,7 @@
       setState(stream, "ended");
     } else if (stream.source.readyState === EventSource.CLOSED) {
       setState(stream, "closed");
+      if (stream.onclosed) stream.onclosed(stream);
     } else {
       stream.reconnects += 1;
       setState(stream, "reconnecting");
@@ -51,14 +52,16 @@
       console.warn("aegis: event " + ev.type + " id " + ev.lastEventId + " is not JSON", e);
       return;
     }
+    stream.count += 1;
     log.push({ stream: stream.label, id: ev.lastEventId, type: ev.type, data: data });
     handler(ev.type, data, ev.lastEventId);
   }
 
-  /* open(label, url, eventNames, handler): handler(type, data, id) per event */
+  /* open(label, url, eventNames, handler): handler(type, data, id) per event;
+   * set the returned stream's onclosed to hear when the server refused it */
   function open(label, url, eventNames, handler) {
     var stream = {
-      label: label, url: url, state: "connecting", reconnects: 0,
+      label: label, url: url, state: "connecting", reconnects: 0, count: 0, onclosed: null,
       finished: false, badge: badgeFor(label), source: new EventSource(url)
     };
     stream.source.addEventListener("open", function () { setState(stream, "live"); });

@@ -145,6 +145,27 @@ async function checkConversations(page) {
     JSON.stringify(two));
 }
 
+/* a page opened after the replay: the workspace replays from its start; a
+ * finished conversation is either replayed or answered 204, and says so */
+async function checkLatePage(browser) {
+  const late = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  await late.goto(URL_);
+  try {
+    await T.waitFor("the late page's summary card", () =>
+      late.evaluate(() => document.getElementById("summary").dataset.complete === "true"), 30000);
+    const items = await late.$$eval("#checklist li", (l) => l.length);
+    T.check("a page opened after the replay shows the whole assessment", items === EXPECT.items, String(items));
+  } catch (e) {
+    T.notOk("a page opened after the replay shows the whole assessment", e.message);
+  }
+  await T.waitFor("the late page's conversations to settle", () =>
+    late.evaluate(() => Array.prototype.every.call(document.querySelectorAll(".outcome"), (o) => o.textContent !== "")), 15000)
+    .then(() => T.ok("a page opened after the replay says how each conversation ended (or that it had finished)"),
+          (e) => T.notOk("a page opened after the replay says how each conversation ended (or that it had finished)", e.message));
+  await late.screenshot({ path: path.join(OUT, "dashboard-late.png"), fullPage: true });
+  await late.close();
+}
+
 async function run() {
   if (!URL_) throw new Error("AEGIS_DASHBOARD_URL is not set");
   const browser = await T.launchBrowser();
@@ -176,6 +197,7 @@ async function run() {
     await page.screenshot({ path: path.join(OUT, "dashboard.png"), fullPage: true });
     T.diag("screenshot: " + path.join(OUT, "dashboard.png"));
     require("fs").writeFileSync(path.join(OUT, "dashboard-events.txt"), log.join("\n") + "\n");
+    await checkLatePage(browser);
   } finally {
     await browser.close();
   }

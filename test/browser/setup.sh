@@ -26,6 +26,19 @@ bridge_bin() {
     echo "${AEGIS_BRIDGE_BIN:-$AEGIS_TOP/bridge/aegis-bridge}"
 }
 
+# bridge_asan_bin: the ASan/UBSan build (made with `make -C bridge asan`), or
+# AEGIS_BRIDGE_BIN when that is set; empty if it cannot be built
+bridge_asan_bin() {
+    if [ -n "${AEGIS_BRIDGE_BIN:-}" ]; then echo "$AEGIS_BRIDGE_BIN"; return 0; fi
+    make -s -C "$AEGIS_TOP/bridge" asan >&2 || return 0
+    echo "$AEGIS_TOP/bridge/aegis-bridge-asan"
+}
+
+# sanitizer_clean LOG: no AddressSanitizer/LeakSanitizer/UBSan report in LOG
+sanitizer_clean() {
+    ! grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$1"
+}
+
 # run_node_tap NAME SCRIPT [ARGS...]: runs node SCRIPT, echoes its lines and
 # counts its ok/not ok lines; a script that fails without a "not ok" line
 # counts as one failure named NAME

@@ -4,7 +4,7 @@
 # seed's example events are published through SQL, the bridge is killed and
 # restarted mid-stream; the page must end with every event exactly once, in
 # order, and the conversation stream must end after done without reconnecting.
-# The dashboard watches the same streams in a second tab and must show the
+# The bridge runs as its ASan/UBSan build. The dashboard watches the same streams in a second tab and must show the
 # connection state through the restart. The node side is
 # test/browser/sse-restart.test.js.
 set -uo pipefail
@@ -23,11 +23,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-BRIDGE=$(bridge_bin)
+# the bridge runs as its ASan/UBSan build here, so a memory error fails the suite
+BRIDGE=$(bridge_asan_bin)
 if ! [ -x "$BRIDGE" ]; then
-    not_ok "aegis-bridge is built ($BRIDGE missing: make)"
+    not_ok "aegis-bridge's ASan build is made (make -C bridge asan)"
     finish; exit
 fi
+diag "bridge: $BRIDGE"
 if ! browser_setup; then
     not_ok "playwright-core and chromium are installed"
     finish; exit
@@ -43,6 +45,7 @@ cp -r "$AEGIS_TOP/web/." "$AEGIS_TOP/test/browser/pages/sse-probe.html" "$OUT/st
 AEGIS_BRIDGE_BIN=$BRIDGE AEGIS_PAGES_DIR="$OUT/static" AEGIS_OUT="$OUT" \
 AEGIS_BRIDGE_PORT=$(free_port) \
     run_node_tap "browser SSE scenario" sse-restart.test.js
+check "the bridge's log has no sanitizer report (ASan/LSan/UBSan)" sanitizer_clean "$OUT/bridge.log"
 
 diag "screenshot and events: $OUT"
 finish
