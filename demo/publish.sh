@@ -13,8 +13,8 @@ checklist=chk-demo conv1=conv-demo-1 conv2=conv-demo-2 pace=1 dbname=
 usage() { sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 die()   { echo "publish.sh: $*" >&2; exit 2; }
 
-# an id must be non-empty, printable, without spaces or slashes (it ends up in a URL path)
-valid_id() { [[ $1 =~ ^[A-Za-z0-9._:-]{1,200}$ ]]; }
+# an id must be what the bridge accepts in a stream URL: 1 to 128 of [A-Za-z0-9._:-]
+valid_id() { [[ $1 =~ ^[A-Za-z0-9._:-]{1,128}$ ]]; }
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
 done
 
 for id in "$checklist" "$conv1" "$conv2"; do
-    valid_id "$id" || die "bad id '$id': use 1 to 200 of A-Z a-z 0-9 . _ : -"
+    valid_id "$id" || die "bad id '$id': use 1 to 128 of A-Z a-z 0-9 . _ : -"
 done
 [[ $pace =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "bad --pace '$pace': a number >= 0, e.g. 0.1 for ten times faster"
 

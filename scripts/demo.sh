@@ -252,7 +252,7 @@ main() {
     start_postgres
     [ "$kafka" = 1 ] && { start_kafka; }
     start_bridge
-    [ "$kafka" = 1 ] || say "tip: make demo KAFKA=1 also starts a real Kafka broker"
+    [ "$kafka" = 1 ] || say "Kafka: off (make demo KAFKA=1 also starts a real Kafka broker)"
     print_urls
     [ "$kafka" = 1 ] && watch_kafka
     sleep "$start_delay"

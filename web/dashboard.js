@@ -250,22 +250,46 @@
     return q.toString() ? url + "?" + q.toString() : url;
   }
 
+  /* ids as the bridge accepts them in a stream URL */
+  var ID_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+  function pageError(text) {
+    var box = $("page-errors");
+    box.hidden = false;
+    box.appendChild(make("div", null, text));
+  }
+
+  /* valid(kind, id): true, or shows why the id is refused and returns false */
+  function valid(kind, id) {
+    if (ID_RE.test(id)) return true;
+    pageError("Bad " + kind + " id '" + (id.length > 60 ? id.slice(0, 60) + "\u2026" : id) +
+      "' in the page address: use 1 to 128 of A-Z a-z 0-9 _ . : - (not opened)");
+    return false;
+  }
+
   function start() {
     var p = params();
     $("checklist-id").textContent = p.checklist;
+    if (valid("checklist", p.checklist)) openWorkspace(p);
+    p.conversations.filter(function (id) { return valid("conversation", id); })
+      .forEach(function (id) { openConversation(id, p); });
+  }
+
+  function openWorkspace(p) {
     window.aegisStreams.open("workspace " + p.checklist,
       "workspaces/" + encodeURIComponent(p.checklist) + "/stream", WORKSPACE_EVENTS,
       function (type, data) { WORKSPACE_RENDERERS[type](data); });
-    p.conversations.forEach(function (id) {
-      var box = conversationBox(id), stream;
-      stream = window.aegisStreams.open("conversation " + id, conversationUrl(id, p), CONVERSATION_EVENTS,
-        function (type, data) {
-          if (type === "node_end") renderNodeEnd(box, data);
-          else if (type === "done") { renderDone(box, data); window.aegisStreams.markFinished(stream); }
-          else { renderError(box, data); window.aegisStreams.markFinished(stream); }
-        });
-      stream.onclosed = function (st) { renderRefused(box, st); };
-    });
+  }
+
+  function openConversation(id, p) {
+    var box = conversationBox(id), stream;
+    stream = window.aegisStreams.open("conversation " + id, conversationUrl(id, p), CONVERSATION_EVENTS,
+      function (type, data) {
+        if (type === "node_end") renderNodeEnd(box, data);
+        else if (type === "done") { renderDone(box, data); window.aegisStreams.markFinished(stream); }
+        else { renderError(box, data); window.aegisStreams.markFinished(stream); }
+      });
+    stream.onclosed = function (st) { renderRefused(box, st); };
   }
 
   document.addEventListener("DOMContentLoaded", start);

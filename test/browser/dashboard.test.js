@@ -166,6 +166,28 @@ async function checkLatePage(browser) {
   await late.close();
 }
 
+/* bad ids in the page address: a clear message, no stream opened for them */
+async function checkBadIds(browser) {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  const base = URL_.replace(/\?.*$/, "");
+  await page.goto(base + "?checklist=bad%20id&conversations=conv-demo-1,..%2Fetc," + "x".repeat(129));
+  await T.waitFor("the conversation stream to settle", () =>
+    page.evaluate(() => document.querySelector(".conn") && document.querySelector(".conn").dataset.state !== undefined), 15000)
+    .catch(() => {});
+  const r = await page.evaluate(() => ({
+    banner: document.getElementById("page-errors").hidden ? "" : document.getElementById("page-errors").textContent,
+    streams: Array.prototype.map.call(document.querySelectorAll(".conn"), (b) => b.dataset.stream) }));
+  T.check("bad ids in the page address are named in a message",
+    r.banner.includes("Bad checklist id 'bad id'") && r.banner.includes("Bad conversation id '../etc'") &&
+    r.banner.includes("Bad conversation id 'xxxx"), r.banner);
+  T.check("no stream is opened for a bad id, the good one is",
+    JSON.stringify(r.streams) === JSON.stringify(["conversation conv-demo-1"]), JSON.stringify(r.streams));
+  T.check("bad ids cause no page error", errors.length === 0, errors.join(" | "));
+  await page.close();
+}
+
 async function run() {
   if (!URL_) throw new Error("AEGIS_DASHBOARD_URL is not set");
   const browser = await T.launchBrowser();
@@ -198,6 +220,7 @@ async function run() {
     T.diag("screenshot: " + path.join(OUT, "dashboard.png"));
     require("fs").writeFileSync(path.join(OUT, "dashboard-events.txt"), log.join("\n") + "\n");
     await checkLatePage(browser);
+    await checkBadIds(browser);
   } finally {
     await browser.close();
   }

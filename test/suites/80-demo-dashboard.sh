@@ -115,7 +115,8 @@ done
 if wait "$DEMO_PID"; then rc=0; else rc=$?; fi
 DEMO_PID=
 expect_eq "make demo --once ends by itself with status 0" 0 "$rc"
-expect_eq "the bridge said once that Kafka is off" 1 "$(grep -c '^bridge | .*Kafka is off' "$OUT/demo.log")"
+expect_eq "the bridge said once that Kafka is off (KAFKA_BOOTSTRAP_SERVERS is not set)" 1 \
+    "$(grep -c '^bridge | .*KAFKA_BOOTSTRAP_SERVERS is not set' "$OUT/demo.log")"
 check "conversation 1's stream ended after done (curl exited 0)" wait "${CURL_PIDS[1]}"
 check "conversation 2's stream ended after error (curl exited 0)" wait "${CURL_PIDS[2]}"
 kill_pid "${CURL_PIDS[0]}"
