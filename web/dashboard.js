@@ -237,7 +237,8 @@
 
   function params() {
     var q = new URLSearchParams(window.location.search);
-    var convs = (q.get("conversations") || q.get("conversation") || "conv-demo-1,conv-demo-2")
+    var key = q.has("conversations") ? "conversations" : "conversation";
+    var convs = (q.has(key) ? q.get(key) : "conv-demo-1,conv-demo-2")
       .split(",").map(function (s) { return s.trim(); }).filter(function (s) { return s; });
     return { checklist: q.get("checklist") || "chk-demo", conversations: convs,
              message: q.get("message"), agent_id: q.get("agent_id"), agent_type: q.get("agent_type") };

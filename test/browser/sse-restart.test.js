@@ -165,6 +165,39 @@ async function checkDashboard(dash, nWorkspace, nConversation) {
     JSON.stringify(shown));
 }
 
+/* the dashboard renders events that carry only their required fields (the
+ * typed helpers store the optional ones as null) without a page error */
+async function checkMinimalPayloads(browser) {
+  const ws = "chk-min-" + process.pid, q = T.sqlLiteral(ws);
+  T.psql("SELECT aegis.publish_checklist_item_update(" + q + ", 0, 'Intake', 'in_progress')");
+  T.psql("SELECT aegis.publish_artifact_generated(" + q + ", 'a-1', 'notes.txt', 'other')");
+  T.psql("SELECT aegis.publish_data_table_update(" + q + ", 0, '[\"A\", \"B\"]', '[{\"A\": 1}]', 1)");
+  T.psql("SELECT aegis.publish_form_field_update(" + q + ", 0, 'flag', 'true', 0.5)");
+  T.psql("SELECT aegis.publish_validation_result(" + q + ", 0, 'check', true, 'critical')");
+  T.psql("SELECT aegis.publish_spatial_update(" + q + ", 0, '{\"type\": \"FeatureCollection\", \"features\": [" +
+    "{\"type\": \"Feature\", \"properties\": null, \"geometry\": {\"type\": \"Point\", \"coordinates\": [-102.1, 31.9]}}]}')");
+  T.psql("SELECT aegis.publish_agent_status(" + q + ", 'waiting')");
+  T.psql("SELECT aegis.publish_assessment_complete(" + q + ", 1, 0)");
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(BASE + "/?checklist=" + ws + "&conversations=");
+  const done = await T.waitFor("the minimal assessment's summary card", () =>
+    page.evaluate(() => document.getElementById("summary").dataset.complete === "true"), 20000).catch(() => false);
+  const shown = await page.evaluate(() => ({
+    items: document.querySelectorAll("#checklist li").length, artifacts: document.querySelectorAll("#artifacts li").length,
+    cells: document.querySelectorAll("table td").length, fields: document.querySelectorAll("#form .field.conf-low").length,
+    checks: document.querySelectorAll("#validations li.sev-critical").length, points: document.querySelectorAll("#map circle").length,
+    status: document.getElementById("agent-status").textContent, failed: document.getElementById("sum-failed").textContent,
+    streams: document.querySelectorAll(".conn").length }));
+  T.check("dashboard: events with only their required fields render in every component, without page errors",
+    done && errors.length === 0 && shown.items === 1 && shown.artifacts === 1 && shown.cells === 2 && shown.fields === 1 &&
+    shown.checks === 1 && shown.points === 1 && shown.status === "waiting" && shown.failed === "\u2013" &&
+    shown.streams === 1 /* conversations= (empty): none opened */,
+    JSON.stringify({ done, errors, shown }));
+  await page.close();
+}
+
 async function run() {
   const bridge = new T.Bridge(process.env.AEGIS_BRIDGE_BIN,
     ["--listen", "127.0.0.1:" + PORT, "--static-dir", process.env.AEGIS_PAGES_DIR, "--heartbeat-seconds", "1"],
@@ -231,6 +264,7 @@ async function run() {
     await page.screenshot({ path: path.join(OUT, "sse-probe.png"), fullPage: true });
     await dash.screenshot({ path: path.join(OUT, "dashboard-after-restart.png"), fullPage: true });
     fs.writeFileSync(path.join(OUT, "events.json"), JSON.stringify(await page.evaluate(() => window.probe.events), null, 1));
+    await checkMinimalPayloads(browser);
   } finally {
     await browser.close();
     await bridge.stop("SIGTERM");
