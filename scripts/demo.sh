@@ -22,7 +22,7 @@ once=${DEMO_ONCE:-0} kafka=${KAFKA:-0} port=${DEMO_PORT:-8001} pace=${DEMO_PACE:
 start_delay=${DEMO_START_DELAY:-3} no_build=${DEMO_NO_BUILD:-0} linger=0 linger_done=0
 run_dir=${DEMO_RUN_DIR:-$TOP/demo/.run}
 checklist=chk-demo conv1=conv-demo-1 conv2=conv-demo-2
-pg_data= bridge_pid= publisher_pid= kcat_pid= kafka_dir= stopping=0 started=0
+pg_data='' bridge_pid='' publisher_pid='' kcat_pid='' kafka_dir='' stopping=0 started=0
 
 say()   { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
 die()   { echo "demo: error: $*" >&2; exit 2; }
@@ -56,7 +56,7 @@ parse_args() {
 
 missing_deps() {
     local c
-    for c in pg_config psql cc make pkg-config curl runuser; do
+    for c in pg_config psql cc make pkg-config curl runuser python3; do
         command -v "$c" >/dev/null || { echo "$c"; return 0; }
     done
     for c in libwebsockets rdkafka jansson libpq; do
@@ -174,8 +174,7 @@ start_bridge() {
     "$bin" --listen "127.0.0.1:$port" --static-dir "$TOP/web" \
         2> >(tee -a "$run_dir/bridge.log" | sed -u 's/^/bridge | /' >&2) &
     bridge_pid=$!
-    local i
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" && return 0
         kill -0 "$bridge_pid" 2>/dev/null || die "aegis-bridge exited (see $run_dir/bridge.log)"
         sleep 0.1
@@ -186,10 +185,10 @@ start_bridge() {
 # ---- stopping ----
 
 stop_pid() {
-    local pid=$1 i
+    local pid=$1
     [ -n "$pid" ] || return 0
     kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || echo Z)" = Z ] && { wait "$pid" 2>/dev/null || true; return 0; }
         sleep 0.1
     done
@@ -230,10 +229,9 @@ print_urls() {
 
 # --once --linger S: serve S more seconds, or until SIGUSR1
 linger_wait() {
-    local i
     [ "$linger" -gt 0 ] || return 0
     say "serving $linger s more (SIGUSR1 to $$ ends it)"
-    for i in $(seq 1 $((linger * 10))); do
+    for _ in $(seq 1 $((linger * 10))); do
         [ "$linger_done" = 1 ] && return 0
         sleep 0.1
     done

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # test/browser/setup.sh: helpers for the suites that drive a real browser
 # (sourced after test/lib.sh, not run). Owns: installing playwright-core from
 # the committed package-lock.json (npm ci, no browser download), finding
