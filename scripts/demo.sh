@@ -10,7 +10,9 @@
 #     --kafka         also start a real Kafka broker and show the events there (KAFKA=1)
 #     --port N        the bridge's port on 127.0.0.1 (DEMO_PORT, default 8001)
 #     --pace X        scale the replay's pauses (DEMO_PACE, default 1: about 45 s)
-#     --start-delay S seconds between "dashboard ready" and the first event (default 3)
+#     --wait-for-browser S  wait up to S seconds for a browser (any SSE client) to
+#                     connect before replaying; Enter starts at once (default 60, 0 with --once)
+#     --start-delay S seconds between that and the first event (default 3)
 #     --no-build      skip install-deps and make (DEMO_NO_BUILD=1)
 #     --linger S      with --once: keep serving S seconds after the replay (default 0);
 #                     SIGUSR1 to the pid in DEMO_RUN_DIR/demo.pid ends the wait early
@@ -20,13 +22,14 @@ set -euo pipefail
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 once=${DEMO_ONCE:-0} kafka=${KAFKA:-0} port=${DEMO_PORT:-8001} pace=${DEMO_PACE:-1}
 start_delay=${DEMO_START_DELAY:-3} no_build=${DEMO_NO_BUILD:-0} linger=0 linger_done=0
+wait_browser=${DEMO_WAIT_FOR_BROWSER:-}
 run_dir=${DEMO_RUN_DIR:-$TOP/demo/.run}
 checklist=chk-demo conv1=conv-demo-1 conv2=conv-demo-2
 pg_data='' bridge_pid='' publisher_pid='' kcat_pid='' kafka_dir='' stopping=0 started=0
 
 say()   { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
 die()   { echo "demo: error: $*" >&2; exit 2; }
-usage() { sed -n '8,17s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '8,19s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 parse_args() {
     while [ $# -gt 0 ]; do
@@ -38,6 +41,7 @@ parse_args() {
             --pace)        pace=${2-}; shift 2 || die "--pace needs a value" ;;
             --start-delay) start_delay=${2-}; shift 2 || die "--start-delay needs a value" ;;
             --linger)      linger=${2-}; shift 2 || die "--linger needs a value" ;;
+            --wait-for-browser) wait_browser=${2-}; shift 2 || die "--wait-for-browser needs a value" ;;
             -h|--help)     usage; exit 0 ;;
             *)             usage >&2; die "unknown argument '$1'" ;;
         esac
@@ -47,6 +51,10 @@ parse_args() {
     [[ $pace =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "bad pace '$pace': a number >= 0 (1 = real time, 0.1 = ten times faster)"
     [[ $start_delay =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "bad start delay '$start_delay': seconds >= 0"
     [[ $linger =~ ^[0-9]{1,4}$ ]] || die "bad linger '$linger': whole seconds, 0 to 9999"
+    if [ -z "$wait_browser" ]; then
+        if [ "$once" = 1 ]; then wait_browser=0; else wait_browser=60; fi
+    fi
+    [[ $wait_browser =~ ^[0-9]{1,4}$ ]] || die "bad wait-for-browser '$wait_browser': whole seconds, 0 to 9999"
     [[ $once =~ ^[01]$ ]] || die "bad DEMO_ONCE '$once': 0 or 1"
     [[ $kafka =~ ^[01]$ ]] || die "bad KAFKA '$kafka': 0 or 1"
     return 0
@@ -227,6 +235,24 @@ print_urls() {
     echo
 }
 
+# the replay is best watched from its start: wait for the first SSE client
+# (the bridge's /healthz counts them), for Enter, or for wait_browser seconds
+wait_for_browser() {
+    local end n
+    [ "$wait_browser" -gt 0 ] || return 0
+    say "open the dashboard: the replay starts when it connects (or in $wait_browser s; Enter starts it now)"
+    end=$((SECONDS + wait_browser))
+    while [ "$SECONDS" -lt "$end" ]; do
+        n=$(curl -s --max-time 1 "http://127.0.0.1:$port/healthz" | sed -n 's/.*"sse_connections": *\([0-9]*\).*/\1/p')
+        if [ "${n:-0}" -gt 0 ]; then say "a browser connected"; return 0; fi
+        if [ -t 0 ]; then
+            if read -r -t 0.5 _; then return 0; fi
+        else
+            sleep 0.5
+        fi
+    done
+}
+
 # --once --linger S: serve S more seconds, or until SIGUSR1
 linger_wait() {
     [ "$linger" -gt 0 ] || return 0
@@ -253,6 +279,7 @@ main() {
     [ "$kafka" = 1 ] || say "Kafka: off (make demo KAFKA=1 also starts a real Kafka broker)"
     print_urls
     [ "$kafka" = 1 ] && watch_kafka
+    wait_for_browser
     sleep "$start_delay"
     say "replaying the seed's assessment and conversations (pace $pace)"
     replay

@@ -48,6 +48,7 @@ expect_usage_error() {
 expect_usage_error "demo: --port 70000 is refused" "bad port '70000'" bash "$AEGIS_TOP/scripts/demo.sh" --port 70000
 expect_usage_error "demo: --pace abc is refused" "bad pace 'abc'" bash "$AEGIS_TOP/scripts/demo.sh" --pace abc
 expect_usage_error "demo: an unknown flag is refused" "unknown argument '--fast'" bash "$AEGIS_TOP/scripts/demo.sh" --fast
+expect_usage_error "demo: --wait-for-browser -1 is refused" "bad wait-for-browser '-1'" bash "$AEGIS_TOP/scripts/demo.sh" --wait-for-browser -1
 expect_usage_error "demo: KAFKA=yes is refused" "bad KAFKA 'yes'" env KAFKA=yes bash "$AEGIS_TOP/scripts/demo.sh"
 expect_usage_error "publisher: an id with a slash is refused" "bad id 'a/b'" "$AEGIS_TOP/demo/publish.sh" --checklist a/b
 expect_usage_error "publisher: a missing value is refused" "--pace needs a value" "$AEGIS_TOP/demo/publish.sh" --pace
@@ -79,7 +80,7 @@ fi
 PORT=$(free_port)
 BUILD_FLAG=
 [ "${AEGIS_DEMO_NO_BUILD:-0}" = 1 ] && BUILD_FLAG=--no-build
-DEMO_RUN_DIR=$RUN_DIR demo_make --once $BUILD_FLAG --port "$PORT" --pace 0.25 --start-delay 4 --linger 120 \
+DEMO_RUN_DIR=$RUN_DIR demo_make --once $BUILD_FLAG --port "$PORT" --pace 0.25 --wait-for-browser 120 --start-delay 1 --linger 120 \
     >"$OUT/demo.log" 2>&1 &
 DEMO_PID=$!
 
@@ -98,6 +99,7 @@ for s in workspaces/chk-demo conversations/conv-demo-1 conversations/conv-demo-2
 done
 
 AEGIS_DASHBOARD_URL=$URL AEGIS_OUT=$OUT run_node_tap "dashboard in chromium" dashboard.test.js
+check "the replay waited for the first SSE client" grep -q "a browser connected" "$OUT/demo.log"
 
 # the browser is done: end the demo's --linger wait (SIGUSR1 to the pid it wrote)
 if wait_for 120 grep -q "serving 120 s more" "$OUT/demo.log"; then
@@ -157,7 +159,7 @@ check "the demo stopped its PostgreSQL" test ! -e "$RUN_DIR/pg/data/postmaster.p
 
 PORT2=$(free_port)
 if DEMO_RUN_DIR=$RUN_DIR-tty python3 "$AEGIS_TOP/test/demo/ctrl-c.py" "$OUT/ctrl-c.log" "replaying" 180 -- \
-        make -s -C "$AEGIS_TOP" demo DEMO_ARGS="--no-build --port $PORT2 --start-delay 0" 2>"$OUT/ctrl-c.err"; then
+        make -s -C "$AEGIS_TOP" demo DEMO_ARGS="--no-build --port $PORT2 --wait-for-browser 0 --start-delay 0" 2>"$OUT/ctrl-c.err"; then
     ok "Ctrl-C mid-replay: the demo exits and no process of its session is left"
 else
     not_ok "Ctrl-C mid-replay: the demo exits and no process of its session is left ($(tail -3 "$OUT/ctrl-c.err" | tr '\n' ' '))"
