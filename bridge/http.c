@@ -18,6 +18,9 @@
 #include "log.h"
 #include "pgconn.h"
 #include "sse.h"
+#ifdef HAVE_DRAIN
+#include "drain.h"
+#endif
 
 #define HTTP_MESSAGE_MAX 8192
 
@@ -38,6 +41,17 @@ struct http_session {
 struct http_async {
     struct lws *wsi;              /* NULL once the connection closed */
 };
+
+const char *bridge_kafka_state(const struct bridge *b)
+{
+    if (b->kafka_state)
+        return b->kafka_state(b->kafka_state_ud);
+#ifdef HAVE_DRAIN
+    return drain_kafka_state((struct bridge *)b);
+#else
+    return "off";
+#endif
+}
 
 static struct bridge *http_bridge(struct lws *wsi)
 {
@@ -62,6 +76,8 @@ enum http_route http_route_of(const char *path, const char **id, int *id_len, in
         return ROUTE_STATIC;
     for (i = 0; i < 2; i++) {
         pl = strlen(streams[i].prefix);
+        if (n == pl + 6 && !strncmp(path, streams[i].prefix, pl) && !strcmp(path + pl, "stream"))
+            return streams[i].r;       /* "//" collapsed by lws: the id is missing (400) */
         if (n >= pl + 7 && !strncmp(path, streams[i].prefix, pl) &&
             !strcmp(path + n - 7, "/stream")) {
             *id = path + pl;
@@ -126,6 +142,8 @@ int http_text_ok(const char *s, size_t len)
 
 /* ---------- responses ---------- */
 
+static void http_session_reset(struct lws *wsi, struct http_session *ss);
+
 static int http_reply(struct lws *wsi, struct http_session *ss, int status, const char *ctype,
                       const char *body)
 {
@@ -185,9 +203,7 @@ static int http_write_reply(struct lws *wsi, struct http_session *ss)
         if (rc < (int)ss->body_len)
             return -1;
     }
-    free(ss->body);
-    ss->body = NULL;
-    ss->ready = 0;
+    http_session_reset(wsi, ss);
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -500,7 +516,7 @@ static int http_sse(struct lws *wsi, struct http_session *ss, enum http_route ro
     req.stream_id = idbuf;
     req.cors_origin = ss->cors_origin;
     if (http_sse_params(wsi, ss, &req, owned) == 0) {
-        status = sse_open(http_bridge(wsi)->sse, wsi, &req, &sub);
+        status = sse_open(http_bridge(wsi)->sse, wsi, &req, &sub);   /* copies what it keeps */
         if (status == 0)
             lws_set_opaque_user_data(wsi, sub);
         else
@@ -580,6 +596,10 @@ static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
             return sse_writeable(sub);
         if (ss && ss->ready)
             return http_write_reply(wsi, ss);
+        return 0;
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if (ss)
+            http_session_reset(wsi, ss);
         return 0;
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
         return lws_http_transaction_completed(wsi) ? -1 : 0;

@@ -31,17 +31,6 @@ extern char **environ;
 static struct bridge main_bridge;          /* the one instance */
 static volatile sig_atomic_t main_signals;
 
-const char *bridge_kafka_state(const struct bridge *b)
-{
-    if (b->kafka_state)
-        return b->kafka_state(b->kafka_state_ud);
-#ifdef HAVE_DRAIN
-    return drain_kafka_state((struct bridge *)b);
-#else
-    return "off";
-#endif
-}
-
 static void main_on_signal(int sig)
 {
     (void)sig;

@@ -208,6 +208,16 @@ static void pgconn_connect_step(void *ud)
         loop_watch_want_write(c->watch, pgconn_connect_step);
 }
 
+static void pgconn_notice(void *arg, const char *message)
+{
+    struct pgconn *c = arg;
+    size_t n = strlen(message);
+
+    while (n > 0 && message[n - 1] == '\n')
+        n--;
+    LOG(LOG_WARN, "pgconn", "msg=\"server notice\" name=%s notice=\"%.*s\"", c->name, (int)n, message);
+}
+
 static void pgconn_start(struct pgconn *c)
 {
     c->state = PGC_CONNECTING;
@@ -216,6 +226,7 @@ static void pgconn_start(struct pgconn *c)
         pgconn_lost(c, pgconn_error(c));
         return;
     }
+    PQsetNoticeProcessor(c->conn, pgconn_notice, c);
     c->sock = PQsocket(c->conn);
     c->watch = loop_watch_fd(c->b, c->sock, pgconn_on_readable, c);
     if (!c->watch) {

@@ -621,7 +621,13 @@ int sse_writeable(struct sse_sub *s)
             return -1;
         if (s->status != 200)
             return lws_http_transaction_completed(s->wsi) ? -1 : 0;
-        lws_http_mark_sse(s->wsi);
+        /* no idle timeout, header storage freed; h2 also marks the
+         * network connection immortal (lws_http_mark_sse logs an error
+         * for h1 connections, so it is used only for h2 streams) */
+        lws_http_headers_detach(s->wsi);
+        lws_set_timeout(s->wsi, NO_PENDING_TIMEOUT, 0);
+        if (lws_get_network_wsi(s->wsi) != s->wsi)
+            lws_http_mark_sse(s->wsi);
         lws_callback_on_writable(s->wsi);
         return 0;
     }

@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# 60-sse-http.sh: aegis-bridge's SSE and HTTP surface against a real
+# PostgreSQL with the extension, the bridge built with ASan/UBSan, and raw
+# HTTP clients (curl, test/sse/sse_client.py): headers, framing, heartbeats,
+# live fan-out and isolation, resume under concurrent publishing, run
+# requests and 204, CORS, bad requests, 1,000 subscribers, a stalled reader,
+# /healthz and /metrics, PostgreSQL restart, clean shutdown.
+set -u
+source "$(dirname "$0")/../lib.sh"
+
+CLIENT=(python3 "$AEGIS_TOP/test/sse/sse_client.py")
+BIN=${AEGIS_BRIDGE_BIN:-$AEGIS_TOP/bridge/aegis-bridge-asan}
+WORK=$(mktemp -d "$AEGIS_TEST_TMP/sse-XXXXXX")
+LOG=$WORK/bridge.log
+BRIDGE_PID=
+BG_PIDS=()
+
+cleanup() {
+    local p
+    for p in "${BG_PIDS[@]}"; do kill_pid "$p"; done
+    kill_pid "$BRIDGE_PID"
+    pg_stop_all
+    if [ "$TESTS_FAILED" -eq 0 ]; then rm -rf "$WORK"; else echo "# kept $WORK"; fi
+}
+trap cleanup EXIT
+
+if [ ! -x "$BIN" ]; then
+    make -s -C "$AEGIS_TOP/bridge" asan >/dev/null || { not_ok "bridge builds with ASan"; finish; exit 1; }
+fi
+pg_start sse || { not_ok "postgres starts"; finish; exit 1; }
+psql -qX -c "CREATE EXTENSION aegis_events" || { not_ok "extension installs"; finish; exit 1; }
+
+PORT=$(free_port)
+B=http://127.0.0.1:$PORT
+start_bridge() {
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+        "$BIN" --listen "127.0.0.1:$PORT" --heartbeat-seconds 1 --retry-ms 1500 \
+        --cors-origin http://allowed.test --client-buffer-bytes 65536 --no-drain \
+        >>"$LOG" 2>&1 &
+    BRIDGE_PID=$!
+    wait_for 30 curl -sf "$B/healthz"
+}
+q() { psql -qAtX -c "$1"; }
+get() { "${CLIENT[@]}" get "$@"; }
+
+check "bridge starts and serves /healthz" start_bridge
+
+# ---- /healthz ----
+h=$(curl -s -w '\n%{http_code}' "$B/healthz")
+expect_eq "healthz is 200 while PostgreSQL is connected" 200 "$(tail -1 <<<"$h")"
+expect_eq "healthz body shows postgres and kafka state" "connected off" \
+    "$(head -1 <<<"$h" | jq -r '.postgres + " " + .kafka')"
+
+# ---- headers and framing ----
+q "SELECT aegis.publish_checklist_item_update('ws-a', 2, 'Offset Well Identification', 'complete', 'Found 4 offset wells within 1,200 ft', 'agent')" >/dev/null
+q "SELECT aegis.publish_agent_status('ws-b', 'running', 'other stream')" >/dev/null
+q "SELECT aegis.publish_validation_result('ws-a', 10, 'Service list completeness', false, 'warning', '2 offset operators missing addresses')" >/dev/null
+r=$(get "$B/workspaces/ws-a/stream" --events 2 --timeout 5)
+expect_eq "stream status 200" 200 "$(jq -r .status <<<"$r")"
+expect_eq "Content-Type: text/event-stream" "text/event-stream" "$(jq -r '.headers["content-type"]' <<<"$r")"
+expect_eq "Cache-Control: no-cache" "no-cache" "$(jq -r '.headers["cache-control"]' <<<"$r")"
+expect_eq "X-Accel-Buffering: no" "no" "$(jq -r '.headers["x-accel-buffering"]' <<<"$r")"
+expect_eq "no CORS header without an allowed Origin" "null" "$(jq -r '.headers["access-control-allow-origin"]' <<<"$r")"
+expect_eq "retry: sent once at the start" 1500 "$(jq -r .retry <<<"$r")"
+expect_eq "first connect replays the workspace stream in store order" \
+    "$(q "SELECT string_agg(id::text, ',' ORDER BY id) FROM aegis.events WHERE stream_id = 'ws-a'")" \
+    "$(jq -r '[.events[].id] | join(",")' <<<"$r")"
+expect_eq "event: is the workspace event type" "checklist_item_update validation_result" \
+    "$(jq -r '[.events[].event] | join(" ")' <<<"$r")"
+expect_eq "data: is the seed's payload with event_type" "checklist_item_update 2 Offset Well Identification" \
+    "$(jq -r '.events[0].data | fromjson | "\(.event_type) \(.item_index) \(.item_name)"' <<<"$r")"
+raw=$(curl -s -N -m 2 "$B/workspaces/ws-a/stream" || true)
+check "wire format: retry line, then id/event/data lines, one line of JSON each" \
+    grep -qzP '^retry: 1500\n\nid: [0-9]+\nevent: checklist_item_update\ndata: \{[^\n]*\}\n\n' <<<"$raw"
+
+# ---- live fan-out, isolation, heartbeats ----
+"${CLIENT[@]}" get "$B/workspaces/ws-live/stream" --events 3 --timeout 15 >"$WORK/live.json" &
+lp=$!
+"${CLIENT[@]}" get "$B/workspaces/ws-live/stream" --events 3 --timeout 15 >"$WORK/live2.json" &
+lp2=$!
+"${CLIENT[@]}" get "$B/workspaces/ws-quiet/stream" --timeout 3.5 >"$WORK/quiet.json" &
+qp=$!
+wait_for 10 sh -c "curl -s $B/metrics | grep -q '^aegis_bridge_sse_connections 3$'"
+for i in 1 2 3; do
+    q "SELECT aegis.publish_agent_status('ws-live', 'running', 'step $i', 0.$i)" >/dev/null
+    q "SELECT aegis.publish_agent_status('ws-other', 'running', 'not for ws-live')" >/dev/null
+done
+wait "$lp" "$lp2" "$qp"
+expect_eq "live: a subscriber gets every event of its stream in store order" \
+    "$(q "SELECT string_agg(id::text, ',' ORDER BY id) FROM aegis.events WHERE stream_id = 'ws-live'")" \
+    "$(jq -r '[.events[].id] | join(",")' "$WORK/live.json")"
+expect_eq "live: a second subscriber of the stream gets the same events" \
+    "$(jq -c '[.events[].id]' "$WORK/live.json")" "$(jq -c '[.events[].id]' "$WORK/live2.json")"
+expect_eq "live: subscribers of other streams get nothing of it" 0 "$(jq '.events | length' "$WORK/quiet.json")"
+check "heartbeat comments arrive on an idle stream" test "$(jq .comments "$WORK/quiet.json")" -ge 2
+
+# ---- resume ----
+ids_ws_a=$(q "SELECT string_agg(id::text, ',' ORDER BY id) FROM aegis.events WHERE stream_id = 'ws-a'")
+first=${ids_ws_a%%,*}
+r=$(get "$B/workspaces/ws-a/stream" -H "Last-Event-ID: $first" --events 1 --timeout 5)
+expect_eq "Last-Event-ID replays only later events" "${ids_ws_a#*,}" "$(jq -r '[.events[].id] | join(",")' <<<"$r")"
+r=$(get "$B/workspaces/ws-a/stream?last_event_id=$first" --events 1 --timeout 5)
+expect_eq "?last_event_id= works like Last-Event-ID" "${ids_ws_a#*,}" "$(jq -r '[.events[].id] | join(",")' <<<"$r")"
+cat >"$WORK/pub.sql" <<'SQL'
+SELECT aegis.publish_agent_status('ws-resume', 'running', 'tick', random());
+SELECT aegis.publish_agent_status('ws-noise', 'running', 'noise', random());
+SQL
+pgbench -n -c 4 -j 2 -t 100 -f "$WORK/pub.sql" >"$WORK/pgbench.log" 2>&1 &
+pb=$!
+BG_PIDS+=("$pb")
+"${CLIENT[@]}" resume "$B/workspaces/ws-resume/stream" --expect 400 --chunk 37 --timeout 90 >"$WORK/resume.json"
+wait "$pb"
+check "publisher finished (400 events from 4 concurrent sessions)" grep -q "number of transactions actually processed: 400/400" "$WORK/pgbench.log"
+expect_eq "resume under concurrent publishing: no gap, no duplicate, store order" \
+    "$(q "SELECT string_agg(id::text, ',' ORDER BY id) FROM aegis.events WHERE stream_id = 'ws-resume'")" \
+    "$(jq -r '.ids | map(tostring) | join(",")' "$WORK/resume.json")"
+expect_eq "resume test received all 400 events" 400 "$(jq '.ids | length' "$WORK/resume.json")"
+check "resume test reconnected many times" test "$(jq .connects "$WORK/resume.json")" -ge 10
+
+# ---- conversations: run request once, id line, end after done, 204 ----
+CONV="$B/conversations/conv-1/stream?message=Hello%20there&agent_id=rule37-agent&agent_type=rule_37"
+r=$(get "$CONV" --timeout 1.5)
+run_id=$(jq -r '.id_only[0]' <<<"$r")
+expect_eq "run request recorded once" 1 "$(q "SELECT count(*) FROM aegis.run_requests WHERE conversation_id = 'conv-1'")"
+expect_eq "first message is an id-only line with the run request's event id" \
+    "$(q "SELECT event_id FROM aegis.run_requests WHERE conversation_id = 'conv-1'")" "$run_id"
+expect_eq "run request event is in the store for agent workers" "run_request Hello there" \
+    "$(q "SELECT event_type || ' ' || (payload->>'message') FROM aegis.events WHERE id = $run_id")"
+r=$(get "$CONV" -H "Last-Event-ID: $run_id" --timeout 1)
+expect_eq "reconnect with Last-Event-ID: still one run request" 1 "$(q "SELECT count(*) FROM aegis.run_requests")"
+r=$(get "$CONV" --timeout 1)
+expect_eq "same URL again while the run is open: same run, no new request" "$run_id 1" \
+    "$(jq -r '.id_only[0]' <<<"$r") $(q "SELECT count(*) FROM aegis.run_requests")"
+"${CLIENT[@]}" get "$CONV" -H "Last-Event-ID: $run_id" --timeout 15 >"$WORK/conv.json" &
+cp=$!
+wait_for 10 sh -c "curl -s $B/metrics | grep -q '^aegis_bridge_sse_connections 1$'"
+q "SELECT aegis.publish_node_end('conv-1', 'initial_llm_call', 'running', 1234, '{\"role\": \"assistant\", \"content\": \"I''ll calculate the spacing...\"}')" >/dev/null
+q "SELECT aegis.publish_node_end('conv-2', 'other_conversation', 'running')" >/dev/null
+done_id=$(q "SELECT aegis.publish_done('conv-1', 'exec-abc-123', 'completed', 5678, 0.045, ARRAY['spacing-calculation'])")
+wait "$cp"
+expect_eq "conversation stream: node_end then done, nothing of other conversations" "node_end done" \
+    "$(jq -r '[.events[].event] | join(" ")' "$WORK/conv.json")"
+expect_eq "conversation data is the seed's {event, node, data} object" "node_end initial_llm_call assistant" \
+    "$(jq -r '.events[0].data | fromjson | "\(.event) \(.node) \(.data.message.role)"' "$WORK/conv.json")"
+expect_eq "server ends the response after done" true "$(jq -r .closed "$WORK/conv.json")"
+code=$(curl -s -o /dev/null -w '%{http_code}' -m 5 -H "Last-Event-ID: $done_id" "$CONV")
+expect_eq "reconnect to a finished conversation gets 204" 204 "$code"
+expect_eq "the 204 reconnect recorded no new run" 1 "$(q "SELECT count(*) FROM aegis.run_requests")"
+code=$(curl -s -o /dev/null -w '%{http_code}' -m 5 "$B/conversations/conv-1/stream")
+expect_eq "conversation without message whose last event is terminal: 204" 204 "$code"
+q "SELECT aegis.publish_error('conv-3', 'Budget exceeded: 150000 tokens')" >/dev/null
+r=$(get "$B/conversations/conv-3/stream?last_event_id=0" --timeout 5)
+expect_eq "error ends a conversation stream too" "error true" \
+    "$(jq -r '"\(.events[0].event) \(.closed)"' <<<"$r")"
+sqlish="x'); DROP TABLE aegis.events; --"
+r=$(get "$B/conversations/conv-4/stream?message=x%27%29%3B%20DROP%20TABLE%20aegis.events%3B%20--" --timeout 1)
+expect_eq "message with SQL in it is stored verbatim as a bound parameter" "$sqlish" \
+    "$(q "SELECT message FROM aegis.run_requests WHERE conversation_id = 'conv-4'")"
+
+# ---- CORS ----
+hdr() { curl -s -D - -o /dev/null -m 2 "$@" | tr -d '\r' | tr 'A-Z' 'a-z'; }
+check "CORS: an allowed Origin is echoed" \
+    grep -q '^access-control-allow-origin: http://allowed.test$' <<<"$(hdr -H 'Origin: http://allowed.test' "$B/workspaces/ws-a/stream")"
+check "CORS: another Origin gets no Access-Control-Allow-Origin" \
+    bash -c '! grep -q "^access-control-allow-origin" <<<"$1"' _ "$(hdr -H 'Origin: http://evil.test' "$B/workspaces/ws-a/stream")"
+pf=$(curl -s -o /dev/null -w '%{http_code}' -X OPTIONS -H 'Origin: http://allowed.test' -H 'Access-Control-Request-Method: GET' "$B/workspaces/ws-a/stream")
+expect_eq "CORS preflight from an allowed Origin: 204" 204 "$pf"
+
+# ---- bad requests ----
+bad() {   # NAME EXPECTED_CODE CURL_ARGS...
+    local name=$1 want=$2; shift 2
+    local out code body
+    out=$(curl -s -m 5 -w '\n%{http_code}' "$@")
+    code=$(tail -1 <<<"$out"); body=$(head -n -1 <<<"$out")
+    if [ "$code" = "$want" ] && [ -n "$body" ] && [ "${#body}" -lt 200 ]; then ok "$name"
+    else not_ok "$name (got $code '$body')"; fi
+}
+events_before=$(q "SELECT count(*) FROM aegis.events")
+bad "unknown path: 404" 404 "$B/nowhere"
+bad "unknown nested path: 404" 404 "$B/workspaces/ws-a/streams"
+bad "POST: 405" 405 -X POST -d x=1 "$B/workspaces/ws-a/stream"
+bad "PUT: 405" 405 -X PUT -d x=1 "$B/conversations/c/stream"
+bad "DELETE: 405" 405 -X DELETE "$B/healthz"
+bad "id with a space: 400" 400 "$B/workspaces/bad%20id/stream"
+bad "id with a quote: 400" 400 "$B/workspaces/x%27%3Bdrop%20table%20aegis.events/stream"
+bad "empty id: 400" 400 "$B/workspaces//stream"
+bad "id of 129 characters: 400" 400 "$B/workspaces/$(printf 'a%.0s' $(seq 129))/stream"
+bad "id with a slash: 400" 400 "$B/conversations/a/b/stream"
+bad "Last-Event-ID not a number: 400" 400 -H 'Last-Event-ID: abc' "$B/workspaces/ws-a/stream"
+bad "Last-Event-ID negative: 400" 400 -H 'Last-Event-ID: -1' "$B/workspaces/ws-a/stream"
+bad "Last-Event-ID of 20 digits: 400" 400 -H 'Last-Event-ID: 12345678901234567890' "$B/workspaces/ws-a/stream"
+bad "?last_event_id= not a number: 400" 400 "$B/workspaces/ws-a/stream?last_event_id=1e3"
+bad "query argument given twice: 400" 400 "$B/conversations/c/stream?message=a&message=b"
+bad "message not UTF-8: 400" 400 "$B/conversations/c/stream?message=%ff%fe"
+bad "empty message: 400" 400 "$B/conversations/c/stream?message="
+bad "message over 8192 bytes: 400" 400 "$B/conversations/c/stream?message=$(head -c 9000 /dev/zero | tr '\0' a)"
+bad "agent_type with bad characters: 400" 400 "$B/conversations/c/stream?message=hi&agent_type=a%20b"
+bad "agent_id without message: 400" 400 "$B/conversations/c/stream?agent_id=a"
+bad "message on a workspace stream: 400" 400 "$B/workspaces/ws-a/stream?message=hi"
+expect_eq "bad requests published nothing" "$events_before" "$(q "SELECT count(*) FROM aegis.events")"
+expect_eq "the events table survived the injection attempts" 1 "$(q "SELECT count(*) FROM pg_tables WHERE schemaname = 'aegis' AND tablename = 'events'")"
+code=$(curl -s -o /dev/null -w '%{http_code}' -m 5 -H "X-Big: $(head -c 20000 /dev/zero | tr '\0' a)" "$B/healthz" || true)
+check "oversized request header is refused, bridge keeps serving" \
+    bash -c '[ "$1" != 200 ] && curl -sf "$2/healthz" >/dev/null' _ "$code" "$B"
+
+# ---- 1,000 concurrent subscribers ----
+rm -f "$WORK/many.ready"
+"${CLIENT[@]}" many "$B/workspaces/many-{}/stream" --streams 10 --clients 1000 --events 20 \
+    --ready "$WORK/many.ready" --timeout 120 >"$WORK/many.json" &
+mp=$!
+BG_PIDS+=("$mp")
+if wait_for 60 test -f "$WORK/many.ready"; then
+    ok "1,000 concurrent subscribers connected"
+    expect_eq "metrics count 1,000 open streams" 1000 \
+        "$(curl -s "$B/metrics" | awk '$1 == "aegis_bridge_sse_connections" {print $2}')"
+else
+    not_ok "1,000 concurrent subscribers connected"
+fi
+cat >"$WORK/many.sql" <<'SQL'
+\set s random(0, 9)
+SELECT aegis.publish_agent_status('many-' || :s, 'running', 'fan-out', random());
+SQL
+# 20 events per stream: publish per stream so each gets exactly 20
+for s in $(seq 0 9); do
+    for i in $(seq 1 20); do echo "SELECT aegis.publish_agent_status('many-$s', 'running', 'fan-out $i');"; done
+done | psql -qAtX >/dev/null
+wait "$mp"
+expect_eq "1,000 subscribers each received every event of their stream, in order" 1000 \
+    "$(jq .complete "$WORK/many.json")"
+ok_streams=0
+for s in $(seq 0 9); do
+    [ "$(jq -c ".streams[\"$s\"]" "$WORK/many.json")" = \
+      "$(q "SELECT json_agg(id ORDER BY id) FROM aegis.events WHERE stream_id = 'many-$s'" | tr -d ' ')" ] &&
+        ok_streams=$((ok_streams+1))
+done
+expect_eq "each of the 10 streams delivered exactly its store events" 10 "$ok_streams"
+
+# ---- a stalled reader is dropped, others continue ----
+drops_before=$(curl -s "$B/metrics" | awk '$1 == "aegis_bridge_sse_drops_total" {print $2}')
+rm -f "$WORK/stall.ready" "$WORK/stall.ready.go"
+"${CLIENT[@]}" stall "$B/workspaces/ws-flood/stream" --ready "$WORK/stall.ready" --hold 120 >"$WORK/stall.json" &
+sp=$!
+BG_PIDS+=("$sp")
+wait_for 10 test -f "$WORK/stall.ready"
+"${CLIENT[@]}" get "$B/workspaces/ws-flood/stream" --events 3000 --timeout 120 >"$WORK/flood.json" &
+fp=$!
+BG_PIDS+=("$fp")
+cat >"$WORK/flood.sql" <<'SQL'
+SELECT aegis.publish_agent_status('ws-flood', 'running', repeat('x', 2000), random());
+SQL
+pgbench -n -c 2 -j 2 -t 1500 -f "$WORK/flood.sql" >"$WORK/flood-pgbench.log" 2>&1
+wait_for 60 sh -c "curl -s $B/metrics | awk '\$1 == \"aegis_bridge_sse_drops_total\" && \$2 > $drops_before {f=1} END {exit !f}'"
+touch "$WORK/stall.ready.go"
+wait "$sp" "$fp"
+check "stalled reader: the bridge dropped it past its buffer bound" \
+    test "$(curl -s "$B/metrics" | awk '$1 == "aegis_bridge_sse_drops_total" {print $2}')" -gt "$drops_before"
+expect_eq "stalled reader: its connection was closed by the server" true "$(jq -r .closed "$WORK/stall.json")"
+expect_eq "a reading client of the same stream got all 3,000 events meanwhile" 3000 \
+    "$(jq '.events | length' "$WORK/flood.json")"
+check "bridge still serves after the flood" curl -sf -o /dev/null "$B/healthz"
+
+# ---- /metrics ----
+m=$(curl -s "$B/metrics")
+for name in aegis_bridge_sse_connections aegis_bridge_sse_events_sent_total aegis_bridge_sse_replays_total \
+            aegis_bridge_sse_drops_total aegis_bridge_drain_pending_events aegis_bridge_drain_lag_seconds; do
+    check "metrics: $name present" grep -qE "^$name [0-9.e+-]+$" <<<"$m"
+done
+check "metrics: every sample has HELP and TYPE lines" \
+    test "$(grep -c '^# TYPE' <<<"$m")" -eq "$(grep -vc '^#' <<<"$m")"
+
+# ---- PostgreSQL restart: live subscribers continue, no gap ----
+"${CLIENT[@]}" get "$B/workspaces/ws-restart/stream" --events 2 --timeout 40 >"$WORK/restart.json" &
+rp=$!
+wait_for 10 sh -c "curl -s $B/metrics | grep -q '^aegis_bridge_sse_connections 1$'"
+q "SELECT aegis.publish_agent_status('ws-restart', 'running', 'before restart')" >/dev/null
+pg_restart_dir "$PGDATA_sse"
+code=000
+wait_for 30 curl -sf "$B/healthz" && code=200
+expect_eq "healthz is 200 again after PostgreSQL restarts" 200 "$code"
+q "SELECT aegis.publish_agent_status('ws-restart', 'running', 'after restart')" >/dev/null
+wait "$rp"
+expect_eq "a live stream survives a PostgreSQL restart without a gap" "before restart,after restart" \
+    "$(jq -r '[.events[].data | fromjson | .message] | join(",")' "$WORK/restart.json")"
+
+# ---- shutdown, sanitizers ----
+kill -TERM "$BRIDGE_PID"
+rc=0; wait "$BRIDGE_PID" || rc=$?
+BRIDGE_PID=
+expect_eq "SIGTERM: the bridge exits 0" 0 "$rc"
+check "AddressSanitizer/UBSan reported nothing" \
+    bash -c '! grep -qE "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" "$1"' _ "$LOG"
+if grep -qE "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" "$LOG"; then
+    grep -A30 -E "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" "$LOG" | head -60 | sed 's/^/# /'
+fi
+finish
