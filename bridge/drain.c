@@ -35,10 +35,13 @@
 #define DRAIN_POLL_US 2000000              /* safety-net read without a wake-up */
 #define DRAIN_BACKOFF_MIN_US 500000
 #define DRAIN_BACKOFF_MAX_US 30000000
-#define DRAIN_WINDOW_MIN 1024              /* in-flight bound: max(10 batches, this) */
+#define DRAIN_WINDOW_BATCHES 50            /* in-flight bound: 50 batches, */
+#define DRAIN_WINDOW_MIN 1024              /* at least this, */
+#define DRAIN_WINDOW_MAX 100000            /* at most librdkafka's default queue size */
 #define DRAIN_RESTART_WAIT_MS 2000
 #define DRAIN_DEFAULT_PARTITIONS 3
 #define DRAIN_DEFAULT_RF 1
+#define DRAIN_READS_MAX 8                  /* reads queued on the connection, all generations */
 
 enum drain_phase {
     DRAIN_WAIT_PG,     /* no PostgreSQL connection */
@@ -61,8 +64,13 @@ struct drain {
     int64_t read_pos;                 /* last event id handed to the producer */
     int64_t stored;                   /* cursor as last written to PostgreSQL */
     unsigned gen;                     /* bumped when in-flight work is abandoned */
-    unsigned read_gen;
-    int reading, want_read, cursor_busy, cursor_armed;
+    struct {
+        int64_t after;                /* the read's start position */
+        unsigned gen;
+    } reads[DRAIN_READS_MAX];         /* reads in flight, in pgconn's (FIFO) order */
+    unsigned reads_head, reads_n;
+    int reading;                      /* reads of the current generation in flight */
+    int want_read, cursor_busy, cursor_armed;
     int kafka_full;                   /* producer queue full: wait for reports */
     char *restart_reason;             /* set from kafka callbacks, acted on after serving */
     int64_t backoff_us;
@@ -75,6 +83,7 @@ struct drain {
 };
 
 static void drain_maybe_read(struct drain *d);
+static void drain_read_done(struct pgconn *c, PGresult *res, void *ud);
 static void drain_restart_producer(struct drain *d, const char *reason);
 static void drain_try_lock(struct drain *d);
 
@@ -424,25 +433,70 @@ static int drain_produce_row(struct drain *d, PGresult *res, int i)
     return 0;
 }
 
+static int drain_issue_read(struct drain *d, int64_t after_id)
+{
+    char after[24], limit[16];
+    const char *params[2] = {after, limit};
+    unsigned slot;
+
+    if (d->reads_n == DRAIN_READS_MAX)
+        return -1;
+    snprintf(after, sizeof(after), "%" PRId64, after_id);
+    snprintf(limit, sizeof(limit), "%d", d->b->cfg.drain_batch);
+    if (pgconn_query(d->pg, DRAIN_READ_SQL, 2, params, drain_read_done, d) < 0)
+        return -1;
+    slot = (d->reads_head + d->reads_n++) % DRAIN_READS_MAX;
+    d->reads[slot].after = after_id;
+    d->reads[slot].gen = d->gen;
+    d->reading++;
+    return 0;
+}
+
+/* While a full batch is produced, the next one is already being read
+ * (PostgreSQL and the producer work in parallel); it is dropped unread if
+ * producing stops early, since it would not start at read_pos. */
+static void drain_prefetch(struct drain *d, PGresult *res, int n)
+{
+    size_t batch = (size_t)d->b->cfg.drain_batch;
+    if (n != d->b->cfg.drain_batch || d->reading != 0 || d->ensuring != NULL || d->kafka_full ||
+        ackwin_count(&d->win) + 2 * batch > d->win.cap)
+        return;
+    drain_issue_read(d, strtoll(PQgetvalue(res, n - 1, 0), NULL, 10));
+}
+
 static void drain_read_done(struct pgconn *c, PGresult *res, void *ud)
 {
     struct drain *d = ud;
     int i, n;
+    int64_t after;
+    unsigned gen;
     char *reason;
     (void)c;
 
-    if (d->read_gen != d->gen || d->phase != DRAIN_ACTIVE || d->k == NULL)
+    after = d->reads[d->reads_head].after;
+    gen = d->reads[d->reads_head].gen;
+    d->reads_head = (d->reads_head + 1) % DRAIN_READS_MAX;
+    d->reads_n--;
+    if (gen != d->gen || d->phase != DRAIN_ACTIVE || d->k == NULL)
         return;   /* abandoned by a restart or a lost connection */
-    d->reading = 0;
+    d->reading--;
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
         if (res != NULL)
             LOG(LOG_ERROR, "drain", "read_failed error=\"%s\"", PQresultErrorMessage(res));
         return;   /* the poll timer or the next wake-up retries */
     }
+    if (after != d->read_pos) {   /* a prefetch that no longer fits */
+        d->want_read = 1;
+        drain_maybe_read(d);
+        return;
+    }
     n = PQntuples(res);
+    drain_prefetch(d, res, n);
     for (i = 0; i < n; i++)
         if (drain_produce_row(d, res, i) < 0)
             break;
+    LOG(LOG_DEBUG, "drain", "batch rows=%d produced=%d in_flight=%zu acked=%" PRId64, n, i,
+        ackwin_count(&d->win), d->win.acked);
     if (d->restart_reason != NULL) {
         reason = d->restart_reason;
         d->restart_reason = NULL;
@@ -457,19 +511,11 @@ static void drain_read_done(struct pgconn *c, PGresult *res, void *ud)
 
 static void drain_maybe_read(struct drain *d)
 {
-    char after[24], limit[16];
-    const char *params[2] = {after, limit};
-
     if (d->phase != DRAIN_ACTIVE || d->k == NULL || d->reading || !d->want_read ||
         d->ensuring != NULL || d->kafka_full || ackwin_full(&d->win))
         return;
-    snprintf(after, sizeof(after), "%" PRId64, d->read_pos);
-    snprintf(limit, sizeof(limit), "%d", d->b->cfg.drain_batch);
-    if (pgconn_query(d->pg, DRAIN_READ_SQL, 2, params, drain_read_done, d) < 0)
-        return;
-    d->want_read = 0;
-    d->reading = 1;
-    d->read_gen = d->gen;
+    if (drain_issue_read(d, d->read_pos) == 0)
+        d->want_read = 0;
 }
 
 static void drain_poll_timer(void *ud)
@@ -622,9 +668,11 @@ static struct drain *drain_new(struct bridge *b)
     d->b = b;
     d->phase = DRAIN_WAIT_PG;
     d->backoff_us = d->topic_backoff_us = DRAIN_BACKOFF_MIN_US;
-    window = (size_t)b->cfg.drain_batch * 10;
+    window = (size_t)b->cfg.drain_batch * DRAIN_WINDOW_BATCHES;
     if (window < DRAIN_WINDOW_MIN)
         window = DRAIN_WINDOW_MIN;
+    if (window > DRAIN_WINDOW_MAX)
+        window = DRAIN_WINDOW_MAX;
     if (ackwin_init(&d->win, window, 0) < 0)
         goto err;
     d->t_lock = loop_timer_new(b, drain_lock_timer, d);
@@ -665,13 +713,13 @@ int drain_start(struct bridge *b)
     const struct bridge_config *cfg = &b->cfg;
     char *err = NULL;
 
-    if (!cfg->drain_enabled) {
-        LOG(LOG_INFO, "drain", "off reason=\"--no-drain\"");
+    if (cfg->kafka_bootstrap_servers == NULL) {
+        LOG(LOG_WARN, "drain", "off reason=\"KAFKA_BOOTSTRAP_SERVERS is not set: events wait "
+                               "in the store until a bridge with Kafka drains them\"");
         return 0;
     }
-    if (cfg->kafka_bootstrap_servers == NULL) {
-        LOG(LOG_INFO, "drain", "off reason=\"KAFKA_BOOTSTRAP_SERVERS is not set: events wait "
-                               "in the store until a bridge with Kafka drains them\"");
+    if (!cfg->drain_enabled) {
+        LOG(LOG_INFO, "drain", "off reason=\"--no-drain\"");
         return 0;
     }
     if (kafka_config_check(cfg->kafka_bootstrap_servers, cfg->rdkafka_props, cfg->nrdkafka_props,

@@ -43,6 +43,8 @@ struct kafka {
     void *ud;
     enum kafka_state state;
     struct kafka_errlog errlog[KAFKA_ERRLOG_SLOTS];
+    rd_kafka_topic_t **topics;    /* handles made early so their metadata is asked for at once */
+    size_t ntopics;
 };
 
 static void kafka_dispatch(struct kafka *k, rd_kafka_event_t *ev);
@@ -243,6 +245,9 @@ void kafka_free(struct kafka *k, int wait_ms)
                               RD_KAFKA_PURGE_F_NON_BLOCKING);
     rd_kafka_queue_io_event_enable(k->q, -1, NULL, 0);
     kafka_drain_queue(k, wait_ms > 0 ? wait_ms : 0, 0); /* purged reports: nobody waits */
+    while (k->ntopics > 0)
+        rd_kafka_topic_destroy(k->topics[--k->ntopics]);
+    free(k->topics);
     rd_kafka_queue_destroy(k->q);
     rd_kafka_destroy(k->rk);
     close(k->pipe_rd);
@@ -490,6 +495,20 @@ enum kafka_produce_result kafka_produce(struct kafka *k, const struct kafka_msg 
     return KAFKA_PRODUCE_ERROR;
 }
 
+/* A local topic handle makes librdkafka ask for the topic's metadata now;
+ * created at the first produce instead, the request can wait for the next
+ * one-second topic scan, which delays the first delivery by up to a second. */
+static void kafka_topic_handle(struct kafka *k, const char *topic)
+{
+    rd_kafka_topic_t **grown = realloc(k->topics, (k->ntopics + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return;
+    k->topics = grown;
+    k->topics[k->ntopics] = rd_kafka_topic_new(k->rk, topic, NULL);
+    if (k->topics[k->ntopics] != NULL)
+        k->ntopics++;
+}
+
 int kafka_create_topic(struct kafka *k, const char *topic, int partitions, int replication_factor)
 {
     char err[512];
@@ -512,6 +531,7 @@ int kafka_create_topic(struct kafka *k, const char *topic, int partitions, int r
         return -1;
     }
     rd_kafka_AdminOptions_set_request_timeout(opts, KAFKA_ADMIN_TIMEOUT_MS, err, sizeof(err));
+    kafka_topic_handle(k, topic);
     rd_kafka_CreateTopics(k->rk, &nt, 1, opts, k->q);
     rd_kafka_AdminOptions_destroy(opts);
     rd_kafka_NewTopic_destroy(nt);

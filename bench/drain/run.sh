@@ -1,0 +1,152 @@
+#!/bin/bash
+# bench/drain/run.sh (`make bench-drain`): throughput of aegis-bridge's
+# PostgreSQL -> Kafka drain against a baseline in the same run, and its
+# wake-up latency.  Starts a throwaway PostgreSQL and a real Kafka 3.6.2
+# broker (test/kafka), both on 127.0.0.1, stops them by pid at the end.
+#
+# Throughput, for each size (default 100000 and 1000000 events of ~300 bytes):
+#   bridge:   N events wait in the store; start the bridge; time until its
+#             durable cursor reaches the last event (everything acknowledged
+#             by Kafka, acks=all, idempotent, and the cursor stored)
+#   baseline: psql COPY (key, payload of the same rows) TO STDOUT | kcat -P
+#             (idempotent) into another topic of the same broker; no cursor,
+#             no delivery tracking beyond kcat's own
+# The store is ANALYZEd after each bulk publish (as autovacuum would be a
+# little later): without statistics PostgreSQL plans the reader's first
+# queries with a sort of every remaining row.
+# Latency: pgbench publishes single-event transactions at 1000/s for
+# LAT_SECONDS; latency = Kafka's LogAppendTime of the message minus the
+# event's created_at (taken inside the publishing transaction).
+#
+# Environment: BENCH_SIZES ("100000 1000000"), BENCH_BATCH (drain batch, 1000),
+# LAT_RATE (1000), LAT_SECONDS (20).
+set -u
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+source "$TOP/test/lib.sh"
+source "$TOP/test/kafka/lib.sh"
+
+SIZES=${BENCH_SIZES:-100000 1000000}
+BATCH=${BENCH_BATCH:-1000}
+LAT_RATE=${LAT_RATE:-1000}
+LAT_SECONDS=${LAT_SECONDS:-20}
+B="$AEGIS_TEST_TMP/bench-drain-$$"
+mkdir -p "$B"
+BRIDGE=${AEGIS_BRIDGE:-$TOP/bridge/aegis-bridge}
+BR_PID=
+
+cleanup() { kill_pid "$BR_PID"; kafka_stop_all; pg_stop_all; }
+trap cleanup EXIT
+
+q() { psql -X -qAt -v ON_ERROR_STOP=1 -c "$1"; }
+now_ns() { date +%s%N; }
+secs() { python3 -c "print(f'{($2 - $1) / 1e9:.3f}')"; }
+rate() { python3 -c "print(f'{$1 / ($3 - $2) * 1e9:.0f}')"; }
+
+bridge_start() {
+    DATABASE_URL="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres" \
+    KAFKA_BOOTSTRAP_SERVERS=$KAFKA_TEST_BOOTSTRAP \
+        "$BRIDGE" --listen "127.0.0.1:$(free_port)" --drain-batch "$BATCH" ${BENCH_BRIDGE_ARGS:-} "$@" \
+        2>>"$B/bridge.log" &
+    BR_PID=$!
+}
+bridge_stop() { kill_pid "$BR_PID"; wait "$BR_PID" 2>/dev/null; BR_PID=; }
+
+# publish TOPIC N: N events of ~300 bytes (payload 280 x's + fields), 10 keys
+publish() {
+    q "SELECT count(aegis.publish('$1', jsonb_build_object('n', g, 'pad', repeat('x', 270)),
+                                  'k' || (g % 10)))
+       FROM generate_series(1, $2) g" >/dev/null
+}
+
+# wait until the drain's cursor reaches $1 (bounded: 10 min)
+wait_cursor() {
+    local i
+    for ((i = 0; i < 60000; i++)); do
+        [ "$(q "SELECT aegis.cursor_position('kafka-drain')")" -ge "$1" ] && return 0
+        sleep 0.01
+    done
+    return 1
+}
+
+baseline() {   # SRC_TOPIC DST_TOPIC
+    q "COPY (SELECT key, payload::text FROM aegis.events WHERE topic = '$1' ORDER BY id) TO STDOUT" |
+        kcat -P -b "$KAFKA_TEST_BOOTSTRAP" -t "$2" -K '\t' -X enable.idempotence=true -X linger.ms=5
+}
+
+# ---- set-up ----
+make -s -C "$TOP/bridge" all >"$B/build.log" 2>&1 || { cat "$B/build.log"; exit 1; }
+pg_start bench >/dev/null || exit 1
+q "CREATE EXTENSION aegis_events"
+kafka_start "$B/kafka" >/dev/null || exit 1
+echo "# PostgreSQL 15 (fsync off), Kafka 3.6.2 (1 broker, KRaft), $(nproc) cores, drain batch $BATCH"
+
+# warm-up (a fresh broker's JIT): one baseline and one bridge round of 50k
+kafka_create_topic "$B/kafka" warm 3
+kafka_create_topic "$B/kafka" warm-base 3
+publish warm 50000
+baseline warm warm-base
+bridge_start
+wait_cursor "$(q "SELECT max(id) FROM aegis.events")" || { echo "warm-up drain stuck"; exit 1; }
+bridge_stop
+
+RESULTS="$B/results"
+: >"$RESULTS"
+for n in $SIZES; do
+    kafka_create_topic "$B/kafka" "bridge-$n" 3
+    kafka_create_topic "$B/kafka" "base-$n" 3
+    publish "bridge-$n" "$n"
+    q "ANALYZE aegis.events"   # as autovacuum would soon: the readers' plans need statistics
+    last=$(q "SELECT max(id) FROM aegis.events")
+    t0=$(now_ns); baseline "bridge-$n" "base-$n"; t1=$(now_ns)
+    base_rate=$(rate "$n" "$t0" "$t1"); base_s=$(secs "$t0" "$t1")
+    t0=$(now_ns); bridge_start
+    wait_cursor "$last" || { echo "drain of $n events stuck"; exit 1; }
+    t1=$(now_ns); bridge_stop
+    br_rate=$(rate "$n" "$t0" "$t1"); br_s=$(secs "$t0" "$t1")
+    echo "$n $br_s $br_rate $base_s $base_rate" >>"$RESULTS"
+done
+
+# ---- latency at LAT_RATE events/s ----
+kafka_create_topic "$B/kafka" lat 3
+kafka_topic_config "$B/kafka" lat message.timestamp.type=LogAppendTime
+bridge_start
+sleep 2
+cat >"$B/publish.sql" <<'SQL'
+SELECT aegis.publish('lat', jsonb_build_object('pad', repeat('x', 270)), 'k' || (random() * 9)::int);
+SQL
+FIRST=$(q "SELECT coalesce(max(id), 0) FROM aegis.events")
+"$PG_BIN/pgbench" -n -f "$B/publish.sql" -c 4 -j 2 -R "$LAT_RATE" -T "$LAT_SECONDS" \
+    >"$B/pgbench.log" 2>&1 || { cat "$B/pgbench.log"; exit 1; }
+LAST=$(q "SELECT max(id) FROM aegis.events")
+wait_cursor "$LAST" || { echo "latency drain stuck"; exit 1; }
+bridge_stop
+kcat -C -b "$KAFKA_TEST_BOOTSTRAP" -t lat -o beginning -e -q -f '%T %h\n' |
+    sed -n 's/^\([0-9]*\) .*aegis-event-id=\([0-9]*\).*/\2 \1/p' | sort -n >"$B/lat.kafka"
+q "SELECT id, (extract(epoch FROM created_at) * 1000)::bigint FROM aegis.events
+   WHERE topic = 'lat' AND id > $FIRST ORDER BY id" | tr '|' ' ' >"$B/lat.store"
+ACTUAL_RATE=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$B/pgbench.log" | head -1)
+
+python3 - "$RESULTS" "$B/lat.store" "$B/lat.kafka" "$ACTUAL_RATE" "$LAT_SECONDS" <<'PY'
+import sys
+res, store, kafka, actual, secs = sys.argv[1:6]
+print()
+print("| events    | bridge s | bridge events/s | baseline s | baseline events/s | ratio |")
+print("|-----------|----------|-----------------|------------|-------------------|-------|")
+for line in open(res):
+    n, bs, br, ks, kr = line.split()
+    print(f"| {int(n):>9} | {float(bs):>8.2f} | {int(br):>15} | {float(ks):>10.2f} | {int(kr):>17} | {int(br)/int(kr):>5.2f} |")
+created = dict(map(int, l.split()) for l in open(store) if l.strip())
+appended = {}
+for l in open(kafka):
+    i, t = map(int, l.split())
+    appended.setdefault(i, t)          # first copy
+lat = sorted(appended[i] - created[i] for i in created if i in appended)
+missing = sum(1 for i in created if i not in appended)
+def pct(p):
+    return lat[min(len(lat) - 1, int(round(p / 100 * (len(lat) - 1))))]
+print()
+print(f"wake-up latency, publish -> appended by Kafka (LogAppendTime), {float(actual or 0):.0f} events/s for {secs} s:")
+print("| events | p50 ms | p99 ms | max ms | missing |")
+print("|--------|--------|--------|--------|---------|")
+print(f"| {len(lat):>6} | {pct(50):>6} | {pct(99):>6} | {lat[-1]:>6} | {missing:>7} |")
+PY
