@@ -38,21 +38,29 @@ struct consumer_pos {
     int64_t first, last;
 };
 
-int consumer_buf_add(struct consumer_buf *sb, const char *s, size_t n)
+/* room for n more bytes and a NUL */
+static int consumer_buf_reserve(struct consumer_buf *sb, size_t n)
 {
     size_t cap;
     char *p;
 
-    if (sb->len + n + 1 > sb->cap) {
-        cap = sb->cap ? sb->cap : 256;
-        while (cap < sb->len + n + 1)
-            cap *= 2;
-        p = realloc(sb->p, cap);
-        if (!p)
-            return -1;
-        sb->p = p;
-        sb->cap = cap;
-    }
+    if (sb->len + n + 1 <= sb->cap)
+        return 0;
+    cap = sb->cap ? sb->cap : 256;
+    while (cap < sb->len + n + 1)
+        cap *= 2;
+    p = realloc(sb->p, cap);
+    if (!p)
+        return -1;
+    sb->p = p;
+    sb->cap = cap;
+    return 0;
+}
+
+int consumer_buf_add(struct consumer_buf *sb, const char *s, size_t n)
+{
+    if (consumer_buf_reserve(sb, n) < 0)
+        return -1;
     memcpy(sb->p + sb->len, s, n);
     sb->len += n;
     sb->p[sb->len] = '\0';
@@ -70,126 +78,177 @@ void consumer_buf_free(struct consumer_buf *sb)
     memset(sb, 0, sizeof *sb);
 }
 
-static int consumer_buf_dump_cb(const char *s, size_t n, void *ud)
+/* UTF-8 as PostgreSQL accepts it (no overlongs, no surrogates), without NUL */
+static int consumer_is_text(const void *bytes, size_t n)
 {
-    return consumer_buf_add(ud, s, n);
+    const unsigned char *p = bytes;
+    size_t i = 0, k, len;
+    uint32_t cp;
+
+    while (i < n) {
+        if (p[i] == 0)
+            return 0;
+        if (p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        if (p[i] >= 0xc2 && p[i] <= 0xdf)
+            len = 2, cp = p[i] & 0x1f;
+        else if (p[i] >= 0xe0 && p[i] <= 0xef)
+            len = 3, cp = p[i] & 0x0f;
+        else if (p[i] >= 0xf0 && p[i] <= 0xf4)
+            len = 4, cp = p[i] & 0x07;
+        else
+            return 0;
+        if (n - i < len)
+            return 0;
+        for (k = 1; k < len; k++) {
+            if ((p[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (p[i + k] & 0x3f);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff))
+            || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += len;
+    }
+    return 1;
 }
 
-/* appends json (compact); steals the reference */
-static int consumer_buf_json(struct consumer_buf *sb, json_t *j)
+/* a JSON string of text that consumer_is_text accepted */
+static int consumer_buf_string(struct consumer_buf *sb, const char *p, size_t n)
 {
+    static const char hex[] = "0123456789abcdef";
+    char esc[7] = "\\u00";
+    size_t i, from = 0;
+
+    if (consumer_buf_add(sb, "\"", 1) < 0)
+        return -1;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        if (consumer_buf_add(sb, p + from, i - from) < 0)
+            return -1;
+        if (ch == '"' || ch == '\\') {
+            esc[0] = '\\', esc[1] = (char)ch;
+            if (consumer_buf_add(sb, esc, 2) < 0)
+                return -1;
+        } else {
+            esc[0] = '\\', esc[1] = 'u', esc[4] = hex[ch >> 4], esc[5] = hex[ch & 15];
+            if (consumer_buf_add(sb, esc, 6) < 0)
+                return -1;
+        }
+        from = i + 1;
+    }
+    if (consumer_buf_add(sb, p + from, n - from) < 0)
+        return -1;
+    return consumer_buf_add(sb, "\"", 1);
+}
+
+/* base64 text, unquoted */
+static int consumer_buf_b64(struct consumer_buf *sb, const void *p, size_t n)
+{
+    size_t room = 4 * ((n + 2) / 3) + 4;   /* lws wants room past the text */
+    int len;
+
+    if (n > (size_t)INT32_MAX / 2 || consumer_buf_reserve(sb, room) < 0)
+        return -1;
+    len = lws_b64_encode_string(p, (int)n, sb->p + sb->len, (int)room);
+    if (len < 0)
+        return -1;
+    sb->len += (size_t)len;
+    return 0;
+}
+
+static int consumer_buf_base64(struct consumer_buf *sb, const void *p, size_t n)
+{
+    return consumer_buf_add(sb, "\"", 1) < 0 || consumer_buf_b64(sb, p, n) < 0
+                   || consumer_buf_add(sb, "\"", 1) < 0
+               ? -1
+               : 0;
+}
+
+int consumer_buf_bytes(struct consumer_buf *sb, const void *p, size_t n)
+{
+    if (!p)
+        return consumer_buf_str(sb, "null");
+    if (consumer_is_text(p, n))
+        return consumer_buf_string(sb, p, n);
+    return consumer_buf_str(sb, "{\"base64\":") < 0 || consumer_buf_base64(sb, p, n) < 0
+                   || consumer_buf_str(sb, "}") < 0
+               ? -1
+               : 0;
+}
+
+/* a header name as an object key: itself, or "base64:..." when not text */
+static int consumer_buf_header_name(struct consumer_buf *sb, const char *name)
+{
+    struct consumer_buf b64 = { 0 };
     int rc;
 
-    if (!j)
-        return -1;
-    rc = json_dump_callback(j, consumer_buf_dump_cb, sb,
-                            JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
-    json_decref(j);
+    if (consumer_is_text(name, strlen(name)))
+        return consumer_buf_string(sb, name, strlen(name));
+    rc = consumer_buf_str(&b64, "base64:") < 0 || consumer_buf_b64(&b64, name, strlen(name)) < 0
+             ? -1
+             : consumer_buf_string(sb, b64.p, b64.len);
+    consumer_buf_free(&b64);
     return rc;
 }
 
-static int consumer_is_text(const void *p, size_t n)
+/* {name: value}; a repeated name collects its values in an array; null when none */
+static int consumer_buf_headers(struct consumer_buf *sb, const struct consumer_msg *m)
 {
-    json_t *s;
-
-    if (memchr(p, '\0', n))
-        return 0;
-    s = json_stringn(p, n);     /* NULL when not valid UTF-8 */
-    json_decref(s);
-    return s != NULL;
-}
-
-static json_t *consumer_base64(const void *p, size_t n)
-{
-    size_t cap = 4 * ((n + 2) / 3) + 4;   /* lws wants room past the text */
-    char *out;
-    json_t *j;
-
-    if (n > (size_t)INT32_MAX / 2)
-        return NULL;
-    out = malloc(cap);
-    if (!out)
-        return NULL;
-    if (lws_b64_encode_string(p, (int)n, out, (int)cap) < 0) {
-        free(out);
-        return NULL;
-    }
-    j = json_string(out);
-    free(out);
-    return j;
-}
-
-json_t *consumer_bytes_json(const void *p, size_t n)
-{
-    if (!p)
-        return json_null();
-    if (consumer_is_text(p, n))
-        return json_stringn(p, n);
-    return json_pack("{s:o*}", "base64", consumer_base64(p, n));
-}
-
-/* a header name as a JSON object key: itself, or "base64:..." when not text */
-static char *consumer_header_name(const char *raw)
-{
-    json_t *b;
-    char *name = NULL;
-
-    if (consumer_is_text(raw, strlen(raw)))
-        return strdup(raw);
-    b = consumer_base64(raw, strlen(raw));
-    if (b && asprintf(&name, "base64:%s", json_string_value(b)) < 0)
-        name = NULL;
-    json_decref(b);
-    return name;
-}
-
-/* {name: value}; a repeated name collects its values in an array */
-static json_t *consumer_headers_json(const struct consumer_msg *m)
-{
-    json_t *h, *v, *old, *arr;
-    size_t i;
-    char *name;
+    size_t i, j, count;
+    int first = 1;
 
     if (m->nheaders == 0)
-        return json_null();
-    h = json_object();
-    for (i = 0; h && i < m->nheaders; i++) {
-        v = consumer_bytes_json(m->header_values[i], m->header_sizes[i]);
-        if (!v)
-            goto err;
-        name = consumer_header_name(m->header_names[i]);
-        if (!name) {
-            json_decref(v);
-            goto err;
+        return consumer_buf_str(sb, "null");
+    if (consumer_buf_str(sb, "{") < 0)
+        return -1;
+    for (i = 0; i < m->nheaders; i++) {
+        for (j = 0; j < i && strcmp(m->header_names[j], m->header_names[i]) != 0; j++)
+            ;
+        if (j < i)
+            continue;                      /* written with its first occurrence */
+        for (count = 0, j = i; j < m->nheaders; j++)
+            count += strcmp(m->header_names[j], m->header_names[i]) == 0;
+        if ((!first && consumer_buf_str(sb, ",") < 0)
+            || consumer_buf_header_name(sb, m->header_names[i]) < 0
+            || consumer_buf_str(sb, count > 1 ? ":[" : ":") < 0)
+            return -1;
+        first = 0;
+        for (count = 0, j = i; j < m->nheaders; j++) {
+            if (strcmp(m->header_names[j], m->header_names[i]) != 0)
+                continue;
+            if ((count++ && consumer_buf_str(sb, ",") < 0)
+                || consumer_buf_bytes(sb, m->header_values[j], m->header_sizes[j]) < 0)
+                return -1;
         }
-        old = json_object_get(h, name);
-        if (!old) {
-            json_object_set_new(h, name, v);
-        } else if (json_is_array(old)) {
-            json_array_append_new(old, v);
-        } else {
-            arr = json_pack("[O]", old);
-            if (arr)
-                json_array_append_new(arr, v);
-            else
-                json_decref(v);
-            json_object_set_new(h, name, arr ? arr : json_null());
-        }
-        free(name);
+        if (count > 1 && consumer_buf_str(sb, "]") < 0)
+            return -1;
     }
-    return h;
-err:
-    json_decref(h);
-    return NULL;
+    return consumer_buf_str(sb, "}");
 }
 
-static json_t *consumer_meta_json(const struct consumer_msg *m)
+/* {"topic", "partition", "offset", "key", "headers", "timestamp"} */
+static int consumer_buf_meta(struct consumer_buf *sb, const struct consumer_msg *m)
 {
-    return json_pack("{s:s, s:i, s:I, s:o*, s:o*, s:o}", "topic", m->topic, "partition",
-                     (int)m->partition, "offset", (json_int_t)m->offset, "key",
-                     consumer_bytes_json(m->key, m->key_len), "headers", consumer_headers_json(m),
-                     "timestamp",
-                     m->timestamp_ms >= 0 ? json_integer(m->timestamp_ms) : json_null());
+    char num[96];
+
+    if (consumer_buf_str(sb, "{\"topic\":") < 0
+        || consumer_buf_bytes(sb, m->topic, strlen(m->topic)) < 0)
+        return -1;
+    snprintf(num, sizeof num, ",\"partition\":%d,\"offset\":%" PRId64 ",\"key\":",
+             (int)m->partition, m->offset);
+    if (consumer_buf_str(sb, num) < 0 || consumer_buf_bytes(sb, m->key, m->key_len) < 0
+        || consumer_buf_str(sb, ",\"headers\":") < 0 || consumer_buf_headers(sb, m) < 0)
+        return -1;
+    if (m->timestamp_ms >= 0)
+        snprintf(num, sizeof num, ",\"timestamp\":%" PRId64 "}", m->timestamp_ms);
+    else
+        snprintf(num, sizeof num, ",\"timestamp\":null}");
+    return consumer_buf_str(sb, num);
 }
 
 static int consumer_batch_note_pos(struct consumer_batch *bt, const struct consumer_msg *m)
@@ -223,44 +282,41 @@ void consumer_batch_init(struct consumer_batch *bt, int text_mode)
     bt->text_mode = text_mode;
 }
 
-/* {"m": meta, "t"|"b": value, "e": why} into dead */
+/* {"m": meta, "e": why, "t"|"b": value} into dead */
 static int consumer_batch_dead(struct consumer_batch *bt, const struct consumer_msg *m,
                                const char *why)
 {
-    json_t *d;
-    int rc = 0;
+    struct consumer_buf *sb = &bt->dead;
 
-    d = json_pack("{s:o, s:s}", "m", consumer_meta_json(m), "e", why);
-    if (!d)
+    if (consumer_buf_str(sb, bt->ndead++ ? ",{\"m\":" : "[{\"m\":") < 0
+        || consumer_buf_meta(sb, m) < 0 || consumer_buf_str(sb, ",\"e\":") < 0
+        || consumer_buf_string(sb, why, strlen(why)) < 0)
         return -1;
-    if (m->value && consumer_is_text(m->value, m->value_len))
-        rc = json_object_set_new(d, "t", json_stringn(m->value, m->value_len));
-    else if (m->value)
-        rc = json_object_set_new(d, "b", consumer_base64(m->value, m->value_len));
-    if (rc < 0 || consumer_buf_str(&bt->dead, bt->ndead ? "," : "[") < 0) {
-        json_decref(d);
-        return -1;
+    if (m->value && consumer_is_text(m->value, m->value_len)) {
+        if (consumer_buf_str(sb, ",\"t\":") < 0 || consumer_buf_string(sb, m->value, m->value_len) < 0)
+            return -1;
+    } else if (m->value) {
+        if (consumer_buf_str(sb, ",\"b\":") < 0 || consumer_buf_base64(sb, m->value, m->value_len) < 0)
+            return -1;
     }
-    bt->ndead++;
-    return consumer_buf_json(&bt->dead, d);
+    return consumer_buf_str(sb, "}");
 }
 
 /* Valid JSON is spliced in as received ("v"), or as a JSON string ("t"). */
 static int consumer_batch_good(struct consumer_batch *bt, const struct consumer_msg *m)
 {
-    if (consumer_buf_str(&bt->messages, bt->nmessages ? ",{\"m\":" : "[{\"m\":") < 0
-        || consumer_buf_json(&bt->messages, consumer_meta_json(m)) < 0)
+    struct consumer_buf *sb = &bt->messages;
+
+    if (consumer_buf_str(sb, bt->nmessages++ ? ",{\"m\":" : "[{\"m\":") < 0
+        || consumer_buf_meta(sb, m) < 0)
         return -1;
-    bt->nmessages++;
     if (bt->text_mode)
-        return consumer_buf_str(&bt->messages, ",\"t\":") < 0
-                       || consumer_buf_json(&bt->messages, json_stringn(m->value, m->value_len)) < 0
-                       || consumer_buf_str(&bt->messages, "}") < 0
+        return consumer_buf_str(sb, ",\"t\":") < 0 || consumer_buf_string(sb, m->value, m->value_len) < 0
+                       || consumer_buf_str(sb, "}") < 0
                    ? -1
                    : 0;
-    return consumer_buf_str(&bt->messages, ",\"v\":") < 0
-                   || consumer_buf_add(&bt->messages, m->value, m->value_len) < 0
-                   || consumer_buf_str(&bt->messages, "}") < 0
+    return consumer_buf_str(sb, ",\"v\":") < 0 || consumer_buf_add(sb, m->value, m->value_len) < 0
+                   || consumer_buf_str(sb, "}") < 0
                ? -1
                : 0;
 }
@@ -289,19 +345,20 @@ int consumer_batch_add(struct consumer_batch *bt, const struct consumer_msg *m)
 
 int consumer_batch_finish(struct consumer_batch *bt)
 {
+    char num[96];
     size_t i;
-    json_t *p;
 
     if (consumer_buf_str(&bt->messages, bt->nmessages ? "]" : "[]") < 0
         || consumer_buf_str(&bt->dead, bt->ndead ? "]" : "[]") < 0
         || consumer_buf_str(&bt->positions, "[") < 0)
         return -1;
     for (i = 0; i < bt->npos; i++) {
-        p = json_pack("{s:s, s:i, s:I, s:I}", "topic", bt->pos[i].topic, "partition",
-                      (int)bt->pos[i].partition, "first", (json_int_t)bt->pos[i].first, "last",
-                      (json_int_t)bt->pos[i].last);
-        if ((i && consumer_buf_str(&bt->positions, ",") < 0)
-            || consumer_buf_json(&bt->positions, p) < 0)
+        if (consumer_buf_str(&bt->positions, i ? ",{\"topic\":" : "{\"topic\":") < 0
+            || consumer_buf_bytes(&bt->positions, bt->pos[i].topic, strlen(bt->pos[i].topic)) < 0)
+            return -1;
+        snprintf(num, sizeof num, ",\"partition\":%d,\"first\":%" PRId64 ",\"last\":%" PRId64 "}",
+                 (int)bt->pos[i].partition, bt->pos[i].first, bt->pos[i].last);
+        if (consumer_buf_str(&bt->positions, num) < 0)
             return -1;
     }
     return consumer_buf_str(&bt->positions, "]");
@@ -320,6 +377,16 @@ void consumer_batch_free(struct consumer_batch *bt)
 /* one consumer: a group member, a PostgreSQL connection, one batch     */
 /* ------------------------------------------------------------------ */
 
+/* A batch: its messages (owned) and, once encoded, the statement's arguments. */
+struct consumer_slot {
+    rd_kafka_message_t **msgs;      /* at most cfg->batch */
+    size_t n;
+    unsigned gen;                   /* consumer gen the messages were polled in */
+    int text_mode;                  /* values as JSON text: one subtransaction each */
+    int encoded;
+    struct consumer_batch enc;
+};
+
 struct consumer {
     struct bridge *b;
     const struct config_consumer *cfg;
@@ -331,12 +398,12 @@ struct consumer {
     struct loop_watch *watch;
     struct loop_timer *tick;        /* poll_timeout_ms safety poll; retry backoff */
     struct pgconn *pg;
-    rd_kafka_message_t **msgs;      /* the batch: at most cfg->batch messages */
-    size_t nmsgs;
+    /* slot[cur] is at PostgreSQL or waits for its retry; the other one is
+     * polled and encoded meanwhile, so the bridge works while PostgreSQL does */
+    struct consumer_slot slot[2];
+    int cur;
     unsigned gen;                   /* bumps on every rebalance */
-    unsigned batch_gen;             /* gen the batch was polled in */
-    int inflight;                   /* the batch is at PostgreSQL */
-    int text_mode;                  /* send the batch with values as JSON text */
+    int inflight;                   /* slot[cur] is at PostgreSQL */
     int64_t backoff_ms;
     int64_t retry_after_us;         /* no send before this (after a failure) */
     rd_kafka_topic_partition_list_t *pending;   /* assigned by the group, offsets unread */
@@ -390,14 +457,25 @@ static void consumer_log_pg_error(struct consumer *c, const char *what, const PG
     free(msg);
 }
 
-static void consumer_drop_batch(struct consumer *c)
+static void consumer_slot_drop(struct consumer_slot *s)
 {
     size_t i;
 
-    for (i = 0; i < c->nmsgs; i++)
-        rd_kafka_message_destroy(c->msgs[i]);
-    c->nmsgs = 0;
-    c->text_mode = 0;
+    for (i = 0; i < s->n; i++)
+        rd_kafka_message_destroy(s->msgs[i]);
+    s->n = 0;
+    s->text_mode = 0;
+    if (s->encoded)
+        consumer_batch_free(&s->enc);
+    s->encoded = 0;
+}
+
+/* drops what is not at PostgreSQL (after a revoke: the next owner reads it) */
+static void consumer_drop_idle(struct consumer *c)
+{
+    consumer_slot_drop(&c->slot[c->cur ^ 1]);
+    if (!c->inflight)
+        consumer_slot_drop(&c->slot[c->cur]);
 }
 
 static void consumer_backoff(struct consumer *c)
@@ -539,8 +617,7 @@ static void consumer_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (c->assigned)
         rd_kafka_topic_partition_list_destroy(c->assigned);
     c->assigned = NULL;
-    if (!c->inflight)
-        consumer_drop_batch(c);            /* the next owner reads them from the stored offsets */
+    consumer_drop_idle(c);                 /* the next owner reads them from the stored offsets */
 }
 
 /* ---- batches ---- */
@@ -590,33 +667,45 @@ out:
 
 static void consumer_on_batch(struct pgconn *pg, PGresult *res, void *ud);
 
-static void consumer_send(struct consumer *c)
+static int consumer_encode(struct consumer *c, struct consumer_slot *s)
 {
-    struct consumer_batch bt;
-    const char *params[5];
     size_t i;
     int rc = 0;
 
-    consumer_batch_init(&bt, c->text_mode);
-    for (i = 0; rc == 0 && i < c->nmsgs; i++)
-        rc = consumer_encode_one(&bt, c->msgs[i]);
+    if (s->encoded)
+        consumer_batch_free(&s->enc);
+    s->encoded = 0;
+    consumer_batch_init(&s->enc, s->text_mode);
+    for (i = 0; rc == 0 && i < s->n; i++)
+        rc = consumer_encode_one(&s->enc, s->msgs[i]);
     if (rc == 0)
-        rc = consumer_batch_finish(&bt);
+        rc = consumer_batch_finish(&s->enc);
     if (rc < 0) {
+        consumer_batch_free(&s->enc);
         LOG(LOG_ERROR, "consumer", "msg=\"out of memory encoding a batch\" group=%s",
             c->cfg->group);
-        consumer_batch_free(&bt);
+        return -1;
+    }
+    s->encoded = 1;
+    return 0;
+}
+
+static void consumer_send(struct consumer *c)
+{
+    struct consumer_slot *s = &c->slot[c->cur];
+    const char *params[5];
+
+    if (!s->encoded && consumer_encode(c, s) < 0) {
         consumer_backoff(c);
         return;
     }
     params[0] = c->cfg->group;
     params[1] = c->handler;
-    params[2] = bt.positions.p;
-    params[3] = bt.messages.p;
-    params[4] = bt.dead.p;
+    params[2] = s->enc.positions.p;
+    params[3] = s->enc.messages.p;
+    params[4] = s->enc.dead.p;
     if (pgconn_query(c->pg, consumer_batch_sql, 5, params, consumer_on_batch, c) == 0)
         c->inflight = 1;                   /* else: on_connected pumps again */
-    consumer_batch_free(&bt);
 }
 
 static void consumer_batch_done(struct consumer *c, const PGresult *res)
@@ -628,7 +717,9 @@ static void consumer_batch_done(struct consumer *c, const PGresult *res)
 
     if (json_object_get(r, "retry")) {
         json_decref(r);
-        c->text_mode = 1;                  /* a handler failed: again, one by one */
+        c->slot[c->cur].text_mode = 1;     /* a handler failed: again, one by one */
+        c->slot[c->cur].encoded = 0;
+        consumer_batch_free(&c->slot[c->cur].enc);
         LOG(LOG_DEBUG, "consumer", "msg=\"batch retried in text mode\" group=%s",
             c->cfg->group);
         return;
@@ -643,28 +734,33 @@ static void consumer_batch_done(struct consumer *c, const PGresult *res)
             "msg=\"messages went to aegis.dead_letters\" group=%s count=%lld",
             c->cfg->group, (long long)dead);
     LOG(LOG_DEBUG, "consumer", "msg=batch group=%s messages=%zu handled=%lld dead=%lld skipped=%lld",
-        c->cfg->group, c->nmsgs, (long long)handled, (long long)dead, (long long)skipped);
-    consumer_drop_batch(c);
+        c->cfg->group, c->slot[c->cur].n, (long long)handled, (long long)dead,
+        (long long)skipped);
+    consumer_slot_drop(&c->slot[c->cur]);
+    c->cur ^= 1;                           /* the prepared batch goes next */
     c->backoff_ms = 0;
 }
 
 static void consumer_on_batch(struct pgconn *pg, PGresult *res, void *ud)
 {
     struct consumer *c = ud;
+    struct consumer_slot *s = &c->slot[c->cur];
     const char *state;
 
     (void)pg;
     c->inflight = 0;
     if (c->stopping)
         return;
-    if (c->batch_gen != c->gen) {
-        consumer_drop_batch(c);            /* revoked while in flight */
+    if (s->gen != c->gen) {
+        consumer_slot_drop(s);             /* revoked while in flight */
     } else if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
         consumer_batch_done(c, res);
     } else {
         state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-        if (res && !c->text_mode && state && strncmp(state, "22", 2) == 0) {
-            c->text_mode = 1;              /* a value PostgreSQL cannot take as jsonb */
+        if (res && !s->text_mode && state && strncmp(state, "22", 2) == 0) {
+            s->text_mode = 1;              /* a value PostgreSQL cannot take as jsonb */
+            s->encoded = 0;
+            consumer_batch_free(&s->enc);
         } else {
             consumer_backoff(c);
             consumer_log_pg_error(c, "batch failed, will retry it", res);
@@ -684,23 +780,23 @@ static void consumer_kafka_error(struct consumer *c, const rd_kafka_message_t *m
         c->cfg->group, m->rkt ? rd_kafka_topic_name(m->rkt) : "-", rd_kafka_err2str(m->err));
 }
 
-static void consumer_fill(struct consumer *c)
+static void consumer_fill(struct consumer *c, struct consumer_slot *s)
 {
     rd_kafka_message_t *m;
     size_t cap = (size_t)c->cfg->batch;
 
-    while (c->nmsgs < cap && !c->stopping) {
-        m = rd_kafka_consumer_poll(c->rk, 0);
+    while (s->n < cap && !c->stopping) {
+        m = rd_kafka_consumer_poll(c->rk, 0);   /* may run the rebalance callback */
         if (!m)
             break;
         if (m->err)
             consumer_kafka_error(c, m);
         else if (consumer_owns(c, m))
-            c->msgs[c->nmsgs++] = m, m = NULL;
+            s->msgs[s->n++] = m, m = NULL;
         if (m)
             rd_kafka_message_destroy(m);
     }
-    c->batch_gen = c->gen;
+    s->gen = c->gen;
 }
 
 static void consumer_drain_pipe(struct consumer *c)
@@ -711,20 +807,32 @@ static void consumer_drain_pipe(struct consumer *c)
         ;
 }
 
-/* Polls a batch when none is pending and sends it unless one is at
- * PostgreSQL or a retry waits for its time. */
+/* Sends the current batch unless one is at PostgreSQL or a retry waits for
+ * its time; meanwhile polls and encodes the next one. */
 static void consumer_pump(struct consumer *c)
 {
-    if (c->stopping || c->inflight)
+    struct consumer_slot *s = &c->slot[c->cur], *next = &c->slot[c->cur ^ 1];
+
+    if (c->stopping)
         return;
-    if (c->nmsgs == 0) {
-        consumer_fill(c);
-        if (c->nmsgs == 0)
-            return;
+    if (!c->inflight) {
+        if (s->n == 0 && next->n > 0) {
+            c->cur ^= 1;
+            s = next;
+            next = &c->slot[c->cur ^ 1];
+        }
+        if (s->n > 0 && s->gen != c->gen)
+            consumer_slot_drop(s);
+        if (s->n == 0)
+            consumer_fill(c, s);
+        if (s->n > 0 && loop_now_us() >= c->retry_after_us && pgconn_is_ready(c->pg))
+            consumer_send(c);
     }
-    if (loop_now_us() < c->retry_after_us || !pgconn_is_ready(c->pg))
-        return;
-    consumer_send(c);
+    if (c->inflight && next->n == 0) {
+        consumer_fill(c, next);
+        if (next->n > 0)
+            consumer_encode(c, next);
+    }
 }
 
 static void consumer_on_readable(void *ud)
@@ -885,7 +993,8 @@ static void consumer_free(struct consumer *c)
     loop_watch_free(c->watch);
     loop_timer_free(c->tick);
     pgconn_free(c->pg);                    /* a batch in flight commits or aborts as a whole */
-    consumer_drop_batch(c);
+    consumer_slot_drop(&c->slot[0]);
+    consumer_slot_drop(&c->slot[1]);
     if (c->rk) {
         rd_kafka_consumer_close(c->rk);    /* leaves the group: the others take over */
         if (c->pending)
@@ -903,7 +1012,8 @@ static void consumer_free(struct consumer *c)
     LOG(LOG_INFO, "consumer", "msg=stopped group=%s batches=%" PRIu64 " handled=%" PRIu64
         " dead=%" PRIu64 " skipped=%" PRIu64, c->cfg->group, c->batches, c->handled, c->dead,
         c->skipped);
-    free(c->msgs);
+    free(c->slot[0].msgs);
+    free(c->slot[1].msgs);
     free(c->handler);
     free(c->name);
     free(c);
@@ -921,10 +1031,11 @@ static struct consumer *consumer_new(struct bridge *b, const struct config_consu
     c->cfg = cfg;
     c->pipefd[0] = c->pipefd[1] = -1;
     c->handler = strdup(handler);
-    c->msgs = calloc((size_t)cfg->batch, sizeof *c->msgs);
+    c->slot[0].msgs = calloc((size_t)cfg->batch, sizeof *c->slot[0].msgs);
+    c->slot[1].msgs = calloc((size_t)cfg->batch, sizeof *c->slot[1].msgs);
     if (asprintf(&c->name, "consumer:%s", cfg->group) < 0)
         c->name = NULL;
-    if (!c->handler || !c->msgs || !c->name)
+    if (!c->handler || !c->slot[0].msgs || !c->slot[1].msgs || !c->name)
         goto err;
     c->tick = loop_timer_new(b, consumer_on_tick, c);
     if (!c->tick || consumer_kafka_start(c) < 0)

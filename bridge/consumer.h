@@ -67,9 +67,8 @@ int consumer_batch_add(struct consumer_batch *bt, const struct consumer_msg *m);
 int consumer_batch_finish(struct consumer_batch *bt);
 void consumer_batch_free(struct consumer_batch *bt);
 
-/* Kafka bytes as JSON: a string when UTF-8 without NUL, else {"base64": "..."};
- * JSON null for NULL.  Returns a new reference or NULL (out of memory). */
-struct json_t;
-struct json_t *consumer_bytes_json(const void *p, size_t n);
+/* Appends Kafka bytes as JSON: a string when UTF-8 without NUL, else
+ * {"base64": "..."}; null for NULL.  Returns 0, or -1 when out of memory. */
+int consumer_buf_bytes(struct consumer_buf *sb, const void *p, size_t n);
 
 #endif

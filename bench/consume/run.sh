@@ -37,6 +37,7 @@ pg_start bench >/dev/null || exit 1
 q "CREATE EXTENSION aegis_events" || exit 1
 psql -X -q -v ON_ERROR_STOP=1 <<'SQL' || exit 1
 CREATE SCHEMA bench;
+CREATE TABLE bench.handled (k text PRIMARY KEY, v jsonb NOT NULL);
 CREATE FUNCTION bench.insert_row(event jsonb, meta jsonb) RETURNS void
 LANGUAGE sql AS $$ INSERT INTO bench.handled (k, v) VALUES (meta->>'key', event) $$;
 SQL
@@ -74,7 +75,8 @@ baseline_round() {
 }
 
 consumer_round() {
-    local batch=$1 round=$2 t0 t1 group="bench-$batch-$round-$$"
+    local batch=$1 round=$2 t0 t1 group
+    group="bench-$batch-$round-$$"
     fresh_table handled
     t0=$(now)
     KAFKA_BOOTSTRAP_SERVERS=$KAFKA_TEST_BOOTSTRAP \

@@ -55,27 +55,34 @@ static json_t *parse(const struct consumer_buf *b)
     return json_loads(b->p, JSON_DECODE_INT_AS_REAL, NULL);   /* a 100-bit integer is in there */
 }
 
+/* consumer_buf_bytes(p, n) as text */
+static int bytes_are(const char *p, size_t n, const char *expected)
+{
+    struct consumer_buf b = { 0 };
+    int same = consumer_buf_bytes(&b, p, n) == 0 && strcmp(b.p, expected) == 0;
+
+    if (!same)
+        printf("# got %s, expected %s\n", b.p ? b.p : "(nothing)", expected);
+    consumer_buf_free(&b);
+    return same;
+}
+
 static void test_bytes(void)
 {
-    json_t *j;
-
-    j = consumer_bytes_json("k1", 2);
-    ok(json_is_string(j) && strcmp(json_string_value(j), "k1") == 0, "text key is a JSON string");
-    json_decref(j);
-    j = consumer_bytes_json("\xff\x00\x01", 3);
-    ok(json_is_object(j) && strcmp(json_string_value(json_object_get(j, "base64")), "/wAB") == 0,
-       "binary key is {\"base64\": ...}");
-    json_decref(j);
-    j = consumer_bytes_json("a\0b", 3);
-    ok(json_is_object(j) && strcmp(json_string_value(json_object_get(j, "base64")), "YQBi") == 0,
+    ok(bytes_are("k1", 2, "\"k1\""), "text key is a JSON string");
+    ok(bytes_are("\xff\x00\x01", 3, "{\"base64\":\"/wAB\"}"), "binary key is {\"base64\": ...}");
+    ok(bytes_are("a\0b", 3, "{\"base64\":\"YQBi\"}"),
        "UTF-8 with a NUL byte is base64 too (jsonb cannot hold NUL)");
-    json_decref(j);
-    j = consumer_bytes_json(NULL, 0);
-    ok(json_is_null(j), "no key is JSON null");
-    json_decref(j);
-    j = consumer_bytes_json("", 0);
-    ok(json_is_string(j) && json_string_length(j) == 0, "an empty key is an empty string");
-    json_decref(j);
+    ok(bytes_are(NULL, 0, "null"), "no key is JSON null");
+    ok(bytes_are("", 0, "\"\""), "an empty key is an empty string");
+    ok(bytes_are("q\"b\\s\n\x01\x7f", 8, "\"q\\\"b\\\\s\\u000a\\u0001\x7f\""),
+       "quotes, backslashes and control characters are escaped");
+    ok(bytes_are("\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14,
+                 "\"\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\""),
+       "valid UTF-8 (2, 3 and 4 bytes) stays text");
+    ok(bytes_are("\xc0\xaf", 2, "{\"base64\":\"wK8=\"}"), "an overlong encoding is not text");
+    ok(bytes_are("\xed\xa0\x80", 3, "{\"base64\":\"7aCA\"}"), "a UTF-16 surrogate is not text");
+    ok(bytes_are("\xe2\x82", 2, "{\"base64\":\"4oI=\"}"), "a truncated sequence is not text");
 }
 
 static void test_batch(void)
