@@ -71,6 +71,7 @@ struct drain {
     unsigned reads_head, reads_n;
     int reading;                      /* reads of the current generation in flight */
     int want_read, cursor_busy, cursor_armed;
+    int64_t cursor_written_us;        /* when the last cursor update was sent */
     int kafka_full;                   /* producer queue full: wait for reports */
     char *restart_reason;             /* set from kafka callbacks, acted on after serving */
     int64_t backoff_us;
@@ -86,6 +87,7 @@ static void drain_maybe_read(struct drain *d);
 static void drain_read_done(struct pgconn *c, PGresult *res, void *ud);
 static void drain_restart_producer(struct drain *d, const char *reason);
 static void drain_try_lock(struct drain *d);
+static void drain_cursor_arm(struct drain *d);
 
 /* ---- topics known to exist ---- */
 
@@ -140,10 +142,8 @@ static void drain_cursor_done(struct pgconn *c, PGresult *res, void *ud)
         return;
     }
     d->stored = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    if (d->win.acked > d->stored && d->phase == DRAIN_ACTIVE && !d->cursor_armed) {
-        d->cursor_armed = 1;
-        loop_timer_schedule(d->t_cursor, DRAIN_CURSOR_DELAY_US);
-    }
+    if (d->win.acked > d->stored && d->phase == DRAIN_ACTIVE)
+        drain_cursor_arm(d);
 }
 
 static void drain_cursor_timer(void *ud)
@@ -156,16 +156,22 @@ static void drain_cursor_timer(void *ud)
     if (d->phase != DRAIN_ACTIVE || d->cursor_busy || d->win.acked <= d->stored)
         return;
     snprintf(pos, sizeof(pos), "%" PRId64, d->win.acked);
-    if (pgconn_query(d->pg, DRAIN_ADVANCE_SQL, 1, params, drain_cursor_done, d) == 0)
+    if (pgconn_query(d->pg, DRAIN_ADVANCE_SQL, 1, params, drain_cursor_done, d) == 0) {
         d->cursor_busy = 1;
+        d->cursor_written_us = loop_now_us();
+    }
 }
 
+/* Writes at most one cursor update per DRAIN_CURSOR_DELAY_US, and without
+ * delay when the last one is older than that. */
 static void drain_cursor_arm(struct drain *d)
 {
+    int64_t delay;
     if (d->cursor_armed || d->cursor_busy)
         return;
+    delay = d->cursor_written_us + DRAIN_CURSOR_DELAY_US - loop_now_us();
     d->cursor_armed = 1;
-    loop_timer_schedule(d->t_cursor, DRAIN_CURSOR_DELAY_US);
+    loop_timer_schedule(d->t_cursor, delay > 0 ? delay : 1);
 }
 
 /* Shutdown: one blocking write on a short-lived connection. */

@@ -34,7 +34,10 @@ mkdir -p "$B"
 BRIDGE=${AEGIS_BRIDGE:-$TOP/bridge/aegis-bridge}
 BR_PID=
 
-cleanup() { kill_pid "$BR_PID"; kafka_stop_all; pg_stop_all; }
+cleanup() {
+    kill_pid "$BR_PID"; kafka_stop_all; pg_stop_all
+    rm -rf "$B" "$AEGIS_TEST_TMP/pg-bench-$$"   # ~2 GB after 1M events
+}
 trap cleanup EXIT
 
 q() { psql -X -qAt -v ON_ERROR_STOP=1 -c "$1"; }

@@ -23,6 +23,9 @@ cleanup() {
     for p in "${BG_PIDS[@]}"; do kill_pid "$p"; done
     kafka_stop_all
     pg_stop_all
+    # data is throwaway; logs stay for a failed run
+    rm -rf "$AEGIS_TEST_TMP/pg-drain-$$" "$T/kafka/data"
+    [ "$TESTS_FAILED" -eq 0 ] && rm -rf "$T"
 }
 trap cleanup EXIT
 
@@ -139,6 +142,8 @@ expect_eq "kafka off: exactly one warning about Kafka" 1 \
 bridge_term "$OFF_PID"
 expect_eq "kafka off: SIGTERM exits 0" 0 "$TERM_RC"
 expect_eq "kafka off: the 50 events still wait (cursor unmoved)" "50 0" "$(pending) $(cursor)"
+expect_eq "lag: aegis.drain_lag shows the oldest pending event's age" t \
+    "$(q "SELECT oldest_pending_age > interval '0' FROM aegis.drain_lag")"
 
 # ---- 2. delivery, topics, headers, order ----
 
@@ -159,6 +164,7 @@ verdict basic 0 "$TO" waiting orders declared nokey
 expect_complete basic
 expect_eq "delivery: each event exactly once" "780 0" "$(v basic delivered) $(v basic duplicates)"
 expect_eq "delivery: cursor = last topic event" "$(max_topic_id)" "$(cursor)"
+expect_eq "lag: nothing pending, no age" "0 true" "$(q "SELECT pending_events || ' ' || (oldest_pending_age IS NULL) FROM aegis.drain_lag")"
 expect_eq "topics: auto-created topic has 3 partitions" 3 "$(partitions_of orders)"
 expect_eq "topics: ensure_topic('declared', 5, 1) has 5 partitions" 5 "$(partitions_of declared)"
 expect_eq "topics: the drain created them (auto-create is off on the broker)" 2 \
