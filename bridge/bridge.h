@@ -22,7 +22,8 @@ struct bridge_metrics {
     uint64_t sse_events_sent;         /* event messages queued to clients */
     uint64_t sse_replays;             /* subscribers that replayed from the store */
     uint64_t sse_replayed_events;
-    uint64_t sse_drops;               /* slow clients disconnected at their buffer bound */
+    uint64_t sse_drops;               /* stalled clients disconnected */
+    uint64_t sse_catchups;            /* live subscribers switched to catch-up from the store */
     uint64_t sse_rejected;            /* 503 at max_clients or without PostgreSQL */
     uint64_t http_requests_total;
     uint64_t http_bad_requests;       /* 400/404/405 */

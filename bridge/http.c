@@ -352,7 +352,10 @@ static char *http_metrics_text(struct bridge *b, PGresult *lag)
     http_metric(&buf, &len, &cap, "aegis_bridge_sse_replayed_events_total", "counter",
                 "events read by replays", (double)m->sse_replayed_events);
     http_metric(&buf, &len, &cap, "aegis_bridge_sse_drops_total", "counter",
-                "slow clients disconnected at their buffer bound", (double)m->sse_drops);
+                "stalled clients disconnected", (double)m->sse_drops);
+    http_metric(&buf, &len, &cap, "aegis_bridge_sse_catchups_total", "counter",
+                "live subscribers whose buffer was full, switched to reading the store",
+                (double)m->sse_catchups);
     http_metric(&buf, &len, &cap, "aegis_bridge_sse_rejected_total", "counter",
                 "streams refused with 503", (double)m->sse_rejected);
     http_metric(&buf, &len, &cap, "aegis_bridge_http_requests_total", "counter", "HTTP requests",

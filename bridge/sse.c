@@ -5,11 +5,15 @@
  * first replays its stream with aegis.read_stream on the same connection;
  * because queries run in FIFO order and reader positions only grow, the
  * replay covers every live event it ignored, and ids > delivered dedupe.
+ * A subscriber whose buffer cannot take a live event falls back to that
+ * same catch-up from the store; one that makes no progress for a whole
+ * heartbeat interval with its buffer half full is disconnected.
  */
 #define _GNU_SOURCE
 #include "sse.h"
 
 #include <libwebsockets.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +83,8 @@ struct sse_sub {
     int replay_paused;              /* waiting for the buffer to drain */
     int killed;                     /* dropped or shutting down */
     long long delivered;            /* highest event id queued */
+    uint64_t written;               /* bytes handed to lws so far */
+    uint64_t written_mark;          /* written at the previous heartbeat tick */
     char *buf;                      /* LWS_PRE headroom, then len bytes to send */
     size_t len, cap;
 };
@@ -291,16 +297,19 @@ static int sse_buf_reserve(struct sse_sub *s, size_t extra)
     return 0;
 }
 
-/* queue bytes; live data past the bound drops the client, replay may exceed it */
+static void sse_drop(struct sse_sub *s, const char *why)
+{
+    s->h->b->metrics.sse_drops++;
+    sse_sub_kill(s, why);
+}
+
+/* queue bytes; 1 when bounded data does not fit (nothing queued), -1 on failure */
 static int sse_append(struct sse_sub *s, const char *data, size_t n, int bounded)
 {
     if (s->killed)
         return -1;
-    if (bounded && s->len + n > s->h->b->cfg.client_buffer_bytes) {
-        s->h->b->metrics.sse_drops++;
-        sse_sub_kill(s, "slow_client");
-        return -1;
-    }
+    if (bounded && s->len + n > s->h->b->cfg.client_buffer_bytes)
+        return 1;
     if (sse_buf_reserve(s, n) < 0) {
         sse_sub_kill(s, "out_of_memory");
         return -1;
@@ -312,6 +321,14 @@ static int sse_append(struct sse_sub *s, const char *data, size_t n, int bounded
     return 0;
 }
 
+/* a live subscriber that fell behind reads on from the store, paced by its buffer */
+static void sse_catch_up(struct sse_sub *s)
+{
+    s->phase = PH_REPLAY;
+    s->h->b->metrics.sse_catchups++;
+    sse_replay_next(s);
+}
+
 static int sse_is_terminal(const struct sse_sub *s, const char *type)
 {
     return s->kind == SSE_CONVERSATION && (!strcmp(type, "done") || !strcmp(type, "error"));
@@ -321,9 +338,16 @@ static int sse_is_terminal(const struct sse_sub *s, const char *type)
 static void sse_deliver(struct sse_sub *s, long long id, const char *type, const char *msg,
                         size_t n, int bounded)
 {
+    int r;
+
     if (id <= s->delivered || s->phase == PH_ENDING)
         return;
-    if (sse_append(s, msg, n, bounded) < 0)
+    r = sse_append(s, msg, n, bounded);
+    if (r > 0) {
+        sse_catch_up(s);         /* the store has it: read it when the buffer drains */
+        return;
+    }
+    if (r < 0)
         return;
     s->delivered = id;
     s->h->b->metrics.sse_events_sent++;
@@ -610,10 +634,29 @@ static int sse_write_headers(struct sse_sub *s)
     return 0;
 }
 
+/* hands queued bytes to lws: on h1 while the socket takes them (up to 16
+ * chunks), on h2 one chunk per writeable callback as lws requires */
+static int sse_write_some(struct sse_sub *s)
+{
+    int rounds = lws_get_network_wsi(s->wsi) == s->wsi ? 16 : 1;
+    size_t n, off = 0;
+
+    while (s->len - off > 0 && rounds-- > 0) {
+        n = s->len - off < SSE_WRITE_CHUNK ? s->len - off : SSE_WRITE_CHUNK;
+        if (lws_write(s->wsi, (unsigned char *)s->buf + LWS_PRE + off, n, LWS_WRITE_HTTP) < (int)n)
+            return -1;
+        off += n;
+        s->written += n;
+        if (lws_send_pipe_choked(s->wsi))
+            break;
+    }
+    memmove(s->buf + LWS_PRE, s->buf + LWS_PRE + off, s->len - off);
+    s->len -= off;
+    return 0;
+}
+
 int sse_writeable(struct sse_sub *s)
 {
-    size_t n;
-
     if (s->status == 0)
         return 0;                      /* still deciding */
     if (!s->headers_sent) {
@@ -633,13 +676,8 @@ int sse_writeable(struct sse_sub *s)
     }
     if (s->status != 200)
         return -1;
-    n = s->len < SSE_WRITE_CHUNK ? s->len : SSE_WRITE_CHUNK;
-    if (n > 0) {
-        if (lws_write(s->wsi, (unsigned char *)s->buf + LWS_PRE, n, LWS_WRITE_HTTP) < (int)n)
-            return -1;
-        memmove(s->buf + LWS_PRE, s->buf + LWS_PRE + n, s->len - n);
-        s->len -= n;
-    }
+    if (sse_write_some(s) < 0)
+        return -1;
     if (s->len > 0) {
         lws_callback_on_writable(s->wsi);
         return 0;
@@ -828,8 +866,16 @@ static void sse_heartbeat_cb(void *ud)
 
     for (s = h->all; s; s = next) {
         next = s->all_next;
-        if (s->wsi && s->status == 200 && !s->killed && s->phase != PH_ENDING)
-            sse_append(s, beat, sizeof beat - 1, 1);
+        if (!s->wsi || s->status != 200 || s->killed || s->phase == PH_ENDING)
+            continue;
+        /* no byte taken by the client for a whole interval, buffer half full */
+        if (s->written == s->written_mark && s->len >= h->b->cfg.client_buffer_bytes / 2) {
+            sse_drop(s, "stalled_client");
+            continue;
+        }
+        s->written_mark = s->written;
+        if (sse_append(s, beat, sizeof beat - 1, 1) > 0)
+            sse_drop(s, "slow_client");
     }
     loop_timer_schedule(h->heartbeat, (int64_t)h->b->cfg.heartbeat_seconds * 1000000);
 }

@@ -53,9 +53,9 @@ class SSEParser:
         self.cur_id, self.cur_event, self.cur_data, self.has_data = None, None, [], False
 
     def feed(self, data):
-        self.buf += data
-        while b"\n" in self.buf:
-            line, self.buf = self.buf.split(b"\n", 1)
+        lines = (self.buf + data).split(b"\n")
+        self.buf = lines.pop()          # an unfinished line stays buffered
+        for line in lines:
             self._line(line.rstrip(b"\r").decode("utf-8"))
 
     def _line(self, line):

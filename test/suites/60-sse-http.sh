@@ -24,6 +24,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+ulimit -n 4096 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 if [ ! -x "$BIN" ]; then
     make -s -C "$AEGIS_TOP/bridge" asan >/dev/null || { not_ok "bridge builds with ASan"; finish; exit 1; }
 fi
@@ -41,6 +42,9 @@ start_bridge() {
     wait_for 30 curl -sf "$B/healthz"
 }
 q() { psql -qAtX -c "$1"; }
+metric() { curl -s "$B/metrics" | awk -v n="$1" '$1 == n {print $2}'; }
+# metric_above NAME VALUE: true once the metric is above VALUE
+metric_above() { [ "$(metric "$1" | cut -d. -f1)" -gt "$2" ] 2>/dev/null; }
 get() { "${CLIENT[@]}" get "$@"; }
 
 check "bridge starts and serves /healthz" start_bridge
@@ -131,9 +135,10 @@ expect_eq "reconnect with Last-Event-ID: still one run request" 1 "$(q "SELECT c
 r=$(get "$CONV" --timeout 1)
 expect_eq "same URL again while the run is open: same run, no new request" "$run_id 1" \
     "$(jq -r '.id_only[0]' <<<"$r") $(q "SELECT count(*) FROM aegis.run_requests")"
+conns_before=$(metric aegis_bridge_sse_connections_total)
 "${CLIENT[@]}" get "$CONV" -H "Last-Event-ID: $run_id" --timeout 15 >"$WORK/conv.json" &
 cp=$!
-wait_for 10 sh -c "curl -s $B/metrics | grep -q '^aegis_bridge_sse_connections 1$'"
+wait_for 10 metric_above aegis_bridge_sse_connections_total "$conns_before"
 q "SELECT aegis.publish_node_end('conv-1', 'initial_llm_call', 'running', 1234, '{\"role\": \"assistant\", \"content\": \"I''ll calculate the spacing...\"}')" >/dev/null
 q "SELECT aegis.publish_node_end('conv-2', 'other_conversation', 'running')" >/dev/null
 done_id=$(q "SELECT aegis.publish_done('conv-1', 'exec-abc-123', 'completed', 5678, 0.045, ARRAY['spacing-calculation'])")
@@ -269,10 +274,12 @@ check "metrics: every sample has HELP and TYPE lines" \
     test "$(grep -c '^# TYPE' <<<"$m")" -eq "$(grep -vc '^#' <<<"$m")"
 
 # ---- PostgreSQL restart: live subscribers continue, no gap ----
+sent_before=$(metric aegis_bridge_sse_events_sent_total)
 "${CLIENT[@]}" get "$B/workspaces/ws-restart/stream" --events 2 --timeout 40 >"$WORK/restart.json" &
 rp=$!
-wait_for 10 sh -c "curl -s $B/metrics | grep -q '^aegis_bridge_sse_connections 1$'"
 q "SELECT aegis.publish_agent_status('ws-restart', 'running', 'before restart')" >/dev/null
+check "restart: the subscriber got the first event (it is live)" \
+    wait_for 20 metric_above aegis_bridge_sse_events_sent_total "$sent_before"
 pg_restart_dir "$PGDATA_sse"
 code=000
 wait_for 30 curl -sf "$B/healthz" && code=200
@@ -281,6 +288,47 @@ q "SELECT aegis.publish_agent_status('ws-restart', 'running', 'after restart')" 
 wait "$rp"
 expect_eq "a live stream survives a PostgreSQL restart without a gap" "before restart,after restart" \
     "$(jq -r '[.events[].data | fromjson | .message] | join(",")' "$WORK/restart.json")"
+
+# ---- PostgreSQL down: 503, then back ----
+pg_stop_dir "$PGDATA_sse"
+code=000
+wait_for 15 sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' $B/healthz)\" = 503 ]" && code=503
+expect_eq "healthz is 503 while PostgreSQL is down" 503 "$code"
+expect_eq "a new stream gets 503 while PostgreSQL is down" 503 \
+    "$(curl -s -o /dev/null -w '%{http_code}' -m 5 "$B/workspaces/ws-a/stream")"
+runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_sse" -l "$PGDATA_sse/../server.log" -w -t 60 start >/dev/null
+check "healthz is 200 once PostgreSQL is back" wait_for 30 curl -sf "$B/healthz"
+
+# ---- dashboard files, configuration errors ----
+mkdir -p "$WORK/web/js"
+echo '<!doctype html><title>dash</title>' >"$WORK/web/index.html"
+echo 'console.log(1)' >"$WORK/web/js/app.js"
+echo 'secret' >"$WORK/secret.txt"
+PORT2=$(free_port)
+ASAN_OPTIONS=detect_leaks=1 "$BIN" --listen "127.0.0.1:$PORT2" --static-dir "$WORK/web" --no-drain >>"$LOG" 2>&1 &
+BRIDGE2=$!
+BG_PIDS+=("$BRIDGE2")
+wait_for 30 curl -sf "http://127.0.0.1:$PORT2/healthz"
+expect_eq "--static-dir: GET / serves index.html" "<!doctype html><title>dash</title>" \
+    "$(curl -s "http://127.0.0.1:$PORT2/")"
+expect_eq "--static-dir: /static/ files with their content type" "text/javascript; charset=utf-8" \
+    "$(curl -s -o /dev/null -w '%{content_type}' "http://127.0.0.1:$PORT2/static/js/app.js")"
+expect_eq "--static-dir: no way out of the directory" 404 \
+    "$(curl -s -o /dev/null -w '%{http_code}' --path-as-is "http://127.0.0.1:$PORT2/static/../secret.txt")"
+expect_eq "--static-dir: missing file 404" 404 \
+    "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT2/static/nope.js")"
+expect_eq "without --static-dir, / is 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$B/")"
+kill -TERM "$BRIDGE2"; rc2=0; wait "$BRIDGE2" || rc2=$?
+expect_eq "second bridge exits 0 on SIGTERM" 0 "$rc2"
+err=$("$BIN" --heartbeat-seconds abc 2>&1 >/dev/null); rc=$?
+expect_eq "bad option value: exit status 2" 2 "$rc"
+check "bad option value: message names the option and the value" \
+    grep -qF -- "'abc' for --heartbeat-seconds" <<<"$err"
+err=$(AEGIS_LISTEN=nowhere "$BIN" 2>&1 >/dev/null); rc=$?
+expect_eq "bad environment value: exit status 2 naming the variable" "2 yes" \
+    "$rc $(grep -q "'nowhere' for AEGIS_LISTEN" <<<"$err" && echo yes)"
+check "--help documents the options and exits 0" \
+    bash -c '"$1" --help | grep -q -- "--client-buffer-bytes"' _ "$BIN"
 
 # ---- shutdown, sanitizers ----
 kill -TERM "$BRIDGE_PID"
