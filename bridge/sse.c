@@ -874,8 +874,8 @@ static void sse_heartbeat_cb(void *ud)
             continue;
         }
         s->written_mark = s->written;
-        if (sse_append(s, beat, sizeof beat - 1, 1) > 0)
-            sse_drop(s, "slow_client");
+        if (s->len == 0)                  /* data still queued keeps proxies busy anyway */
+            sse_append(s, beat, sizeof beat - 1, 1);
     }
     loop_timer_schedule(h->heartbeat, (int64_t)h->b->cfg.heartbeat_seconds * 1000000);
 }
