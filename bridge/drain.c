@@ -220,9 +220,10 @@ static void drain_on_delivery(void *ud, uint64_t seq, int err, const char *errst
         return;
     }
     d->delivered++;
-    d->backoff_us = DRAIN_BACKOFF_MIN_US;
-    if (ackwin_ack(&d->win, seq) > 0)
+    if (ackwin_ack(&d->win, seq) > 0) {   /* progress: the next restart starts fast again */
+        d->backoff_us = DRAIN_BACKOFF_MIN_US;
         drain_cursor_arm(d);
+    }
 }
 
 static void drain_on_fatal(void *ud, const char *errstr)

@@ -275,7 +275,7 @@ check "pgrestart: the drain logged the pause" log_has main3 'module=drain paused
 
 # ---- 7. two bridges: one drains, the other takes over when it dies ----
 
-bridge_start standby
+bridge_start standby --flush-timeout-ms 2000 --log-level debug
 SB_PID=$BR_PID; SB_PORT=$BR_PORT
 check "ha: the second bridge stands by" wait_for 30 healthz_kafka "$SB_PORT" standby
 FROM=$(max_id)
@@ -298,8 +298,18 @@ if [ "$DUPS" = 0 ] || [ "$DUPMIN" -gt "$KILLED_AT" ]; then
 else
     not_ok "ha: event $DUPMIN at or below the cursor $KILLED_AT was sent again"
 fi
+
+# ---- 7b. SIGTERM while the broker is away: flush gives up at its deadline ----
+
+kafka_stop "$KDIR"
+check "shutdown: /healthz shows kafka down" wait_for 30 healthz_kafka "$SB_PORT" down
+FROM=$(max_id)
+q "SELECT aegis.publish('ha', jsonb_build_object('n', g), 'k' || (g % 10)) FROM generate_series(1, 200) g" >/dev/null
+check "shutdown: the events reached the producer" wait_for 30 log_has standby "batch rows=200 produced=200"
 bridge_term "$SB_PID"
-expect_eq "ha: the active bridge exits 0 on SIGTERM" 0 "$TERM_RC"
+expect_eq "shutdown: exits 0 after the flush deadline" 0 "$TERM_RC"
+check "shutdown: unflushed events reported" grep -q "module=drain stopped .* unflushed=200" "$T/standby.log"
+expect_eq "shutdown: the cursor stays before the unacknowledged events" "$FROM" "$(cursor)"
 
 # ---- 8. bad configuration is refused with a clear message ----
 
