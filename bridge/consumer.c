@@ -27,6 +27,8 @@
 
 #define CONSUMER_BACKOFF_MIN_MS 200
 #define CONSUMER_BACKOFF_MAX_MS 10000
+/* PostgreSQL connections per consumer; partitions are spread over them */
+#define CONSUMER_WORKERS 2
 
 /* ------------------------------------------------------------------ */
 /* batch encoding (pure: no I/O, unit-tested)                          */
@@ -387,28 +389,42 @@ struct consumer_slot {
     struct consumer_batch enc;
 };
 
+/* A worker applies the partitions forwarded to its queue, on its own
+ * PostgreSQL connection: partitions of one consumer are applied in parallel,
+ * each one in order by exactly one worker. */
+struct consumer_worker {
+    struct consumer *c;
+    int idx;
+    struct pgconn *pg;
+    rd_kafka_queue_t *queue;        /* its partitions' queues are forwarded here */
+    int pipefd[2];
+    struct loop_watch *watch;
+    /* slot[cur] is at PostgreSQL or waits for its retry; the other one is
+     * polled and encoded meanwhile, so the bridge works while PostgreSQL does */
+    struct consumer_slot slot[2];
+    int cur;
+    int inflight;                   /* slot[cur] is at PostgreSQL */
+    int64_t backoff_ms;
+    int64_t retry_after_us;         /* no send before this (after a failure) */
+};
+
 struct consumer {
     struct bridge *b;
     const struct config_consumer *cfg;
     char *handler;                  /* resolved: schema.func(pg_catalog.jsonb,pg_catalog.jsonb) */
     char *name;                     /* "consumer:<group>" for logs and pgconn */
     rd_kafka_t *rk;
-    rd_kafka_queue_t *queue;        /* the consumer queue, wakes us through pipefd */
+    rd_kafka_queue_t *queue;        /* the consumer queue: rebalances and errors */
     int pipefd[2];
     struct loop_watch *watch;
     struct loop_timer *tick;        /* poll_timeout_ms safety poll; retry backoff */
-    struct pgconn *pg;
-    /* slot[cur] is at PostgreSQL or waits for its retry; the other one is
-     * polled and encoded meanwhile, so the bridge works while PostgreSQL does */
-    struct consumer_slot slot[2];
-    int cur;
+    struct consumer_worker w[CONSUMER_WORKERS];
     unsigned gen;                   /* bumps on every rebalance */
-    int inflight;                   /* slot[cur] is at PostgreSQL */
-    int64_t backoff_ms;
-    int64_t retry_after_us;         /* no send before this (after a failure) */
     rd_kafka_topic_partition_list_t *pending;   /* assigned by the group, offsets unread */
     unsigned pending_gen;
     int pending_query;              /* the offsets query is queued */
+    int64_t pending_retry_us;
+    int64_t pending_backoff_ms;
     rd_kafka_topic_partition_list_t *assigned;  /* what we assigned (with PG offsets) */
     int stopping;
     uint64_t handled, dead, skipped, batches;
@@ -428,7 +444,8 @@ static const char consumer_offsets_sql[] =
     "  LEFT JOIN aegis.consumer_offsets o"
     "    ON o.group_id = $1 AND o.topic = p.topic AND o.partition = p.partition";
 
-static void consumer_pump(struct consumer *c);
+static void consumer_pump(struct consumer_worker *w);
+static void consumer_pump_all(struct consumer *c);
 
 /* a copy of s fit for a quoted log field: '"' and control characters become ' ' */
 static char *consumer_log_text(const char *s)
@@ -447,13 +464,14 @@ static char *consumer_log_text(const char *s)
     return t;
 }
 
-static void consumer_log_pg_error(struct consumer *c, const char *what, const PGresult *res)
+static void consumer_log_pg_error(struct consumer *c, const char *what, const PGresult *res,
+                                  int64_t retry_ms)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     char *msg = consumer_log_text(res ? PQresultErrorMessage(res) : "connection lost");
 
     LOG(LOG_ERROR, "consumer", "msg=\"%s\" group=%s sqlstate=%s error=\"%s\" retry_ms=%" PRId64,
-        what, c->cfg->group, state ? state : "-", msg ? msg : "", c->backoff_ms);
+        what, c->cfg->group, state ? state : "-", msg ? msg : "", retry_ms);
     free(msg);
 }
 
@@ -473,18 +491,29 @@ static void consumer_slot_drop(struct consumer_slot *s)
 /* drops what is not at PostgreSQL (after a revoke: the next owner reads it) */
 static void consumer_drop_idle(struct consumer *c)
 {
-    consumer_slot_drop(&c->slot[c->cur ^ 1]);
-    if (!c->inflight)
-        consumer_slot_drop(&c->slot[c->cur]);
+    int i;
+
+    for (i = 0; i < CONSUMER_WORKERS; i++) {
+        consumer_slot_drop(&c->w[i].slot[c->w[i].cur ^ 1]);
+        if (!c->w[i].inflight)
+            consumer_slot_drop(&c->w[i].slot[c->w[i].cur]);
+    }
 }
 
-static void consumer_backoff(struct consumer *c)
+static int64_t consumer_next_backoff(int64_t *backoff_ms)
 {
-    c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : CONSUMER_BACKOFF_MIN_MS;
-    if (c->backoff_ms > CONSUMER_BACKOFF_MAX_MS)
-        c->backoff_ms = CONSUMER_BACKOFF_MAX_MS;
-    c->retry_after_us = loop_now_us() + c->backoff_ms * 1000;
-    loop_timer_schedule(c->tick, c->backoff_ms * 1000);
+    *backoff_ms = *backoff_ms ? *backoff_ms * 2 : CONSUMER_BACKOFF_MIN_MS;
+    if (*backoff_ms > CONSUMER_BACKOFF_MAX_MS)
+        *backoff_ms = CONSUMER_BACKOFF_MAX_MS;
+    return *backoff_ms;
+}
+
+static void consumer_backoff(struct consumer_worker *w)
+{
+    int64_t ms = consumer_next_backoff(&w->backoff_ms);
+
+    w->retry_after_us = loop_now_us() + ms * 1000;
+    loop_timer_schedule(w->c->tick, ms * 1000);
 }
 
 /* ---- partition assignment from the offsets in PostgreSQL ---- */
@@ -494,6 +523,40 @@ static int consumer_owns(const struct consumer *c, const rd_kafka_message_t *m)
     return c->assigned
            && rd_kafka_topic_partition_list_find(c->assigned, rd_kafka_topic_name(m->rkt),
                                                  m->partition) != NULL;
+}
+
+/* partition i of the assignment goes to worker i % CONSUMER_WORKERS */
+static int consumer_route(struct consumer *c, const rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_queue_t *pq;
+    int i;
+
+    for (i = 0; i < parts->cnt; i++) {
+        pq = rd_kafka_queue_get_partition(c->rk, parts->elems[i].topic, parts->elems[i].partition);
+        if (!pq) {
+            LOG(LOG_ERROR, "consumer", "msg=\"no queue for partition\" group=%s topic=%s partition=%d",
+                c->cfg->group, parts->elems[i].topic, (int)parts->elems[i].partition);
+            return -1;
+        }
+        rd_kafka_queue_forward(pq, c->w[i % CONSUMER_WORKERS].queue);
+        rd_kafka_queue_destroy(pq);        /* our reference only; the forward stays */
+    }
+    return 0;
+}
+
+static void consumer_log_assigned(const struct consumer *c, const rd_kafka_topic_partition_list_t *l)
+{
+    char at[32];
+    int i;
+
+    for (i = 0; i < l->cnt; i++) {
+        snprintf(at, sizeof at, "beginning");
+        if (l->elems[i].offset >= 0)
+            snprintf(at, sizeof at, "%" PRId64, l->elems[i].offset);
+        LOG(LOG_INFO, "consumer", "msg=assigned group=%s topic=%s partition=%d offset=%s worker=%d",
+            c->cfg->group, l->elems[i].topic, (int)l->elems[i].partition, at,
+            i % CONSUMER_WORKERS);
+    }
 }
 
 static int consumer_apply_offsets(struct consumer *c, const PGresult *res)
@@ -510,19 +573,15 @@ static int consumer_apply_offsets(struct consumer *c, const PGresult *res)
         if (tp && !PQgetisnull(res, i, 2))
             tp->offset = strtoll(PQgetvalue(res, i, 2), NULL, 10);
     }
+    if (consumer_route(c, c->pending) < 0)
+        return -1;
     err = rd_kafka_assign(c->rk, c->pending);
     if (err) {
         LOG(LOG_ERROR, "consumer", "msg=\"assign failed\" group=%s error=\"%s\"", c->cfg->group,
             rd_kafka_err2str(err));
         return -1;
     }
-    for (i = 0; i < c->pending->cnt; i++) {
-        char at[32] = "beginning";
-        if (c->pending->elems[i].offset >= 0)
-            snprintf(at, sizeof at, "%" PRId64, c->pending->elems[i].offset);
-        LOG(LOG_INFO, "consumer", "msg=assigned group=%s topic=%s partition=%d offset=%s",
-            c->cfg->group, c->pending->elems[i].topic, (int)c->pending->elems[i].partition, at);
-    }
+    consumer_log_assigned(c, c->pending);
     if (c->assigned)
         rd_kafka_topic_partition_list_destroy(c->assigned);
     c->assigned = c->pending;
@@ -532,31 +591,37 @@ static int consumer_apply_offsets(struct consumer *c, const PGresult *res)
 
 static void consumer_read_offsets(struct consumer *c);
 
+static void consumer_offsets_retry(struct consumer *c, const char *why, const PGresult *res)
+{
+    int64_t ms = consumer_next_backoff(&c->pending_backoff_ms);
+
+    c->pending_retry_us = loop_now_us() + ms * 1000;
+    loop_timer_schedule(c->tick, ms * 1000);
+    consumer_log_pg_error(c, why, res, ms);
+}
+
 static void consumer_on_offsets(struct pgconn *pg, PGresult *res, void *ud)
 {
     struct consumer *c = ud;
 
     (void)pg;
     c->pending_query = 0;
-    if (c->stopping)
-        return;
-    if (!c->pending)
-        return;                            /* revoked meanwhile */
+    if (c->stopping || !c->pending)
+        return;                            /* stopping, or revoked meanwhile */
     if (c->pending_gen != c->gen) {
         consumer_read_offsets(c);          /* a newer assignment: read again */
         return;
     }
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        consumer_backoff(c);
-        consumer_log_pg_error(c, "cannot read stored offsets", res);
+        consumer_offsets_retry(c, "cannot read stored offsets", res);
         return;
     }
     if (consumer_apply_offsets(c, res) < 0) {
-        consumer_backoff(c);
+        consumer_offsets_retry(c, "cannot assign partitions", NULL);
         return;
     }
-    c->backoff_ms = 0;
-    consumer_pump(c);
+    c->pending_backoff_ms = 0;
+    consumer_pump_all(c);
 }
 
 /* [{"topic": t, "partition": p}, ...] of the pending assignment */
@@ -574,19 +639,21 @@ static char *consumer_pending_json(const struct consumer *c)
     return s;
 }
 
+/* on worker 0's connection, behind its batch: that batch's offsets are read */
 static void consumer_read_offsets(struct consumer *c)
 {
     const char *params[2];
     char *parts;
 
-    if (!c->pending || c->pending_query || !pgconn_is_ready(c->pg))
-        return;                            /* on_connected calls again */
+    if (!c->pending || c->pending_query || !pgconn_is_ready(c->w[0].pg)
+        || loop_now_us() < c->pending_retry_us)
+        return;                            /* on_connected or the tick calls again */
     parts = consumer_pending_json(c);
     if (!parts)
         return;
     params[0] = c->cfg->group;
     params[1] = parts;
-    if (pgconn_query(c->pg, consumer_offsets_sql, 2, params, consumer_on_offsets, c) == 0) {
+    if (pgconn_query(c->w[0].pg, consumer_offsets_sql, 2, params, consumer_on_offsets, c) == 0) {
         c->pending_query = 1;
         c->pending_gen = c->gen;
     }
@@ -604,6 +671,7 @@ static void consumer_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (c->pending)
         rd_kafka_topic_partition_list_destroy(c->pending);
     c->pending = NULL;
+    c->pending_retry_us = 0;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS && !c->stopping) {
         LOG(LOG_INFO, "consumer", "msg=\"partitions assigned by the group\" group=%s count=%d",
             c->cfg->group, parts->cnt);
@@ -690,26 +758,36 @@ static int consumer_encode(struct consumer *c, struct consumer_slot *s)
     return 0;
 }
 
-static void consumer_send(struct consumer *c)
+static void consumer_send(struct consumer_worker *w)
 {
-    struct consumer_slot *s = &c->slot[c->cur];
+    struct consumer_slot *s = &w->slot[w->cur];
     const char *params[5];
 
-    if (!s->encoded && consumer_encode(c, s) < 0) {
-        consumer_backoff(c);
+    if (!s->encoded && consumer_encode(w->c, s) < 0) {
+        consumer_backoff(w);
         return;
     }
-    params[0] = c->cfg->group;
-    params[1] = c->handler;
+    params[0] = w->c->cfg->group;
+    params[1] = w->c->handler;
     params[2] = s->enc.positions.p;
     params[3] = s->enc.messages.p;
     params[4] = s->enc.dead.p;
-    if (pgconn_query(c->pg, consumer_batch_sql, 5, params, consumer_on_batch, c) == 0)
-        c->inflight = 1;                   /* else: on_connected pumps again */
+    if (pgconn_query(w->pg, consumer_batch_sql, 5, params, consumer_on_batch, w) == 0)
+        w->inflight = 1;                   /* else: on_connected pumps again */
 }
 
-static void consumer_batch_done(struct consumer *c, const PGresult *res)
+static void consumer_slot_text_mode(struct consumer_slot *s)
 {
+    s->text_mode = 1;
+    if (s->encoded)
+        consumer_batch_free(&s->enc);
+    s->encoded = 0;
+}
+
+static void consumer_batch_done(struct consumer_worker *w, const PGresult *res)
+{
+    struct consumer *c = w->c;
+    struct consumer_slot *s = &w->slot[w->cur];
     json_t *r = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     json_int_t handled = json_integer_value(json_object_get(r, "handled"));
     json_int_t dead = json_integer_value(json_object_get(r, "dead"));
@@ -717,11 +795,8 @@ static void consumer_batch_done(struct consumer *c, const PGresult *res)
 
     if (json_object_get(r, "retry")) {
         json_decref(r);
-        c->slot[c->cur].text_mode = 1;     /* a handler failed: again, one by one */
-        c->slot[c->cur].encoded = 0;
-        consumer_batch_free(&c->slot[c->cur].enc);
-        LOG(LOG_DEBUG, "consumer", "msg=\"batch retried in text mode\" group=%s",
-            c->cfg->group);
+        consumer_slot_text_mode(s);        /* a handler failed: again, one by one */
+        LOG(LOG_DEBUG, "consumer", "msg=\"batch retried in text mode\" group=%s", c->cfg->group);
         return;
     }
     json_decref(r);
@@ -730,44 +805,41 @@ static void consumer_batch_done(struct consumer *c, const PGresult *res)
     c->skipped += (uint64_t)skipped;
     c->batches++;
     if (dead)
-        LOG(LOG_WARN, "consumer",
-            "msg=\"messages went to aegis.dead_letters\" group=%s count=%lld",
+        LOG(LOG_WARN, "consumer", "msg=\"messages went to aegis.dead_letters\" group=%s count=%lld",
             c->cfg->group, (long long)dead);
-    LOG(LOG_DEBUG, "consumer", "msg=batch group=%s messages=%zu handled=%lld dead=%lld skipped=%lld",
-        c->cfg->group, c->slot[c->cur].n, (long long)handled, (long long)dead,
-        (long long)skipped);
-    consumer_slot_drop(&c->slot[c->cur]);
-    c->cur ^= 1;                           /* the prepared batch goes next */
-    c->backoff_ms = 0;
+    LOG(LOG_DEBUG, "consumer",
+        "msg=batch group=%s worker=%d messages=%zu handled=%lld dead=%lld skipped=%lld",
+        c->cfg->group, w->idx, s->n, (long long)handled, (long long)dead, (long long)skipped);
+    consumer_slot_drop(s);
+    w->cur ^= 1;                           /* the prepared batch goes next */
+    w->backoff_ms = 0;
 }
 
 static void consumer_on_batch(struct pgconn *pg, PGresult *res, void *ud)
 {
-    struct consumer *c = ud;
-    struct consumer_slot *s = &c->slot[c->cur];
+    struct consumer_worker *w = ud;
+    struct consumer_slot *s = &w->slot[w->cur];
     const char *state;
 
     (void)pg;
-    c->inflight = 0;
-    if (c->stopping)
+    w->inflight = 0;
+    if (w->c->stopping)
         return;
-    if (s->gen != c->gen) {
+    if (s->gen != w->c->gen) {
         consumer_slot_drop(s);             /* revoked while in flight */
     } else if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
-        consumer_batch_done(c, res);
+        consumer_batch_done(w, res);
     } else {
         state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
         if (res && !s->text_mode && state && strncmp(state, "22", 2) == 0) {
-            s->text_mode = 1;              /* a value PostgreSQL cannot take as jsonb */
-            s->encoded = 0;
-            consumer_batch_free(&s->enc);
+            consumer_slot_text_mode(s);    /* a value PostgreSQL cannot take as jsonb */
         } else {
-            consumer_backoff(c);
-            consumer_log_pg_error(c, "batch failed, will retry it", res);
+            consumer_backoff(w);
+            consumer_log_pg_error(w->c, "batch failed, will retry it", res, w->backoff_ms);
             return;
         }
     }
-    consumer_pump(c);
+    consumer_pump(w);
 }
 
 /* ---- the loop side ---- */
@@ -780,98 +852,149 @@ static void consumer_kafka_error(struct consumer *c, const rd_kafka_message_t *m
         c->cfg->group, m->rkt ? rd_kafka_topic_name(m->rkt) : "-", rd_kafka_err2str(m->err));
 }
 
-static void consumer_fill(struct consumer *c, struct consumer_slot *s)
+static void consumer_fill(struct consumer_worker *w, struct consumer_slot *s)
 {
-    rd_kafka_message_t *m;
-    size_t cap = (size_t)c->cfg->batch;
+    struct consumer *c = w->c;
+    size_t cap = (size_t)c->cfg->batch, i, got;
+    ssize_t n;
 
     while (s->n < cap && !c->stopping) {
-        m = rd_kafka_consumer_poll(c->rk, 0);   /* may run the rebalance callback */
-        if (!m)
+        n = rd_kafka_consume_batch_queue(w->queue, 0, s->msgs + s->n, cap - s->n);
+        if (n <= 0)
             break;
-        if (m->err)
-            consumer_kafka_error(c, m);
-        else if (consumer_owns(c, m))
-            s->msgs[s->n++] = m, m = NULL;
-        if (m)
-            rd_kafka_message_destroy(m);
+        for (got = s->n, i = s->n; i < s->n + (size_t)n; i++) {
+            rd_kafka_message_t *m = s->msgs[i];
+            if (m->err)
+                consumer_kafka_error(c, m);
+            if (!m->err && consumer_owns(c, m))
+                s->msgs[got++] = m;
+            else
+                rd_kafka_message_destroy(m);
+        }
+        s->n = got;
     }
     s->gen = c->gen;
 }
 
-static void consumer_drain_pipe(struct consumer *c)
+/* Serves the consumer queue: rebalances, errors.  A message there means a
+ * partition that was not forwarded to a worker: reassign from the stored
+ * offsets (nothing is skipped; fencing in consume_batch drops repeats). */
+static void consumer_serve_main(struct consumer *c)
+{
+    rd_kafka_message_t *m;
+
+    while (!c->stopping && (m = rd_kafka_consumer_poll(c->rk, 0)) != NULL) {
+        if (m->err) {
+            consumer_kafka_error(c, m);
+        } else if (c->assigned && !c->pending) {
+            LOG(LOG_WARN, "consumer", "msg=\"message outside the workers, reassigning\" group=%s",
+                c->cfg->group);
+            c->gen++;
+            c->pending = rd_kafka_topic_partition_list_copy(c->assigned);
+            consumer_drop_idle(c);
+            consumer_read_offsets(c);
+        }
+        rd_kafka_message_destroy(m);
+    }
+}
+
+static void consumer_drain_pipe(int fd)
 {
     char buf[64];
 
-    while (read(c->pipefd[0], buf, sizeof buf) > 0)
+    while (read(fd, buf, sizeof buf) > 0)
         ;
 }
 
-/* Sends the current batch unless one is at PostgreSQL or a retry waits for
- * its time; meanwhile polls and encodes the next one. */
-static void consumer_pump(struct consumer *c)
+/* Sends the worker's current batch unless one is at PostgreSQL or a retry
+ * waits for its time; meanwhile polls and encodes the next one. */
+static void consumer_pump(struct consumer_worker *w)
 {
-    struct consumer_slot *s = &c->slot[c->cur], *next = &c->slot[c->cur ^ 1];
+    struct consumer_slot *s = &w->slot[w->cur], *next = &w->slot[w->cur ^ 1];
 
-    if (c->stopping)
+    if (w->c->stopping)
         return;
-    if (!c->inflight) {
+    if (!w->inflight) {
         if (s->n == 0 && next->n > 0) {
-            c->cur ^= 1;
+            w->cur ^= 1;
             s = next;
-            next = &c->slot[c->cur ^ 1];
+            next = &w->slot[w->cur ^ 1];
         }
-        if (s->n > 0 && s->gen != c->gen)
+        if (s->n > 0 && s->gen != w->c->gen)
             consumer_slot_drop(s);
         if (s->n == 0)
-            consumer_fill(c, s);
-        if (s->n > 0 && loop_now_us() >= c->retry_after_us && pgconn_is_ready(c->pg))
-            consumer_send(c);
+            consumer_fill(w, s);
+        if (s->n > 0 && loop_now_us() >= w->retry_after_us && pgconn_is_ready(w->pg))
+            consumer_send(w);
     }
-    if (c->inflight && next->n == 0) {
-        consumer_fill(c, next);
+    if (w->inflight && next->n == 0) {
+        consumer_fill(w, next);
         if (next->n > 0)
-            consumer_encode(c, next);
+            consumer_encode(w->c, next);
     }
+}
+
+static void consumer_pump_all(struct consumer *c)
+{
+    int i;
+
+    for (i = 0; i < CONSUMER_WORKERS; i++)
+        consumer_pump(&c->w[i]);
 }
 
 static void consumer_on_readable(void *ud)
 {
     struct consumer *c = ud;
 
-    consumer_drain_pipe(c);
-    consumer_pump(c);
+    consumer_drain_pipe(c->pipefd[0]);
+    consumer_serve_main(c);
+}
+
+static void consumer_worker_on_readable(void *ud)
+{
+    struct consumer_worker *w = ud;
+
+    consumer_drain_pipe(w->pipefd[0]);
+    consumer_pump(w);
 }
 
 static void consumer_on_tick(void *ud)
 {
     struct consumer *c = ud;
     int64_t wait_us = (int64_t)c->cfg->poll_timeout_ms * 1000, now = loop_now_us();
+    int i;
 
-    consumer_pump(c);
+    consumer_serve_main(c);
+    consumer_pump_all(c);
     if (c->pending && !c->pending_query)
         consumer_read_offsets(c);
-    if (c->retry_after_us > now && c->retry_after_us - now < wait_us)
-        wait_us = c->retry_after_us - now;
+    for (i = 0; i < CONSUMER_WORKERS; i++)
+        if (c->w[i].retry_after_us > now && c->w[i].retry_after_us - now < wait_us)
+            wait_us = c->w[i].retry_after_us - now;
+    if (c->pending_retry_us > now && c->pending_retry_us - now < wait_us)
+        wait_us = c->pending_retry_us - now;
     loop_timer_schedule(c->tick, wait_us);
 }
 
 static void consumer_on_connected(struct pgconn *pg, void *ud)
 {
-    struct consumer *c = ud;
+    struct consumer_worker *w = ud;
 
     (void)pg;
-    LOG(LOG_INFO, "consumer", "msg=\"PostgreSQL connected\" group=%s", c->cfg->group);
-    consumer_read_offsets(c);
-    consumer_pump(c);
+    LOG(LOG_INFO, "consumer", "msg=\"PostgreSQL connected\" group=%s worker=%d",
+        w->c->cfg->group, w->idx);
+    if (w->idx == 0)
+        consumer_read_offsets(w->c);
+    consumer_pump(w);
 }
 
 static void consumer_on_lost(struct pgconn *pg, void *ud)
 {
-    struct consumer *c = ud;
+    struct consumer_worker *w = ud;
 
     (void)pg;
-    LOG(LOG_WARN, "consumer", "msg=\"PostgreSQL connection lost\" group=%s", c->cfg->group);
+    LOG(LOG_WARN, "consumer", "msg=\"PostgreSQL connection lost\" group=%s worker=%d",
+        w->c->cfg->group, w->idx);
 }
 
 static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -960,10 +1083,44 @@ static int consumer_subscribe(struct consumer *c)
     return 0;
 }
 
+/* a queue whose wake-ups arrive on a non-blocking pipe watched by the loop */
+static int consumer_queue_watch(struct consumer *c, rd_kafka_queue_t *q, int pipefd[2],
+                                struct loop_watch **watch, loop_fd_cb cb, void *ud)
+{
+    if (!q || pipe2(pipefd, O_NONBLOCK | O_CLOEXEC) < 0)
+        return -1;
+    rd_kafka_queue_io_event_enable(q, pipefd[1], "1", 1);
+    *watch = loop_watch_fd(c->b, pipefd[0], cb, ud);
+    return *watch ? 0 : -1;
+}
+
+static int consumer_worker_start(struct consumer *c, int idx)
+{
+    static const struct pgconn_callbacks cbs = { consumer_on_connected, NULL, consumer_on_lost };
+    struct consumer_worker *w = &c->w[idx];
+    char *name = NULL;
+
+    w->c = c;
+    w->idx = idx;
+    w->slot[0].msgs = calloc((size_t)c->cfg->batch, sizeof *w->slot[0].msgs);
+    w->slot[1].msgs = calloc((size_t)c->cfg->batch, sizeof *w->slot[1].msgs);
+    if (!w->slot[0].msgs || !w->slot[1].msgs)
+        return -1;
+    w->queue = rd_kafka_queue_new(c->rk);
+    if (consumer_queue_watch(c, w->queue, w->pipefd, &w->watch, consumer_worker_on_readable, w) < 0)
+        return -1;
+    if (asprintf(&name, "%s/%d", c->name, idx) < 0)
+        return -1;
+    w->pg = pgconn_new(c->b, c->b->cfg.database_url, name, &cbs, w);
+    free(name);
+    return w->pg ? 0 : -1;
+}
+
 static int consumer_kafka_start(struct consumer *c)
 {
     char errstr[512];
     rd_kafka_conf_t *conf = consumer_conf(c);
+    int i;
 
     if (!conf)
         return -1;
@@ -976,44 +1133,59 @@ static int consumer_kafka_start(struct consumer *c)
     }
     rd_kafka_poll_set_consumer(c->rk);
     c->queue = rd_kafka_queue_get_consumer(c->rk);
-    if (!c->queue || pipe2(c->pipefd, O_NONBLOCK | O_CLOEXEC) < 0)
+    if (consumer_queue_watch(c, c->queue, c->pipefd, &c->watch, consumer_on_readable, c) < 0)
         return -1;
-    rd_kafka_queue_io_event_enable(c->queue, c->pipefd[1], "1", 1);
-    c->watch = loop_watch_fd(c->b, c->pipefd[0], consumer_on_readable, c);
-    if (!c->watch)
-        return -1;
+    for (i = 0; i < CONSUMER_WORKERS; i++)
+        if (consumer_worker_start(c, i) < 0)
+            return -1;
     return consumer_subscribe(c);
+}
+
+static void consumer_close_pipe(int pipefd[2])
+{
+    if (pipefd[0] >= 0)
+        close(pipefd[0]);
+    if (pipefd[1] >= 0)
+        close(pipefd[1]);
 }
 
 static void consumer_free(struct consumer *c)
 {
+    int i;
+
     if (!c)
         return;
     c->stopping = 1;
     loop_watch_free(c->watch);
     loop_timer_free(c->tick);
-    pgconn_free(c->pg);                    /* a batch in flight commits or aborts as a whole */
-    consumer_slot_drop(&c->slot[0]);
-    consumer_slot_drop(&c->slot[1]);
+    for (i = 0; i < CONSUMER_WORKERS; i++) {
+        loop_watch_free(c->w[i].watch);
+        pgconn_free(c->w[i].pg);           /* a batch in flight commits or aborts as a whole */
+        consumer_slot_drop(&c->w[i].slot[0]);
+        consumer_slot_drop(&c->w[i].slot[1]);
+    }
     if (c->rk) {
         rd_kafka_consumer_close(c->rk);    /* leaves the group: the others take over */
         if (c->pending)
             rd_kafka_topic_partition_list_destroy(c->pending);
         if (c->assigned)
             rd_kafka_topic_partition_list_destroy(c->assigned);
+        for (i = 0; i < CONSUMER_WORKERS; i++)
+            if (c->w[i].queue)
+                rd_kafka_queue_destroy(c->w[i].queue);
         if (c->queue)
             rd_kafka_queue_destroy(c->queue);
         rd_kafka_destroy(c->rk);
     }
-    if (c->pipefd[0] >= 0)
-        close(c->pipefd[0]);
-    if (c->pipefd[1] >= 0)
-        close(c->pipefd[1]);
+    consumer_close_pipe(c->pipefd);
+    for (i = 0; i < CONSUMER_WORKERS; i++) {
+        consumer_close_pipe(c->w[i].pipefd);
+        free(c->w[i].slot[0].msgs);
+        free(c->w[i].slot[1].msgs);
+    }
     LOG(LOG_INFO, "consumer", "msg=stopped group=%s batches=%" PRIu64 " handled=%" PRIu64
         " dead=%" PRIu64 " skipped=%" PRIu64, c->cfg->group, c->batches, c->handled, c->dead,
         c->skipped);
-    free(c->slot[0].msgs);
-    free(c->slot[1].msgs);
     free(c->handler);
     free(c->name);
     free(c);
@@ -1022,30 +1194,27 @@ static void consumer_free(struct consumer *c)
 static struct consumer *consumer_new(struct bridge *b, const struct config_consumer *cfg,
                                      const char *handler)
 {
-    static const struct pgconn_callbacks cbs = { consumer_on_connected, NULL, consumer_on_lost };
     struct consumer *c = calloc(1, sizeof *c);
+    int i;
 
     if (!c)
         return NULL;
     c->b = b;
     c->cfg = cfg;
     c->pipefd[0] = c->pipefd[1] = -1;
+    for (i = 0; i < CONSUMER_WORKERS; i++)
+        c->w[i].pipefd[0] = c->w[i].pipefd[1] = -1;
     c->handler = strdup(handler);
-    c->slot[0].msgs = calloc((size_t)cfg->batch, sizeof *c->slot[0].msgs);
-    c->slot[1].msgs = calloc((size_t)cfg->batch, sizeof *c->slot[1].msgs);
     if (asprintf(&c->name, "consumer:%s", cfg->group) < 0)
         c->name = NULL;
-    if (!c->handler || !c->slot[0].msgs || !c->slot[1].msgs || !c->name)
+    if (!c->handler || !c->name)
         goto err;
     c->tick = loop_timer_new(b, consumer_on_tick, c);
     if (!c->tick || consumer_kafka_start(c) < 0)
         goto err;
-    c->pg = pgconn_new(b, b->cfg.database_url, c->name, &cbs, c);
-    if (!c->pg)
-        goto err;
     loop_timer_schedule(c->tick, (int64_t)cfg->poll_timeout_ms * 1000);
-    LOG(LOG_INFO, "consumer", "msg=started group=%s handler=%s batch=%d topics=%zu", cfg->group,
-        c->handler, cfg->batch, cfg->ntopics);
+    LOG(LOG_INFO, "consumer", "msg=started group=%s handler=%s batch=%d topics=%zu workers=%d",
+        cfg->group, c->handler, cfg->batch, cfg->ntopics, CONSUMER_WORKERS);
     return c;
 err:
     consumer_free(c);

@@ -336,6 +336,46 @@ else
     not_ok "the restarted bridge seeks to stored offsets: $(grep assigned "$T/crash3.log")"
 fi
 
+# ---- 4b. PostgreSQL restarts under the consumer ----
+
+kafka_create_topic "$KDIR" pgrestart 3 >/dev/null
+json_lines 500001 506000 | produce pgrestart
+bridge_start pgrestart --no-drain --consumer "group=kg topics=pgrestart handler=kg.handle_slowly batch=100"
+PGR_PID=$BR_PID
+wait_for 60 bash -c "[ \$(psql -X -qAt -c \"SELECT count(*) FROM kg.entities WHERE topic = 'pgrestart'\") -ge 1000 ]"
+pg_restart_dir "$PGDATA_consumer" || diag "restart failed"
+diag "PostgreSQL restarted with $(rows pgrestart) rows applied"
+if wait_for 120 rows_are pgrestart 6000; then
+    ok "after a PostgreSQL restart the consumer reconnects and applies everything"
+else
+    not_ok "after a PostgreSQL restart everything is applied (got $(rows pgrestart))"
+fi
+wait_for 10 no_batch_running
+expect_eq "none lost or repeated across the PostgreSQL restart" "6000 0" \
+    "$(q "SELECT count(DISTINCT id) FROM kg.entities WHERE topic = 'pgrestart'") $(dead pgrestart)"
+if log_has pgrestart "PostgreSQL connection lost" || log_has pgrestart "batch failed, will retry it"; then
+    ok "the lost connection is logged and the batch retried"
+else
+    not_ok "the lost connection is logged: $(grep -c . "$T/pgrestart.log") lines"
+fi
+
+# ---- 4c. the SQL entry points reject bad arguments clearly ----
+
+err=$(psql -X -qAt -c "SELECT aegis.consume_batch('g', 'kg.handle_entity(jsonb,jsonb)', '{}', '[]')" 2>&1)
+if grep -q "positions, messages and dead must be JSON arrays" <<<"$err"; then
+    ok "consume_batch rejects arguments that are not arrays, saying which"
+else
+    not_ok "consume_batch rejects non-arrays: $err"
+fi
+err=$(psql -X -qAt -c "SELECT aegis.consume_batch('g', 'kg.wrong_args(text,text)', '[]', '[]')" 2>&1)
+if grep -q "is not a function (event jsonb, meta jsonb)" <<<"$err"; then
+    ok "consume_batch rejects a handler with the wrong signature"
+else
+    not_ok "consume_batch rejects a wrong handler: $err"
+fi
+expect_eq "an empty batch changes nothing" '{"dead": 0, "handled": 0, "skipped": 0}' \
+    "$(q "SELECT aegis.consume_batch('g', 'kg.handle_entity(jsonb,jsonb)', '[]', '[]')")"
+
 # ---- 5. two bridges in one group; one dies, the other takes over ----
 
 kafka_create_topic "$KDIR" duo 3 >/dev/null
@@ -392,10 +432,10 @@ expect_eq "the handler sees the seed's envelope and the event id header" "20 20"
 # ---- 7. SIGTERM, sanitizers ----
 
 statuses=""
-for p in "$DELIVER_PID" "$POISON_PID" "$CRASH_PID" "$TRIP_PID"; do
+for p in "$DELIVER_PID" "$POISON_PID" "$CRASH_PID" "$PGR_PID" "$TRIP_PID"; do
     bridge_term "$p"; statuses="$statuses $ST"
 done
-if [ "$statuses" = " 0 0 0 0" ] && log_has deliver "msg=stopped group=kg" \
+if [ "$statuses" = " 0 0 0 0 0" ] && log_has deliver "msg=stopped group=kg" \
    && log_has trip "msg=stopped group=kg-trip"; then
     ok "bridges leave their groups and exit 0 on SIGTERM"
 else
