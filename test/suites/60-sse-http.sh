@@ -329,6 +329,39 @@ expect_eq "bad environment value: exit status 2 naming the variable" "2 yes" \
 check "--help documents the options and exits 0" \
     bash -c '"$1" --help | grep -q -- "--client-buffer-bytes"' _ "$BIN"
 
+# ---- the plain build under valgrind ----
+PLAIN=${AEGIS_BRIDGE_PLAIN_BIN:-$AEGIS_TOP/bridge/aegis-bridge}
+[ -x "$PLAIN" ] || make -s -C "$AEGIS_TOP/bridge" all >/dev/null
+if command -v valgrind >/dev/null; then
+    PORT3=$(free_port)
+    B3=http://127.0.0.1:$PORT3
+    valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+        "$PLAIN" --listen "127.0.0.1:$PORT3" --heartbeat-seconds 1 --no-drain >"$WORK/valgrind.log" 2>&1 &
+    VG=$!
+    BG_PIDS+=("$VG")
+    wait_for 60 curl -sf "$B3/healthz"
+    r=$("${CLIENT[@]}" get "$B3/workspaces/ws-a/stream" --events 2 --timeout 20)
+    "${CLIENT[@]}" get "$B3/workspaces/ws-vg/stream" --events 1 --timeout 20 >"$WORK/vg-live.json" &
+    vl=$!
+    sleep 1
+    q "SELECT aegis.publish_agent_status('ws-vg', 'running', 'valgrind')" >/dev/null
+    wait "$vl"
+    "${CLIENT[@]}" get "$B3/conversations/conv-vg/stream?message=hi" --timeout 20 >"$WORK/vg-conv.json" &
+    vc=$!
+    sleep 1
+    q "SELECT aegis.publish_done('conv-vg', 'exec-vg', 'completed')" >/dev/null
+    wait "$vc"
+    curl -s -o /dev/null "$B3/nowhere"; curl -s -o /dev/null "$B3/workspaces/a%20b/stream"
+    curl -s -o /dev/null "$B3/metrics"
+    expect_eq "valgrind: replay, live and a conversation served" "2 1 done" \
+        "$(jq '.events | length' <<<"$r") $(jq '.events | length' "$WORK/vg-live.json") $(jq -r '.events[-1].event' "$WORK/vg-conv.json")"
+    kill -TERM "$VG"; rc3=0; wait "$VG" || rc3=$?
+    expect_eq "valgrind: no errors, no leaks, exit 0 on SIGTERM" "0 yes" \
+        "$rc3 $(grep -q 'ERROR SUMMARY: 0 errors' "$WORK/valgrind.log" && echo yes)"
+else
+    not_ok "valgrind is installed (apt-get install valgrind)"
+fi
+
 # ---- shutdown, sanitizers ----
 kill -TERM "$BRIDGE_PID"
 rc=0; wait "$BRIDGE_PID" || rc=$?
