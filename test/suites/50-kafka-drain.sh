@@ -5,7 +5,8 @@
 # (test/kafka/check_drain.py compares Kafka with the store).  Every bridge here
 # is the ASan/UBSan build; the last test checks their logs for reports.
 # Scenarios: Kafka off, delivery and topics, SIGTERM, SIGKILL, broker outage,
-# PostgreSQL restart, two bridges (HA), bad configuration.
+# PostgreSQL restart, two bridges (HA), SIGTERM without a broker, bad
+# configuration; the plain build once under valgrind.
 set -u
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/lib.sh"
 source "$AEGIS_TOP/test/kafka/lib.sh"
@@ -120,8 +121,8 @@ partitions_of() {
 
 # ---- set-up ----
 
-if [ -z "${AEGIS_BRIDGE_ASAN:-}" ]; then   # (re)build: make skips it when up to date
-    make -s -C "$AEGIS_TOP/bridge" asan >"$T/build.log" 2>&1 || { cat "$T/build.log"; exit 1; }
+if [ -z "${AEGIS_BRIDGE_ASAN:-}" ]; then   # (re)build: make skips what is up to date
+    make -s -C "$AEGIS_TOP/bridge" all asan >"$T/build.log" 2>&1 || { cat "$T/build.log"; exit 1; }
 fi
 pg_start drain >/dev/null || exit 1
 q "CREATE EXTENSION aegis_events" || exit 1
@@ -333,7 +334,24 @@ bad_config "-X without =" "-X" -X linger.ms
 BAD_BOOTSTRAP=" , " bad_config "blank KAFKA_BOOTSTRAP_SERVERS" "KAFKA_BOOTSTRAP_SERVERS"
 unset BAD_BOOTSTRAP
 
-# ---- 9. sanitizers ----
+# ---- 9. valgrind: the plain build drains and stops with no memory error or leak ----
+
+kafka_start "$KDIR" >/dev/null || not_ok "valgrind: broker restart"
+FROM=$(max_id)
+q "SELECT aegis.publish('vg', jsonb_build_object('n', g), 'k' || (g % 10), jsonb_build_object('h', 'v'))
+   FROM generate_series(1, 300) g" >/dev/null
+KAFKA_BOOTSTRAP_SERVERS=$KAFKA_TEST_BOOTSTRAP \
+DATABASE_URL="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres" \
+    valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
+    "$AEGIS_TOP/bridge/aegis-bridge" --listen "127.0.0.1:$(free_port)" 2>"$T/valgrind.txt" &
+VG_PID=$!; BG_PIDS+=("$VG_PID")
+check "valgrind: the bridge drains under valgrind" wait_for 120 drained
+bridge_term "$VG_PID"
+expect_eq "valgrind: exit 0 (no error, no definite leak)" 0 "$TERM_RC"
+verdict vg "$FROM" "$(max_id)" vg
+expect_complete vg
+
+# ---- 10. sanitizers ----
 
 check "sanitizers: the bridge under test is the ASan build" bash -c "ldd '$BRIDGE' | grep -q libasan"
 if grep -l "AddressSanitizer\|LeakSanitizer\|runtime error" "$T"/*.log "$T/bad.err" >/dev/null 2>&1; then
