@@ -25,8 +25,8 @@ cleanup() {
 trap cleanup EXIT
 
 ulimit -n 4096 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-if [ ! -x "$BIN" ]; then
-    make -s -C "$AEGIS_TOP/bridge" asan >/dev/null || { not_ok "bridge builds with ASan"; finish; exit 1; }
+if [ -z "${AEGIS_BRIDGE_BIN:-}" ]; then     # incremental: rebuilds only what changed
+    make -s -C "$AEGIS_TOP/bridge" all asan >/dev/null || { not_ok "bridge builds (plain and ASan)"; finish; exit 1; }
 fi
 pg_start sse || { not_ok "postgres starts"; finish; exit 1; }
 psql -qX -c "CREATE EXTENSION aegis_events" || { not_ok "extension installs"; finish; exit 1; }
