@@ -53,6 +53,13 @@ typedef struct AegisEvent
 
 extern int64 store_publish(const AegisEvent *event);
 
+/* payload.c: building stored jsonb objects */
+extern void payload_begin(JsonbParseState **state);
+extern Jsonb *payload_end(JsonbParseState **state);
+extern void payload_string(JsonbParseState **state, const char *key, const char *val, int len);
+extern void payload_text(JsonbParseState **state, const char *key, text *val);
+extern void payload_jsonb(JsonbParseState **state, const char *key, Jsonb *value);
+
 /* validate.c: the event models */
 extern void validate_workspace_event(const char *event_type, Jsonb *payload);
 extern void validate_conversation_event(const char *event, const char *node,

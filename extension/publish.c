@@ -127,8 +127,6 @@ aegis_publish_event(PG_FUNCTION_ARGS)
 {
 	text	   *event_type;
 	JsonbParseState *state = NULL;
-	JsonbValue	k,
-				v;
 	Jsonb	   *data;
 
 	require_arg(fcinfo, 0, "topic", "Name the Kafka topic, e.g. 'entity-extraction-worker'.");
@@ -138,25 +136,12 @@ aegis_publish_event(PG_FUNCTION_ARGS)
 	data = PG_GETARG_JSONB_P(2);
 	check_event_type_text(event_type);
 
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	k.type = jbvString;
-	k.val.string.val = "event_type";
-	k.val.string.len = 10;
-	pushJsonbValue(&state, WJB_KEY, &k);
-	v.type = jbvString;
-	v.val.string.val = VARDATA_ANY(event_type);
-	v.val.string.len = VARSIZE_ANY_EXHDR(event_type);
-	pushJsonbValue(&state, WJB_VALUE, &v);
-	k.val.string.val = "data";
-	k.val.string.len = 4;
-	pushJsonbValue(&state, WJB_KEY, &k);
-	v.type = jbvBinary;
-	v.val.binary.data = &data->root;
-	v.val.binary.len = VARSIZE(data) - VARHDRSZ;
-	pushJsonbValue(&state, WJB_VALUE, &v);
+	payload_begin(&state);
+	payload_text(&state, "event_type", event_type);
+	payload_jsonb(&state, "data", data);
 
 	PG_RETURN_INT64(publish_to_topic(PG_GETARG_TEXT_PP(0), event_type,
-									 JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)),
+									 payload_end(&state),
 									 arg_text_or_null(fcinfo, 3), arg_headers(fcinfo, 4)));
 }
 
@@ -228,21 +213,13 @@ with_event_type(Jsonb *payload, const char *type)
 {
 	JsonbValue	v;
 	JsonbParseState *state = NULL;
-	JsonbValue	k;
 
 	if (getKeyJsonValueFromContainer(&payload->root, "event_type", 10, &v) != NULL)
 		return payload;
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	k.type = jbvString;
-	k.val.string.val = "event_type";
-	k.val.string.len = 10;
-	pushJsonbValue(&state, WJB_KEY, &k);
-	v.type = jbvString;
-	v.val.string.val = (char *) type;
-	v.val.string.len = strlen(type);
-	pushJsonbValue(&state, WJB_VALUE, &v);
+	payload_begin(&state);
+	payload_string(&state, "event_type", type, -1);
 	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(payload),
-											  JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)))));
+											  JsonbPGetDatum(payload_end(&state))));
 }
 
 /* aegis.publish_workspace_event(checklist_id, event_type, payload) */
@@ -276,35 +253,13 @@ static Jsonb *
 conversation_payload(const char *event, const char *node, Jsonb *data)
 {
 	JsonbParseState *state = NULL;
-	JsonbValue	k,
-				v;
 
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	k.type = jbvString;
-	k.val.string.val = "event";
-	k.val.string.len = 5;
-	pushJsonbValue(&state, WJB_KEY, &k);
-	v.type = jbvString;
-	v.val.string.val = (char *) event;
-	v.val.string.len = strlen(event);
-	pushJsonbValue(&state, WJB_VALUE, &v);
+	payload_begin(&state);
+	payload_string(&state, "event", event, -1);
 	if (node != NULL)
-	{
-		k.val.string.val = "node";
-		k.val.string.len = 4;
-		pushJsonbValue(&state, WJB_KEY, &k);
-		v.val.string.val = (char *) node;
-		v.val.string.len = strlen(node);
-		pushJsonbValue(&state, WJB_VALUE, &v);
-	}
-	k.val.string.val = "data";
-	k.val.string.len = 4;
-	pushJsonbValue(&state, WJB_KEY, &k);
-	v.type = jbvBinary;
-	v.val.binary.data = &data->root;
-	v.val.binary.len = VARSIZE(data) - VARHDRSZ;
-	pushJsonbValue(&state, WJB_VALUE, &v);
-	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+		payload_string(&state, "node", node, -1);
+	payload_jsonb(&state, "data", data);
+	return payload_end(&state);
 }
 
 /* aegis.publish_conversation_event(conversation_id, event, node, data) */
@@ -336,27 +291,6 @@ aegis_publish_conversation_event(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(store_publish(&ev));
 }
 
-static void
-push_string_member(JsonbParseState **state, const char *key, text *value)
-{
-	JsonbValue	k,
-				v;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(state, WJB_KEY, &k);
-	if (value == NULL)
-		v.type = jbvNull;
-	else
-	{
-		v.type = jbvString;
-		v.val.string.val = VARDATA_ANY(value);
-		v.val.string.len = VARSIZE_ANY_EXHDR(value);
-	}
-	pushJsonbValue(state, WJB_VALUE, &v);
-}
-
 /*
  * aegis.publish_run_request(conversation_id, message, agent_id, agent_type):
  * an event in stream ('run', agent_type or 'default') for agent workers.
@@ -378,16 +312,16 @@ aegis_publish_run_request(PG_FUNCTION_ARGS)
 		validate_stream_id("agent_id", PG_GETARG_TEXT_PP(2));
 	validate_size("message", VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(1)));
 
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	push_string_member(&state, "conversation_id", PG_GETARG_TEXT_PP(0));
-	push_string_member(&state, "message", PG_GETARG_TEXT_PP(1));
-	push_string_member(&state, "agent_id", arg_text_or_null(fcinfo, 2));
-	push_string_member(&state, "agent_type", agent_type);
+	payload_begin(&state);
+	payload_text(&state, "conversation_id", PG_GETARG_TEXT_PP(0));
+	payload_text(&state, "message", PG_GETARG_TEXT_PP(1));
+	payload_text(&state, "agent_id", arg_text_or_null(fcinfo, 2));
+	payload_text(&state, "agent_type", agent_type);
 
 	ev.stream_kind = "run";
 	ev.stream_id = agent_type != NULL ? agent_type : cstring_to_text("default");
 	ev.event_type = cstring_to_text("run_request");
-	ev.payload = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+	ev.payload = payload_end(&state);
 	ev.topic = NULL;
 	ev.key = NULL;
 	ev.headers = NULL;

@@ -89,53 +89,21 @@ row_key(Relation rel, Jsonb *row)
 	return cstring_to_text(buf.data);
 }
 
-static void
-push_key(JsonbParseState **state, const char *key)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(state, WJB_KEY, &k);
-}
-
-static void
-push_row(JsonbParseState **state, const char *key, Jsonb *row)
-{
-	JsonbValue	v;
-
-	push_key(state, key);
-	if (row == NULL)
-		v.type = jbvNull;
-	else
-	{
-		v.type = jbvBinary;
-		v.val.binary.data = &row->root;
-		v.val.binary.len = VARSIZE(row) - VARHDRSZ;
-	}
-	pushJsonbValue(state, WJB_VALUE, &v);
-}
-
 /* {"event_type": type, "data": {"old": old, "new": new}} */
 static Jsonb *
 row_event_payload(const char *type, Jsonb *old_row, Jsonb *new_row)
 {
 	JsonbParseState *state = NULL;
-	JsonbValue	v;
+	JsonbParseState *data_state = NULL;
 
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	push_key(&state, "event_type");
-	v.type = jbvString;
-	v.val.string.val = (char *) type;
-	v.val.string.len = strlen(type);
-	pushJsonbValue(&state, WJB_VALUE, &v);
-	push_key(&state, "data");
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	push_row(&state, "old", old_row);
-	push_row(&state, "new", new_row);
-	pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+	payload_begin(&data_state);
+	payload_jsonb(&data_state, "old", old_row);
+	payload_jsonb(&data_state, "new", new_row);
+
+	payload_begin(&state);
+	payload_string(&state, "event_type", type, -1);
+	payload_jsonb(&state, "data", payload_end(&data_state));
+	return payload_end(&state);
 }
 
 static void
