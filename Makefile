@@ -49,3 +49,12 @@ demo:
 
 bench-publish:
 	bash bench/publish/run.sh
+
+bench-drain:
+	bash bench/drain/run.sh
+
+bench-sse:
+	bash bench/sse/run.sh
+
+bench-consume:
+	bash bench/consume/run.sh
