@@ -2,7 +2,7 @@
 """test/sse/sse_client.py: a small raw-socket SSE client for the bridge tests.
 
 Owns nothing but its sockets.  Modes (each prints one JSON object):
-  get URL [-H 'Name: value']... [--events N] [--timeout S]
+  get URL [-H 'Name: value']... [--events N] [--timeout S] [--stamp]
       one request; status, headers, parsed events, comments, retry, id-only
       messages, whether the server closed the stream.
   resume URL --expect N --chunk K [--timeout S]
@@ -120,6 +120,10 @@ def mode_get(a):
                 closed = True
                 break
         p.feed(chunk)
+        if a.stamp:
+            now = time.time()
+            for ev in p.events:
+                ev.setdefault("t", now)
         if a.events is not None and len(p.events) >= a.events:
             break
     s.close()
@@ -261,6 +265,7 @@ def main():
     g.add_argument("-H", action="append", default=[])
     g.add_argument("--events", type=int)
     g.add_argument("--timeout", type=float, default=5)
+    g.add_argument("--stamp", action="store_true", help="add the receive time (epoch s) to each event")
     r = sub.add_parser("resume")
     r.add_argument("url")
     r.add_argument("--expect", type=int, required=True)
