@@ -500,7 +500,12 @@ enum kafka_produce_result kafka_produce(struct kafka *k, const struct kafka_msg 
  * one-second topic scan, which delays the first delivery by up to a second. */
 static void kafka_topic_handle(struct kafka *k, const char *topic)
 {
-    rd_kafka_topic_t **grown = realloc(k->topics, (k->ntopics + 1) * sizeof(*grown));
+    rd_kafka_topic_t **grown;
+    size_t i;
+    for (i = 0; i < k->ntopics; i++)
+        if (strcmp(rd_kafka_topic_name(k->topics[i]), topic) == 0)
+            return;   /* a retried CreateTopics: one handle is enough */
+    grown = realloc(k->topics, (k->ntopics + 1) * sizeof(*grown));
     if (grown == NULL)
         return;
     k->topics = grown;
