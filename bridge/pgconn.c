@@ -36,6 +36,9 @@ struct pgconn {
     struct loop_watch *watch;
     int sock;                           /* the socket watch is a dup of */
     struct loop_timer *retry;
+    struct loop_timer *fail;            /* reports a send failure from the loop */
+    int failing;                        /* send failed: loss reported soon */
+    char fail_reason[256];
     enum pgconn_state state;
     int64_t backoff_us;
     struct pgconn_query *head, *tail;   /* head is on the wire when busy */
@@ -113,6 +116,8 @@ static void pgconn_lost(struct pgconn *c, const char *why)
 
     LOG(LOG_WARN, "pgconn", "msg=\"connection lost\" name=%s reason=\"%s\" retry_ms=%lld", c->name,
         why, (long long)(c->backoff_us / 1000));
+    c->failing = 0;
+    loop_timer_cancel(c->fail);
     pgconn_teardown(c);
     c->state = PGC_BACKOFF;
     pgconn_fail_all(c);
@@ -248,12 +253,31 @@ static void pgconn_flush_cb(void *ud)
         loop_watch_want_write(c->watch, pgconn_flush_cb);
 }
 
+static void pgconn_fail_cb(void *ud)
+{
+    struct pgconn *c = ud;
+
+    if (c->failing)
+        pgconn_lost(c, c->fail_reason);
+}
+
+/* A send failure can happen inside a caller's pgconn_query: callbacks must
+ * not run re-entrantly there, so the loss is reported from the loop. */
+static void pgconn_fail_later(struct pgconn *c)
+{
+    if (c->failing)
+        return;
+    snprintf(c->fail_reason, sizeof c->fail_reason, "%s", pgconn_error(c));
+    c->failing = 1;
+    loop_timer_schedule(c->fail, 1);
+}
+
 static void pgconn_send_next(struct pgconn *c)
 {
     struct pgconn_query *q = c->head;
     int ok, r;
 
-    if (c->busy || !q || c->state != PGC_READY)
+    if (c->busy || !q || c->state != PGC_READY || c->failing)
         return;
     if (q->internal)
         ok = PQsendQuery(c->conn, q->sql);
@@ -261,13 +285,13 @@ static void pgconn_send_next(struct pgconn *c)
         ok = PQsendQueryParams(c->conn, q->sql, q->nparams, NULL,
                                (const char *const *)q->params, NULL, NULL, 0);
     if (!ok) {
-        pgconn_lost(c, pgconn_error(c));
+        pgconn_fail_later(c);
         return;
     }
     c->busy = 1;
     r = PQflush(c->conn);
     if (r < 0)
-        pgconn_lost(c, pgconn_error(c));
+        pgconn_fail_later(c);
     else if (r > 0)
         loop_watch_want_write(c->watch, pgconn_flush_cb);
 }
@@ -347,7 +371,8 @@ struct pgconn *pgconn_new(struct bridge *b, const char *conninfo, const char *na
     c->conninfo = conninfo ? strdup(conninfo) : NULL;
     c->name = strdup(name ? name : "pg");
     c->retry = loop_timer_new(b, pgconn_retry_cb, c);
-    if ((conninfo && !c->conninfo) || !c->name || !c->retry)
+    c->fail = loop_timer_new(b, pgconn_fail_cb, c);
+    if ((conninfo && !c->conninfo) || !c->name || !c->retry || !c->fail)
         goto err;
     if (cbs)
         c->cbs = *cbs;
@@ -357,6 +382,7 @@ struct pgconn *pgconn_new(struct bridge *b, const char *conninfo, const char *na
     return c;
 err:
     loop_timer_free(c->retry);
+    loop_timer_free(c->fail);
     free(c->name);
     free(c->conninfo);
     free(c);
@@ -373,6 +399,7 @@ void pgconn_free(struct pgconn *c)
     pgconn_teardown(c);
     pgconn_fail_all(c);
     loop_timer_free(c->retry);
+    loop_timer_free(c->fail);
     for (i = 0; i < c->nchannels; i++)
         free(c->channels[i]);
     free(c->channels);
@@ -431,7 +458,7 @@ int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *con
 {
     struct pgconn_query *q;
 
-    if (c->state != PGC_READY || nparams < 0)
+    if (c->state != PGC_READY || c->failing || nparams < 0)
         return -1;
     q = pgconn_query_copy(sql, nparams, params);
     if (!q)
@@ -450,7 +477,7 @@ int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *con
 
 int pgconn_is_ready(const struct pgconn *c)
 {
-    return c && c->state == PGC_READY;
+    return c && c->state == PGC_READY && !c->failing;
 }
 
 const char *pgconn_state_name(const struct pgconn *c)
