@@ -46,7 +46,8 @@
 enum drain_phase {
     DRAIN_WAIT_PG,     /* no PostgreSQL connection */
     DRAIN_LOCKING,     /* lock query in flight */
-    DRAIN_STANDBY,     /* another bridge drains */
+    DRAIN_STANDBY,     /* another bridge drains: the lock is tried again */
+    DRAIN_RETRY,       /* the cursor could not be read: tried again */
     DRAIN_LOADING,     /* cursor query in flight */
     DRAIN_ACTIVE,
     DRAIN_STOPPING,
@@ -60,6 +61,8 @@ struct drain {
     struct loop_timer *t_lock, *t_cursor, *t_poll, *t_restart, *t_topic;
     enum drain_phase phase;
     int ever_active;
+    int have_lock;                    /* this session holds the advisory lock */
+    int standby_logged;
     struct ackwin win;
     int64_t read_pos;                 /* last event id handed to the producer */
     int64_t stored;                   /* cursor as last written to PostgreSQL */
@@ -570,7 +573,7 @@ static void drain_cursor_loaded(struct pgconn *c, PGresult *res, void *ud)
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         LOG(LOG_ERROR, "drain", "cursor_read_failed error=\"%s\"",
             res ? PQresultErrorMessage(res) : "connection lost");
-        d->phase = res ? DRAIN_STANDBY : DRAIN_WAIT_PG;
+        d->phase = res ? DRAIN_RETRY : DRAIN_WAIT_PG;
         if (res)
             loop_timer_schedule(d->t_lock, DRAIN_LOCK_RETRY_US);
         return;
@@ -578,10 +581,18 @@ static void drain_cursor_loaded(struct pgconn *c, PGresult *res, void *ud)
     drain_activate(d, strtoll(PQgetvalue(res, 0, 0), NULL, 10));
 }
 
+static void drain_load_cursor(struct drain *d)
+{
+    d->phase = DRAIN_LOADING;
+    if (pgconn_query(d->pg, DRAIN_CURSOR_SQL, 0, NULL, drain_cursor_loaded, d) < 0)
+        d->phase = DRAIN_WAIT_PG;
+}
+
 static void drain_lock_done(struct pgconn *c, PGresult *res, void *ud)
 {
     struct drain *d = ud;
     int won;
+    (void)c;
     if (d->phase != DRAIN_LOCKING)
         return;
     if (res == NULL) {
@@ -593,21 +604,26 @@ static void drain_lock_done(struct pgconn *c, PGresult *res, void *ud)
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         LOG(LOG_ERROR, "drain", "lock_failed error=\"%s\"", PQresultErrorMessage(res));
     if (!won) {
-        if (d->phase != DRAIN_STANDBY)
+        if (!d->standby_logged)
             LOG(LOG_INFO, "drain", "standby reason=\"another bridge holds the drain lock\"");
+        d->standby_logged = 1;
         d->phase = DRAIN_STANDBY;
         loop_timer_schedule(d->t_lock, DRAIN_LOCK_RETRY_US);
         return;
     }
-    d->phase = DRAIN_LOADING;
-    if (pgconn_query(c, DRAIN_CURSOR_SQL, 0, NULL, drain_cursor_loaded, d) < 0)
-        d->phase = DRAIN_WAIT_PG;
+    d->have_lock = 1;
+    d->standby_logged = 0;
+    drain_load_cursor(d);
 }
 
 static void drain_try_lock(struct drain *d)
 {
-    if (d->phase != DRAIN_WAIT_PG && d->phase != DRAIN_STANDBY)
+    if (d->phase != DRAIN_WAIT_PG && d->phase != DRAIN_STANDBY && d->phase != DRAIN_RETRY)
         return;
+    if (d->have_lock) {   /* a retry after a failed cursor read: the lock is ours */
+        drain_load_cursor(d);
+        return;
+    }
     if (pgconn_query(d->pg, DRAIN_LOCK_SQL, 0, NULL, drain_lock_done, d) == 0)
         d->phase = DRAIN_LOCKING;
 }
@@ -651,6 +667,7 @@ static void drain_pg_lost(struct pgconn *c, void *ud)
             " in_flight=%zu", d->win.acked, ackwin_count(&d->win));
     /* the session's advisory lock is gone with it; in-flight messages stay */
     d->phase = DRAIN_WAIT_PG;
+    d->have_lock = 0;
     d->reading = 0;
     d->cursor_busy = 0;
     d->gen++;
@@ -708,7 +725,7 @@ err:
 static const char *drain_state_hook(void *ud)
 {
     struct drain *d = ud;
-    if (d->phase == DRAIN_STANDBY)
+    if (d->phase == DRAIN_STANDBY || (d->phase == DRAIN_LOCKING && d->standby_logged))
         return "standby";
     if (d->k == NULL)
         return "connecting";

@@ -287,6 +287,8 @@ expect_eq "ha: only one bridge drains" 0 "$(grep -c 'module=drain active' "$T/st
 kill -KILL "$MAIN_PID"; wait "$MAIN_PID" 2>/dev/null
 KILLED_AT=$(cursor)
 check "ha: the standby takes over" wait_for 30 log_has standby 'module=drain active'
+expect_eq "ha: standby logged once, not at every lock attempt" 1 \
+    "$(grep -c 'module=drain standby' "$T/standby.log")"
 wait "$PUB"
 check "ha: everything drained by the new active bridge" wait_for 90 drained
 TO=$(max_id)
