@@ -652,6 +652,11 @@ static int sse_write_some(struct sse_sub *s)
     }
     memmove(s->buf + LWS_PRE, s->buf + LWS_PRE + off, s->len - off);
     s->len -= off;
+    if (s->len == 0 && s->cap > 65536) {    /* give a burst's memory back */
+        free(s->buf);
+        s->buf = NULL;
+        s->cap = 0;
+    }
     return 0;
 }
 
