@@ -186,14 +186,14 @@ DECLARE
 BEGIN
     SELECT format('%I.%I', n.nspname, p.proname) INTO result
       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-     WHERE p.oid = handler
+     WHERE p.oid = handler::oid
        AND p.prokind = 'f'
        AND p.proretset = false
        AND p.proargtypes = '3802 3802'::oidvector;
     IF result IS NULL THEN
         RAISE EXCEPTION 'consumer handler % is not a function (event jsonb, meta jsonb)', handler
             USING ERRCODE = 'wrong_object_type',
-                  HINT = 'a handler is a FUNCTION name(event jsonb, meta jsonb) that returns one value (void will do)';
+                  HINT = 'A handler is a FUNCTION name(event jsonb, meta jsonb) that returns one value (void will do).';
     END IF;
     RETURN result;
 END;
@@ -227,7 +227,7 @@ BEGIN
        OR (handler LIKE '%(%' AND handler !~ '^[^(]*\([^()]*\)\s*$') THEN
         RAISE EXCEPTION 'consumer handler "%" is not a function name', handler
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'name it as schema.function, e.g. kg.handle_entity';
+                  HINT = 'Name it as schema.function, e.g. kg.handle_entity.';
     END IF;
     IF handler LIKE '%(%' THEN
         /* A signature was given: its types (names dropped) must be jsonb, jsonb. */
@@ -241,7 +241,7 @@ BEGIN
             RAISE EXCEPTION 'consumer handler "%" has the wrong signature (expected %(event jsonb, meta jsonb))',
                             handler, fname
                 USING ERRCODE = 'wrong_object_type',
-                      HINT = 'a handler takes (event jsonb, meta jsonb)';
+                      HINT = 'A handler takes (event jsonb, meta jsonb).';
         END IF;
     END IF;
     found := pg_catalog.to_regprocedure(fname || '(jsonb,jsonb)');
@@ -255,12 +255,12 @@ BEGIN
         IF others IS NULL THEN
             RAISE EXCEPTION 'consumer handler "%" does not exist', handler
                 USING ERRCODE = 'undefined_function',
-                      HINT = pg_catalog.format('create it: CREATE FUNCTION %s(event jsonb, meta jsonb) ...', fname);
+                      HINT = pg_catalog.format('Create it: CREATE FUNCTION %s(event jsonb, meta jsonb) ...', fname);
         END IF;
         RAISE EXCEPTION 'consumer handler "%" has the wrong signature: % (expected %(event jsonb, meta jsonb))',
                         handler, others, fname
             USING ERRCODE = 'wrong_object_type',
-                  HINT = 'a handler takes (event jsonb, meta jsonb)';
+                  HINT = 'A handler takes (event jsonb, meta jsonb).';
     END IF;
     RETURN aegis.consumer_handler_name(found) || '(pg_catalog.jsonb,pg_catalog.jsonb)';
 END;
@@ -323,9 +323,16 @@ BEGIN
        OR pg_catalog.jsonb_typeof(dead) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION 'consume_batch: positions, messages and dead must be JSON arrays'
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'see the comment on aegis.consume_batch for their elements';
+                  HINT = 'See the comment on aegis.consume_batch for their elements.';
     END IF;
-    fn := aegis.consumer_handler_name(handler);
+    /* the callable name (inline: one cached query instead of a nested call) */
+    SELECT pg_catalog.format('%I.%I', n.nspname, p.proname) INTO fn
+      FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+     WHERE p.oid = handler::pg_catalog.oid AND p.prokind = 'f' AND NOT p.proretset
+       AND p.proargtypes = '3802 3802'::pg_catalog.oidvector;
+    IF fn IS NULL THEN
+        PERFORM aegis.consumer_handler_name(handler);   /* raises the error */
+    END IF;
     n_total := pg_catalog.jsonb_array_length(messages) + pg_catalog.jsonb_array_length(dead);
 
     /* The batch's offset rows: created when new, then locked in order. */

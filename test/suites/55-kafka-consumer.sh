@@ -376,6 +376,16 @@ fi
 expect_eq "an empty batch changes nothing" '{"dead": 0, "handled": 0, "skipped": 0}' \
     "$(q "SELECT aegis.consume_batch('g', 'kg.handle_entity(jsonb,jsonb)', '[]', '[]')")"
 
+# fencing: a batch applied twice (a retry after a lost reply, a zombie) is skipped
+FB='[{"m":{"topic":"fence","partition":0,"offset":0,"key":"f0","headers":null,"timestamp":null},"v":{"id":600001}},
+     {"m":{"topic":"fence","partition":0,"offset":1,"key":"f1","headers":null,"timestamp":null},"v":{"id":600002}}]'
+FP='[{"topic":"fence","partition":0,"first":0,"last":1}]'
+r1=$(q "SELECT aegis.consume_batch('fence', 'kg.handle_entity(jsonb,jsonb)', '$FP', '$FB')")
+r2=$(q "SELECT aegis.consume_batch('fence', 'kg.handle_entity(jsonb,jsonb)', '$FP', '$FB')")
+expect_eq "the same batch twice: applied once, then skipped" \
+    '{"dead": 0, "handled": 2, "skipped": 0} {"dead": 0, "handled": 0, "skipped": 2} 2 2' \
+    "$r1 $r2 $(rows fence) $(q "SELECT next_offset FROM aegis.consumer_offsets WHERE group_id = 'fence'")"
+
 # ---- 5. two bridges in one group; one dies, the other takes over ----
 
 kafka_create_topic "$KDIR" duo 3 >/dev/null
@@ -428,6 +438,25 @@ expect_eq "the handler sees the seed's envelope and the event id header" "20 20"
     "$(q "SELECT count(*) FILTER (WHERE body->>'event_type' = 'entity_extracted'),
                  count(*) FILTER (WHERE meta->'headers'->>'aegis-event-id' = ANY (string_to_array('$ids', ',')))
             FROM kg.entities WHERE topic = 'entity-extraction-worker'" | tr '|' ' ')"
+
+# ---- 6b. valgrind: the release build through poison and good messages ----
+
+make -s -C "$AEGIS_TOP/bridge" all >>"$T/build.log" 2>&1 || diag "release build failed"
+KAFKA_BOOTSTRAP_SERVERS=$KAFKA_TEST_BOOTSTRAP \
+DATABASE_URL="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres" \
+    valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+    "$AEGIS_TOP/bridge/aegis-bridge" --listen "127.0.0.1:$(free_port)" --no-drain \
+    --consumer "group=kg-valgrind topics=poison handler=kg.handle_entity" 2>"$T/valgrind.out" &
+VG_PID=$!; BG_PIDS+=("$VG_PID")
+vg_done() { [ "$(q "SELECT next_offset FROM aegis.consumer_offsets
+                     WHERE group_id = 'kg-valgrind' AND topic = 'poison'")" = 11 ]; }
+wait_for 120 vg_done || diag "valgrind run: offsets did not reach 11"
+kill -TERM "$VG_PID"; bridge_exit "$VG_PID" 60
+if vg_done && [ "$ST" = 0 ] && grep -q "ERROR SUMMARY: 0 errors" "$T/valgrind.out"; then
+    ok "valgrind: no memory error and no definite leak (poison batch, text mode, shutdown)"
+else
+    not_ok "valgrind (exit $ST): $(grep -E "ERROR SUMMARY|definitely" "$T/valgrind.out" | tr '\n' ' ')"
+fi
 
 # ---- 7. SIGTERM, sanitizers ----
 
