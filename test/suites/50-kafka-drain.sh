@@ -5,8 +5,8 @@
 # (test/kafka/check_drain.py compares Kafka with the store).  Every bridge here
 # is the ASan/UBSan build; the last test checks their logs for reports.
 # Scenarios: Kafka off, delivery and topics, SIGTERM, SIGKILL, broker outage,
-# PostgreSQL restart, two bridges (HA), SIGTERM without a broker, bad
-# configuration; the plain build once under valgrind.
+# PostgreSQL restart, two bridges (HA), SIGTERM without a broker, a bridge
+# started before the broker, bad configuration; the plain build under valgrind.
 set -u
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/lib.sh"
 source "$AEGIS_TOP/test/kafka/lib.sh"
@@ -306,7 +306,7 @@ fi
 
 kafka_stop "$KDIR"
 check "shutdown: /healthz shows kafka down" wait_for 30 healthz_kafka "$SB_PORT" down
-FROM=$(max_id)
+FROM=$(max_id); FROM_7B=$FROM
 q "SELECT aegis.publish('ha', jsonb_build_object('n', g), 'k' || (g % 10)) FROM generate_series(1, 200) g" >/dev/null
 check "shutdown: the events reached the producer" wait_for 30 log_has standby "batch rows=200 produced=200"
 bridge_term "$SB_PID"
@@ -336,9 +336,28 @@ bad_config "-X without =" "-X" -X linger.ms
 BAD_BOOTSTRAP=" , " bad_config "blank KAFKA_BOOTSTRAP_SERVERS" "KAFKA_BOOTSTRAP_SERVERS"
 unset BAD_BOOTSTRAP
 
+# ---- 8b. a bridge that starts while the broker is down waits, then delivers ----
+
+FROM=$(max_id)
+q "SELECT aegis.publish('late', jsonb_build_object('n', g), 'k' || (g % 10)) FROM generate_series(1, 100) g" >/dev/null
+PEND=$(pending)   # these 100 and the 200 left unacknowledged by 7b
+bridge_start late
+LATE_PID=$BR_PID; LATE_PORT=$BR_PORT
+check "late broker: the bridge is up and reports kafka down" wait_for 30 healthz_kafka "$LATE_PORT" down
+sleep 3
+check "late broker: still running" alive "$LATE_PID"
+expect_eq "late broker: nothing skipped while waiting" "$PEND" "$(pending)"
+kafka_start "$KDIR" >/dev/null || not_ok "late broker: broker start"
+check "late broker: everything delivered once the broker is up" wait_for 120 drained
+verdict late "$FROM" "$(max_id)" late
+expect_complete late
+verdict late_ha "$FROM_7B" "$(max_id)" ha
+expect_complete late_ha
+bridge_term "$LATE_PID"
+expect_eq "late broker: exit 0" 0 "$TERM_RC"
+
 # ---- 9. valgrind: the plain build drains and stops with no memory error or leak ----
 
-kafka_start "$KDIR" >/dev/null || not_ok "valgrind: broker restart"
 FROM=$(max_id)
 q "SELECT aegis.publish('vg', jsonb_build_object('n', g), 'k' || (g % 10), jsonb_build_object('h', 'v'))
    FROM generate_series(1, 300) g" >/dev/null
