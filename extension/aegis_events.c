@@ -20,7 +20,7 @@
 
 PG_MODULE_MAGIC;
 
-int			aegis_max_payload_bytes = 1024 * 1024;
+int			aegis_max_payload_bytes = 960 * 1024;
 int			aegis_notifier_idle_timeout = 10;
 int			aegis_max_databases = 16;
 bool		aegis_preloaded = false;
@@ -69,9 +69,11 @@ aegis_define_settings(void)
 {
 	DefineCustomIntVariable("aegis.max_payload_bytes",
 							"Largest event payload accepted by the publish functions.",
-							"Measured as the stored (jsonb) size of payload and headers.",
+							"Measured as the stored (jsonb) size of payload, key and headers. "
+							"The default leaves room for the bridge's headers within "
+							"Kafka's default 1000000-byte message limit.",
 							&aegis_max_payload_bytes,
-							1024 * 1024, 1024, 256 * 1024 * 1024,
+							960 * 1024, 1024, 256 * 1024 * 1024,
 							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
 	DefineCustomIntVariable("aegis.notifier_idle_timeout",
 							"Seconds a database's notifier worker waits idle before it exits.",

@@ -54,7 +54,13 @@ read_plan(ReadPlan which)
 
 	if (plans[which] == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(plan_sql[which], 5, types);
+		/*
+		 * A generic plan from the first call: custom plans for the first
+		 * calls of a session could sort every remaining row instead of
+		 * walking the id-ordered index and stopping at the limit.
+		 */
+		SPIPlanPtr	plan = SPI_prepare_cursor(plan_sql[which], 5, types,
+											  CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL)
 			elog(ERROR, "could not prepare aegis reader: %s",

@@ -53,13 +53,15 @@ SELECT aegis.publish_event('t', '', '{}');
 SELECT aegis.publish_event('t', NULL, '{}');
 SELECT aegis.publish_event('t', 'x', NULL);
 SELECT count(*) = :before AS nothing_stored FROM aegis.events;
--- size limit (default 1 MB, configurable)
-SELECT aegis.publish('t', jsonb_build_object('blob', repeat('x', 1100000)));
+-- size limit (default 960 kB, configurable): the last byte in, the first byte out
+SELECT aegis.publish('t', jsonb_build_object('blob', repeat('x', 983020))) > 0 AS at_limit_ok;
+SELECT aegis.publish('t', jsonb_build_object('blob', repeat('x', 983021)));
 SET aegis.max_payload_bytes = '2kB';
 SELECT aegis.publish('t', jsonb_build_object('blob', repeat('x', 3000)));
 SELECT aegis.publish('t', jsonb_build_object('blob', repeat('x', 1000))) > 0 AS small_ok;
 RESET aegis.max_payload_bytes;
-SELECT aegis.publish('t', jsonb_build_object('blob', repeat('x', 900000))) > 0 AS big_ok;
+SELECT aegis.publish('t', jsonb_build_object('blob', repeat('x', 900000)), 'k', '{"h": "v"}') > 0 AS big_ok;
+SELECT aegis.publish('t', jsonb_build_object('blob', repeat('x', 983000)), repeat('k', 40));
 -- read-only transactions cannot publish
 BEGIN READ ONLY;
 SELECT aegis.publish('t', '{}');
