@@ -1,86 +1,207 @@
 #!/bin/bash
-# bench/sse/run.sh: aegis-bridge SSE fan-out throughput and end-to-end
-# latency.  Starts a throwaway PostgreSQL with the extension and the plain
-# bridge on 127.0.0.1, stops both by pid at the end.
+# bench/sse/run.sh (`make bench-sse`): aegis-bridge's SSE delivery against a
+# baseline in the same run, nginx with the nchan module (Debian's
+# libnginx-mod-nchan) as an SSE pub/sub server fed by HTTP POST.  Both are
+# measured by the same client, bench/sse/sseload.c (C, epoll, raw sockets;
+# built here into a temp dir).
 #
-# Fan-out: CLIENTS raw SSE clients (test/sse/sse_client.py, asyncio) over
-#   STREAMS workspace streams; once all are connected, one psql session
-#   publishes EVENTS events per stream (one transaction each); time from the
-#   first publish until every client has every event of its stream.
-#   deliveries/s = CLIENTS * EVENTS / seconds.  The Python clients share the
-#   machine (2 cores) with PostgreSQL and the bridge: a lower bound.
-# Latency: one subscriber; pgbench publishes at LAT_RATE/s for LAT_SECONDS;
-#   latency = client receive time - the event's created_at (inside the
-#   publishing transaction, so it includes commit, the extension's NOTIFY
-#   worker, the bridge's read and the write).
-# Environment: CLIENTS (1000), STREAMS (10), EVENTS (100), LAT_RATE (200), LAT_SECONDS (10)
+# Starts everything itself on 127.0.0.1 and stops it by pid, even on
+# failure: a throwaway PostgreSQL 15 with the extension (test/lib.sh
+# pg_start), the plain bridge (make -C bridge; --max-clients 12000, --no-drain)
+# and nginx (non-daemon, own prefix and config in a temp dir, worker_processes
+# NCHAN_WORKERS, nchan_publisher on /pub/<channel>, nchan_subscriber
+# eventsource on /sub/<channel>).
+#
+# 1. Memory per idle connection: on freshly started servers, IDLE_CONNS SSE
+#    connections (once spread one per stream, once all on one stream);
+#    (server RSS after - before) / IDLE_CONNS.  RSS = VmRSS of the bridge,
+#    nginx master + workers summed (PSS from smaps_rollup is printed too:
+#    nginx's master and worker share pages that the RSS sum counts twice).
+# 2. Latency: commit -> receive, per delivery.  The client publishes at RATE
+#    events/s (paced, one call at a time): bridge `SELECT
+#    aegis.publish_workspace_event(...)` in autocommit (returns after the
+#    commit), nchan `POST /pub/<channel>` (returns after the response).
+#    Latency = subscriber read() time - publish call return time, both
+#    CLOCK_MONOTONIC in the same process.  WARMUP events first, not counted.
+#    Cells: 1, 100, 1,000 subscribers on one stream; 1,000 subscribers over
+#    100 streams (10 each, event k on stream k % 100).  Fresh stream names
+#    per cell, so neither server replays anything.
+#
+# Environment: EVENTS (3000), RATE (1000), WARMUP (100), IDLE_CONNS (10000),
+#   NCHAN_WORKERS (1: one event loop, like the bridge), CELLS ("1:1 100:1
+#   1000:1 1000:100", subscribers:streams), IDLE_LAYOUTS ("per-stream one-stream").
+# Whole run: about 2-3 minutes on 2 cores; every step has a deadline.
 set -u
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 source "$TOP/test/lib.sh"
-CLIENTS=${CLIENTS:-1000}
-STREAMS=${STREAMS:-10}
-EVENTS=${EVENTS:-100}
-LAT_RATE=${LAT_RATE:-200}
-LAT_SECONDS=${LAT_SECONDS:-10}
-W=$(mktemp -d "$AEGIS_TEST_TMP/bench-sse-XXXXXX")
+EVENTS=${EVENTS:-3000}
+RATE=${RATE:-1000}
+WARMUP=${WARMUP:-100}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+NCHAN_WORKERS=${NCHAN_WORKERS:-1}
+CELLS=${CELLS:-"1:1 100:1 1000:1 1000:100"}
+IDLE_LAYOUTS=${IDLE_LAYOUTS:-"per-stream one-stream"}
 BRIDGE=${AEGIS_BRIDGE:-$TOP/bridge/aegis-bridge}
-CLIENT=(python3 "$TOP/test/sse/sse_client.py")
-BR_PID=
-cleanup() { kill_pid "$BR_PID"; pg_stop_all; rm -rf "$W"; }
+NCHAN_SO=/usr/lib/nginx/modules/ngx_nchan_module.so
+W=$(mktemp -d "$AEGIS_TEST_TMP/bench-sse-XXXXXX")
+chmod 755 "$W"
+BR_PID= NG_PID= CL_PID=
+RUN_START=$(date +%s)
+
+cleanup() {
+    kill_pid "$CL_PID"
+    kill_pid "$BR_PID"
+    kill_pid "$NG_PID"
+    pg_stop_all
+    rm -rf "$W"
+}
 trap cleanup EXIT
-ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+trap 'exit 130' INT TERM
+ulimit -n "$(ulimit -Hn)"
+[ "$(ulimit -n)" -ge $((IDLE_CONNS + 1000)) ] || {
+    echo "bench-sse: open file limit $(ulimit -n) is below IDLE_CONNS + 1000"; exit 1; }
 
-make -s -C "$TOP/bridge" all >/dev/null
-pg_start bench-sse >/dev/null
-psql -qX -c "CREATE EXTENSION aegis_events"
-PORT=$(free_port)
-B=http://127.0.0.1:$PORT
-"$BRIDGE" --listen "127.0.0.1:$PORT" --no-drain --log-level warn 2>"$W/bridge.log" &
-BR_PID=$!
-wait_for 30 curl -sf "$B/healthz" || { echo "bridge did not start"; cat "$W/bridge.log"; exit 1; }
+# ---- prerequisites ----
+if ! command -v nginx >/dev/null || [ ! -f "$NCHAN_SO" ]; then
+    bash "$TOP/scripts/install-deps.sh" nginx libnginx-mod-nchan || exit 1
+fi
+[ -f "$(pg_config --sharedir)/extension/aegis_events.control" ] || {
+    echo "bench-sse: the extension is not installed; run 'make install' first"; exit 1; }
+make -s -C "$TOP/bridge" all >/dev/null || { echo "bench-sse: bridge build failed"; exit 1; }
+SSELOAD=$W/sseload
+cc -std=gnu11 -O2 -Wall -Wextra -Werror -I"$(pg_config --includedir)" -o "$SSELOAD" \
+    "$TOP/bench/sse/sseload.c" -lpq -lpthread || { echo "bench-sse: sseload build failed"; exit 1; }
 
-"${CLIENT[@]}" many "$B/workspaces/bench-{}/stream" --streams "$STREAMS" --clients "$CLIENTS" \
-    --events "$EVENTS" --ready "$W/ready" --timeout 300 >"$W/many.json" &
-MANY=$!
-wait_for 120 test -f "$W/ready" || { echo "clients did not connect"; exit 1; }
-start=$(date +%s.%N)
-for s in $(seq 0 $((STREAMS - 1))); do
-    for i in $(seq 1 "$EVENTS"); do
-        echo "SELECT aegis.publish_agent_status('bench-$s', 'running', 'event $i of a fan-out benchmark', 0.5);"
+pg_start bench-sse >/dev/null || exit 1
+psql -qX -c "CREATE EXTENSION aegis_events" || exit 1
+BR_PORT=$(free_port)
+NG_PORT=$(free_port)
+
+# ---- servers ----
+start_bridge() {
+    "$BRIDGE" --listen "127.0.0.1:$BR_PORT" --no-drain --max-clients 12000 \
+        --log-level warn 2>>"$W/bridge.log" &
+    BR_PID=$!
+    wait_for 30 curl -sf "http://127.0.0.1:$BR_PORT/healthz" || {
+        echo "bench-sse: bridge did not start"; cat "$W/bridge.log"; exit 1; }
+}
+stop_bridge() { kill_pid "$BR_PID"; BR_PID=; }
+
+write_nginx_conf() {
+    mkdir -p "$W/nginx/logs" "$W/nginx/tmp"
+    cat >"$W/nginx/nginx.conf" <<CONF
+load_module $NCHAN_SO;
+daemon off;
+master_process on;
+worker_processes $NCHAN_WORKERS;
+worker_rlimit_nofile $(ulimit -n);
+pid $W/nginx/nginx.pid;
+error_log $W/nginx/logs/error.log warn;
+events { worker_connections $((IDLE_CONNS + 2000)); }
+http {
+    access_log off;
+    client_body_temp_path $W/nginx/tmp/body;
+    proxy_temp_path $W/nginx/tmp/proxy;
+    fastcgi_temp_path $W/nginx/tmp/fastcgi;
+    uwsgi_temp_path $W/nginx/tmp/uwsgi;
+    scgi_temp_path $W/nginx/tmp/scgi;
+    server {
+        listen 127.0.0.1:$NG_PORT;
+        location ~ ^/pub/([A-Za-z0-9_.:-]+)\$ { nchan_publisher; nchan_channel_id \$1; }
+        location ~ ^/sub/([A-Za-z0-9_.:-]+)\$ { nchan_subscriber eventsource; nchan_channel_id \$1; }
+        location = /healthz { return 200 "ok\n"; }
+    }
+}
+CONF
+    nginx -t -q -p "$W/nginx" -c "$W/nginx/nginx.conf" 2>"$W/nginx-t.log" || {
+        echo "bench-sse: nginx config rejected"; cat "$W/nginx-t.log"; exit 1; }
+}
+start_nginx() {
+    nginx -p "$W/nginx" -c "$W/nginx/nginx.conf" 2>>"$W/nginx/logs/stderr.log" &
+    NG_PID=$!
+    wait_for 30 curl -sf "http://127.0.0.1:$NG_PORT/healthz" || {
+        echo "bench-sse: nginx did not start"; cat "$W/nginx/logs/"*; exit 1; }
+    grep -q nchan "/proc/$NG_PID/maps" || { echo "bench-sse: nginx did not load $NCHAN_SO"; exit 1; }
+}
+stop_nginx() { kill_pid "$NG_PID"; NG_PID=; }
+
+# server_pids bridge|nchan: the server's processes (nginx: master + workers)
+server_pids() {
+    if [ "$1" = bridge ]; then echo "$BR_PID"; return; fi
+    echo "$NG_PID" $(cat /proc/"$NG_PID"/task/*/children 2>/dev/null)
+}
+# mem_kb bridge|nchan: "RSS_kB PSS_kB" summed over the server's processes
+mem_kb() {
+    local p rss=0 pss=0 v
+    for p in $(server_pids "$1"); do
+        v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status") && rss=$((rss + v))
+        v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup") && pss=$((pss + v))
     done
-done | psql -qAtX >/dev/null
-pub_end=$(date +%s.%N)
-wait "$MANY"
-end=$(date +%s.%N)
-complete=$(jq .complete "$W/many.json")
-python3 - "$start" "$pub_end" "$end" "$CLIENTS" "$EVENTS" "$STREAMS" "$complete" <<'PY'
-import sys
-start, pub_end, end = map(float, sys.argv[1:4])
-clients, events, streams, complete = map(int, sys.argv[4:8])
-secs = end - start
-print(f"fan-out: {clients} clients, {streams} streams, {events * streams} events published in "
-      f"{pub_end - start:.2f} s; all {complete}/{clients} clients complete after {secs:.2f} s; "
-      f"{clients * events / secs:,.0f} deliveries/s")
-PY
+    echo "$rss $pss"
+}
+sub_fmt() { [ "$1" = bridge ] && echo "/workspaces/%s/stream" || echo "/sub/%s"; }
+port_of() { [ "$1" = bridge ] && echo "$BR_PORT" || echo "$NG_PORT"; }
 
-cat >"$W/lat.sql" <<'SQL'
-SELECT aegis.publish_agent_status('bench-lat', 'running', 'latency probe');
-SQL
-total=$((LAT_RATE * LAT_SECONDS / 2 * 2))
-"${CLIENT[@]}" get "$B/workspaces/bench-lat/stream" --events "$total" --timeout $((LAT_SECONDS + 30)) --stamp >"$W/lat.json" &
-LAT=$!
-sleep 1
-pgbench -n -c 2 -j 2 -R "$LAT_RATE" -t $((total / 2)) -f "$W/lat.sql" >"$W/pgbench.log" 2>&1
-wait "$LAT"
-psql -qAtX -c "SELECT id, extract(epoch FROM created_at) FROM aegis.events WHERE stream_id = 'bench-lat'" >"$W/created.txt"
-python3 - "$W/lat.json" "$W/created.txt" "$LAT_SECONDS" <<'PY'
-import json, sys
-evs = json.load(open(sys.argv[1]))["events"]
-created = dict(line.split("|") for line in open(sys.argv[2]).read().split())
-lat = sorted((e["t"] - float(created[e["id"]])) * 1000 for e in evs if e["id"] in created)
-if not lat:
-    print("latency: no events received"); sys.exit(1)
-q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
-print(f"latency: {len(lat)} events at ~{len(lat) / float(sys.argv[3]):.0f}/s: p50 {q(0.5):.1f} ms, p90 {q(0.9):.1f} ms, "
-      f"p99 {q(0.99):.1f} ms, max {lat[-1]:.1f} ms")
-PY
+# ---- 1. memory per idle connection ----
+# idle_mem SERVER LAYOUT: prints "bytes_per_conn_rss bytes_per_conn_pss"
+idle_mem() {
+    local srv=$1 layout=$2 streams before after
+    [ "$layout" = one-stream ] && streams=1 || streams=$IDLE_CONNS
+    before=$(mem_kb "$srv")
+    "$SSELOAD" idle --port "$(port_of "$srv")" --sub "$(sub_fmt "$srv")" \
+        --names "idle-$layout-" --conns "$IDLE_CONNS" --streams "$streams" --timeout 240 \
+        >"$W/idle.out" 2>"$W/idle.err" &
+    CL_PID=$!
+    if ! wait_for 180 grep -q '^ready' "$W/idle.out"; then
+        echo "bench-sse: $srv: $IDLE_CONNS idle connections did not all open"; cat "$W/idle.err"; exit 1
+    fi
+    sleep 2
+    after=$(mem_kb "$srv")
+    kill_pid "$CL_PID"; wait "$CL_PID" 2>/dev/null; CL_PID=
+    grep -q . "$W/idle.err" && { echo "bench-sse: $srv idle client:"; cat "$W/idle.err"; exit 1; }
+    set -- $before $after
+    echo "$(( ($3 - $1) * 1024 / IDLE_CONNS )) $(( ($4 - $2) * 1024 / IDLE_CONNS )) $1 $3"
+}
+
+write_nginx_conf
+declare -A MEM
+for layout in $IDLE_LAYOUTS; do
+    start_nginx; MEM[nchan,$layout]=$(idle_mem nchan "$layout"); stop_nginx
+    start_bridge; MEM[bridge,$layout]=$(idle_mem bridge "$layout"); stop_bridge
+    echo "# memory $layout: nchan ${MEM[nchan,$layout]}; bridge ${MEM[bridge,$layout]} (B/conn rss, pss, kB before, after)" >&2
+done
+
+# ---- 2. latency ----
+start_nginx
+start_bridge
+declare -A LAT
+cell=0
+for c in $CELLS; do
+    subs=${c%%:*} streams=${c##*:}
+    cell=$((cell + 1))
+    for srv in nchan bridge; do
+        args=(run --port "$(port_of "$srv")" --sub "$(sub_fmt "$srv")" --names "c$cell-$srv-"
+              --subs "$subs" --streams "$streams" --events "$EVENTS" --warmup "$WARMUP"
+              --rate "$RATE" --pub "$srv" --timeout 150)
+        [ "$srv" = nchan ] && args+=(--pub-path "/pub/%s")
+        "$SSELOAD" "${args[@]}" >"$W/lat.out" 2>"$W/lat.err" &
+        CL_PID=$!
+        wait "$CL_PID"; rc=$?; CL_PID=
+        LAT[$srv,$c]=$(cat "$W/lat.out")
+        if [ -z "${LAT[$srv,$c]}" ]; then
+            echo "bench-sse: $srv $c failed:"; cat "$W/lat.err"; exit 1
+        fi
+        [ "$rc" -eq 0 ] || { echo "# $srv $c: not every delivery arrived (rc $rc)" >&2; cat "$W/lat.err" >&2; }
+        echo "# $srv $c: ${LAT[$srv,$c]}" >&2
+    done
+done
+grep -v 'module=drain off' "$W/bridge.log" | grep -q . && {
+    echo "# bridge log (warnings):"; grep -v 'module=drain off' "$W/bridge.log" | head -20; }
+
+# ---- report ----
+{
+    for c in $CELLS; do echo "lat $c nchan ${LAT[nchan,$c]}"; echo "lat $c bridge ${LAT[bridge,$c]}"; done
+    for l in $IDLE_LAYOUTS; do echo "mem $l nchan ${MEM[nchan,$l]}"; echo "mem $l bridge ${MEM[bridge,$l]}"; done
+} >"$W/results.txt"
+python3 "$TOP/bench/sse/report.py" "$W/results.txt" "$RATE" "$EVENTS" "$IDLE_CONNS" "$NCHAN_WORKERS"
+echo "# bench-sse: $(( $(date +%s) - RUN_START )) s"

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""bench/sse/report.py: the table of bench/sse/run.sh.
+
+Reads the results file run.sh writes (one line per measurement):
+  lat SUBS:STREAMS nchan|bridge key=value...   (sseload run output)
+  mem LAYOUT nchan|bridge RSS_B PSS_B KB_BEFORE KB_AFTER
+and prints the latency and memory tables with bridge/nchan ratios and
+whether the targets (latency within 1.2x of nchan, memory per connection
+below nchan) were met.  Arguments: FILE RATE EVENTS IDLE_CONNS NCHAN_WORKERS.
+"""
+import sys
+
+path, rate, events, conns, workers = sys.argv[1:6]
+lat, mem = {}, {}
+for line in open(path):
+    f = line.split()
+    if f[0] == "lat":
+        lat.setdefault(f[1], {})[f[2]] = {k: float(v) for k, v in (x.split("=") for x in f[3:])}
+    elif f[0] == "mem":
+        mem.setdefault(f[1], {})[f[2]] = [int(x) for x in f[3:]]
+
+
+def scenario(c):
+    s, st = map(int, c.split(":"))
+    where = "one stream" if st == 1 else f"{st} streams"
+    return f"{s:,} subscriber{'s' if s > 1 else ''}, {where}"
+
+
+def ratio(b, n):
+    return f"{b / n:.2f}x" if n > 0 else "n/a (nchan <= 0)"
+
+
+def table(key, title):
+    print(f"\n{title}")
+    print("| scenario | nchan p50 / p99 ms | bridge p50 / p99 ms | ratio p50 / p99 |")
+    print("|---|---|---|---|")
+    met = True
+    for c, r in lat.items():
+        n, b = r["nchan"], r["bridge"]
+        np50, np99, bp50, bp99 = n[key + "_p50"], n[key + "_p99"], b[key + "_p50"], b[key + "_p99"]
+        met &= np50 > 0 and np99 > 0 and bp50 <= 1.2 * np50 and bp99 <= 1.2 * np99
+        print(f"| {scenario(c)} | {np50:.3f} / {np99:.3f} | {bp50:.3f} / {bp99:.3f} "
+              f"| {ratio(bp50, np50)} / {ratio(bp99, np99)} |")
+    return met
+
+
+print(f"\nbench-sse: {events} events at {rate}/s per cell, nchan with {workers} worker process(es), "
+      "same client (bench/sse/sseload.c) for both")
+met_done = table("done", "Latency from the publish call's return (bridge: after the COMMIT of "
+                 "publish_workspace_event; nchan: after the POST response) to the subscriber's read()")
+met_start = table("start", "Latency from the publish call's start (SELECT sent / POST sent) "
+                  "to the subscriber's read()")
+print("\nDeliveries, achieved publish rate and publish call duration (p50 / p99 ms)")
+print("| scenario | nchan deliveries | bridge deliveries | nchan rate, call | bridge rate, call |")
+print("|---|---|---|---|---|")
+for c, r in lat.items():
+    n, b = r["nchan"], r["bridge"]
+    print(f"| {scenario(c)} | {int(n['received'])}/{int(n['expected'])} "
+          f"| {int(b['received'])}/{int(b['expected'])} "
+          f"| {n['rate']:.0f}/s, {n['pub_p50']:.3f} / {n['pub_p99']:.3f} "
+          f"| {b['rate']:.0f}/s, {b['pub_p50']:.3f} / {b['pub_p99']:.3f} |")
+
+print(f"\nMemory per idle SSE connection at {int(conns):,} connections "
+      "(bytes; server (after - before) / connections)")
+print("| layout | nchan RSS (PSS) | bridge RSS (PSS) | ratio RSS | nchan / bridge RSS kB before -> after |")
+print("|---|---|---|---|---|")
+met_mem = True
+for layout, r in mem.items():
+    n, b = r["nchan"], r["bridge"]
+    met_mem &= b[0] < n[0]
+    print(f"| {layout} | {n[0]:,} ({n[1]:,}) | {b[0]:,} ({b[1]:,}) | {ratio(b[0], n[0])} "
+          f"| {n[2]:,} -> {n[3]:,} / {b[2]:,} -> {b[3]:,} |")
+
+verdict = lambda ok: "met" if ok else "MISSED"
+print(f"\ntarget latency within 1.2x of nchan: from call return {verdict(met_done)}, "
+      f"from call start {verdict(met_start)}; memory per connection below nchan: {verdict(met_mem)}")
