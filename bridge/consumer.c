@@ -1,9 +1,10 @@
 /*
  * consumer.c: owns the Kafka -> PostgreSQL consumers: one librdkafka group
- * member and one PostgreSQL connection each, partitions assigned from the
- * offsets in aegis.consumer_offsets, messages encoded a batch at a time and
- * applied by aegis.consume_batch in one statement (handler effects, dead
- * letters and offsets in one transaction), a failed batch retried as it was.
+ * member each, with partitions assigned from the offsets in
+ * aegis.consumer_offsets and spread over CONSUMER_WORKERS PostgreSQL
+ * connections; messages are encoded a batch at a time and applied by
+ * aegis.consume_batch in one statement (handler effects, dead letters and
+ * offsets in one transaction); a failed batch is retried as it was.
  */
 #define _GNU_SOURCE
 #include "consumer.h"

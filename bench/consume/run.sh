@@ -87,22 +87,29 @@ consumer_round() {
     BR_PID=$!
     wait_for 600 rows_are handled "$N" || { echo "consumer: timed out" >&2; return 1; }
     t1=$(now)
+    # CPU spent: the bridge process (librdkafka threads included) and its backends
+    cpu_bridge=$(awk '{print $14 + $15}' "/proc/$BR_PID/stat")
+    cpu_pg=0
+    for p in $(q "SELECT pid FROM pg_stat_activity WHERE query LIKE '%aegis.consume_batch%'
+                   AND pid <> pg_backend_pid()"); do
+        cpu_pg=$((cpu_pg + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
     kill_pid "$BR_PID"; wait "$BR_PID" 2>/dev/null; BR_PID=
     [ "$(q "SELECT count(*) FROM aegis.dead_letters")" = 0 ] || { echo "dead letters!" >&2; return 1; }
     [ "$(q "SELECT sum(next_offset) FROM aegis.consumer_offsets WHERE group_id = '$group'")" = "$N" ] \
         || { echo "offsets do not cover the messages" >&2; return 1; }
-    echo "$(rate handled) $(awk -v n="$N" -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", n / (b - a) }')"
+    echo "$(rate handled) $(awk -v n="$N" -v a="$t0" -v b="$t1" 'BEGIN { printf "%d", n / (b - a) }') $(awk -v n="$N" -v c="$cpu_bridge" -v h="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", c / h * 1e6 / n }') $(awk -v n="$N" -v c="$cpu_pg" -v h="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", c / h * 1e6 / n }')"
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-declare -A RATE WALL
+declare -A RATE WALL CPUB CPUP
 for ((r = 1; r <= ROUNDS; r++)); do
     read -r a w < <(baseline_round) || exit 1
     RATE[base]+="$a "; WALL[base]+="$w "
     for b in $BATCHES; do
-        read -r a w < <(consumer_round "$b" "$r") || exit 1
-        RATE[$b]+="$a "; WALL[$b]+="$w "
+        read -r a w cb cp < <(consumer_round "$b" "$r") || exit 1
+        RATE[$b]+="$a "; WALL[$b]+="$w "; CPUB[$b]+="$cb "; CPUP[$b]+="$cp "
     done
 done
 
@@ -118,3 +125,11 @@ for b in $BATCHES; do
 done
 echo
 echo "(wall msgs/s of the consumer include its start-up and group join)"
+echo
+printf '| %-44s | %26s | %26s |\n' "CPU per message (each round)" "aegis-bridge process, us" "PostgreSQL backends, us"
+printf '|%s|%s|%s|\n' "----------------------------------------------" "----------------------------" "----------------------------"
+for b in $BATCHES; do
+    printf '| %-44s | %26s | %26s |\n' "batch=$b" "${CPUB[$b]% }" "${CPUP[$b]% }"
+done
+echo
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"

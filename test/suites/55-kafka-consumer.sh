@@ -359,6 +359,25 @@ else
     not_ok "the lost connection is logged: $(grep -c . "$T/pgrestart.log") lines"
 fi
 
+# ---- 4b'. the broker restarts under the consumer ----
+
+kafka_create_topic "$KDIR" brk 3 >/dev/null
+json_lines 700001 703000 | produce brk
+bridge_start brk --no-drain "${DX[@]}" --consumer "group=kg topics=brk handler=kg.handle_slowly batch=100"
+BRK_PID=$BR_PID
+wait_for 60 bash -c "[ \$(psql -X -qAt -c \"SELECT count(*) FROM kg.entities WHERE topic = 'brk'\") -ge 500 ]"
+kafka_restart "$KDIR" >/dev/null || diag "broker restart failed"
+diag "broker restarted with $(rows brk) rows applied"
+json_lines 703001 704000 | produce brk
+if wait_for 120 rows_are brk 4000; then
+    ok "after a broker restart the consumer goes on and applies everything"
+else
+    not_ok "after a broker restart everything is applied (got $(rows brk))"
+fi
+wait_for 10 no_batch_running
+expect_eq "none lost or repeated across the broker restart" "4000 0" \
+    "$(q "SELECT count(DISTINCT id) FROM kg.entities WHERE topic = 'brk'") $(dead brk)"
+
 # ---- 4c. the SQL entry points reject bad arguments clearly ----
 
 err=$(psql -X -qAt -c "SELECT aegis.consume_batch('g', 'kg.handle_entity(jsonb,jsonb)', '{}', '[]')" 2>&1)
@@ -461,10 +480,10 @@ fi
 # ---- 7. SIGTERM, sanitizers ----
 
 statuses=""
-for p in "$DELIVER_PID" "$POISON_PID" "$CRASH_PID" "$PGR_PID" "$TRIP_PID"; do
+for p in "$DELIVER_PID" "$POISON_PID" "$CRASH_PID" "$PGR_PID" "$BRK_PID" "$TRIP_PID"; do
     bridge_term "$p"; statuses="$statuses $ST"
 done
-if [ "$statuses" = " 0 0 0 0 0" ] && log_has deliver "msg=stopped group=kg" \
+if [ "$statuses" = " 0 0 0 0 0 0" ] && log_has deliver "msg=stopped group=kg" \
    && log_has trip "msg=stopped group=kg-trip"; then
     ok "bridges leave their groups and exit 0 on SIGTERM"
 else
