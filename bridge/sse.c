@@ -46,16 +46,13 @@ static const char SQL_FINISHED_AT[] =
     "  (SELECT 1 FROM aegis.run_requests r WHERE r.conversation_id = $1 "
     "   AND r.event_id > last.id AND r.event_id <= $2::bigint) FROM last), false) "
     "AND NOT EXISTS (SELECT 1 FROM aegis.read_stream('conversation', $1, $2::bigint, 1))";
-/* latest run request id (0: none) and whether the conversation is finished */
+/* the conversation's latest run request id (0: none): a request without
+ * message and without Last-Event-ID replays the events after it, so a page
+ * opened after the run ended still shows it (and the stream ends after its
+ * done/error like a live run's) */
 static const char SQL_LATEST_RUN[] =
-    "WITH p AS (SELECT aegis.safe_position() AS pos), "
-    "run AS (SELECT coalesce(max(r.event_id), 0) AS id FROM aegis.run_requests r, p "
-    "  WHERE r.conversation_id = $1 AND r.event_id <= p.pos), "
-    "last AS (SELECT e.id, e.event_type FROM aegis.events e, p "
-    "  WHERE e.stream_kind = 'conversation' AND e.stream_id = $1 AND e.id <= p.pos "
-    "  ORDER BY e.id DESC LIMIT 1) "
-    "SELECT run.id, coalesce(last.event_type IN ('done', 'error') AND run.id < last.id, false) "
-    "FROM run LEFT JOIN last ON true";
+    "SELECT coalesce(max(r.event_id), 0) FROM aegis.run_requests r "
+    "WHERE r.conversation_id = $1 AND r.event_id <= (SELECT aegis.safe_position())";
 
 enum sse_phase { PH_STARTING, PH_REPLAY, PH_LIVE, PH_ENDING };
 
@@ -511,10 +508,6 @@ static void sse_on_latest_run(struct pgconn *c, PGresult *res, void *ud)
         return;
     if (!sse_result_ok(res) || PQntuples(res) != 1) {
         sse_fail(s, res, "latest_run");
-        return;
-    }
-    if (PQgetvalue(res, 0, 1)[0] == 't') {
-        sse_decide(s, 204);
         return;
     }
     sse_start_replay(s, strtoll(PQgetvalue(res, 0, 0), NULL, 10), 1);

@@ -3,8 +3,9 @@
 # PostgreSQL with the extension, the bridge built with ASan/UBSan, and raw
 # HTTP clients (curl, test/sse/sse_client.py): headers, framing, heartbeats,
 # live fan-out and isolation, resume under concurrent publishing, run
-# requests and 204, CORS, bad requests, 1,000 subscribers, a stalled reader,
-# /healthz and /metrics, PostgreSQL restart, clean shutdown.
+# requests, finished conversations replayed then 204, CORS, bad requests,
+# 1,000 subscribers, a stalled reader, /healthz and /metrics, PostgreSQL
+# restart, clean shutdown.
 set -u
 source "$(dirname "$0")/../lib.sh"
 
@@ -151,8 +152,81 @@ expect_eq "server ends the response after done" true "$(jq -r .closed "$WORK/con
 code=$(curl -s -o /dev/null -w '%{http_code}' -m 5 -H "Last-Event-ID: $done_id" "$CONV")
 expect_eq "reconnect to a finished conversation gets 204" 204 "$code"
 expect_eq "the 204 reconnect recorded no new run" 1 "$(q "SELECT count(*) FROM aegis.run_requests")"
-code=$(curl -s -o /dev/null -w '%{http_code}' -m 5 "$B/conversations/conv-1/stream")
-expect_eq "conversation without message whose last event is terminal: 204" 204 "$code"
+
+# ---- a conversation opened after its run ended: the latest run, once, then 204 ----
+# late_open NAME CONV AFTER TERMINAL: opens CONV without message and without
+# Last-Event-ID (a dashboard opened after the run); the answer must be the
+# store's events of CONV after AFTER (its latest run request, 0 if none), each
+# once, in order, ending with TERMINAL, the response closed by the server; the
+# EventSource's reconnect with the terminal event's id must get 204.
+late_open() {
+    local name=$1 conv=$2 after=$3 terminal=$4 r want runs last
+    runs=$(q "SELECT count(*) FROM aegis.run_requests WHERE conversation_id = '$conv'")
+    r=$(get "$B/conversations/$conv/stream" --timeout 10)
+    want=$(q "SELECT string_agg(id::text, ',' ORDER BY id) FROM aegis.events
+              WHERE stream_kind = 'conversation' AND stream_id = '$conv' AND id > $after")
+    expect_eq "$name: 200 with every event of the latest run once, in store order" "200 $want" \
+        "$(jq -r '"\(.status) " + ([.events[].id] | join(","))' <<<"$r")"
+    expect_eq "$name: the run ends with $terminal and the server closes the response" "$terminal true" \
+        "$(jq -r '"\(.events[-1].event) \(.closed)"' <<<"$r")"
+    if [ "$after" -gt 0 ]; then
+        expect_eq "$name: first message is the id-only line of the latest run request" "$after" \
+            "$(jq -r '.id_only | join(",")' <<<"$r")"
+    else
+        expect_eq "$name: no run request, no id-only line" "" "$(jq -r '.id_only | join(",")' <<<"$r")"
+    fi
+    last=$(jq -r '.events[-1].id' <<<"$r")
+    expect_eq "$name: the reconnect with the $terminal event's id gets 204 (header and ?last_event_id=)" "204 204" \
+        "$(curl -s -o /dev/null -w '%{http_code}' -m 5 -H "Last-Event-ID: $last" "$B/conversations/$conv/stream") $(
+           curl -s -o /dev/null -w '%{http_code}' -m 5 "$B/conversations/$conv/stream?last_event_id=$last")"
+    expect_eq "$name: opening it recorded no run request" "$runs" \
+        "$(q "SELECT count(*) FROM aegis.run_requests WHERE conversation_id = '$conv'")"
+}
+late_open "finished conversation opened without message" conv-1 "$run_id" done
+q "SELECT aegis.publish_node_end('conv-late', 'system_prompt_node', 'running', 412, '{\"role\": \"system\", \"content\": \"You are the Rule 37 agent.\"}')
+   ; SELECT aegis.publish_node_end('conv-late', 'initial_llm_call', 'running', 1234, '{\"role\": \"assistant\", \"content\": \"I''ll calculate the spacing...\"}')
+   ; SELECT aegis.publish_node_end('conv-other', 'not_for_conv_late', 'running')
+   ; SELECT aegis.publish_done('conv-late', 'exec-late', 'completed', 5678, 0.045, ARRAY['spacing-calculation'])" >/dev/null
+late_open "full run without a run request, opened after done" conv-late 0 done
+r1=$(q "SELECT aegis.request_run('conv-late-err', 'first question', 'rule37-agent', 'rule_37')")
+q "SELECT aegis.publish_node_end('conv-late-err', 'initial_llm_call', 'running', 10)
+   ; SELECT aegis.publish_done('conv-late-err', 'exec-first', 'completed')" >/dev/null
+r2=$(q "SELECT aegis.request_run('conv-late-err', 'second question', 'rule37-agent', 'rule_37')")
+q "SELECT aegis.publish_node_end('conv-late-err', 'initial_llm_call', 'running', 20)
+   ; SELECT aegis.publish_error('conv-late-err', 'Budget exceeded: 150000 tokens')" >/dev/null
+check "two runs recorded for the error case" test "$r2" -gt "$r1"
+late_open "second run ended in error, opened after it" conv-late-err "$r2" error
+r=$(get "$B/conversations/conv-late-err/stream" -H "Last-Event-ID: $r2" --timeout 10)
+expect_eq "Last-Event-ID = the latest run request: that run again, closed after error" "node_end error true" \
+    "$(jq -r '([.events[].event] | join(" ")) + " \(.closed)"' <<<"$r")"
+# two runs published without run requests: one run per connection, then 204
+q "SELECT aegis.publish_node_end('conv-2runs', 'a', 'running')
+   ; SELECT aegis.publish_done('conv-2runs', 'exec-1', 'completed')
+   ; SELECT aegis.publish_node_end('conv-2runs', 'b', 'running')
+   ; SELECT aegis.publish_error('conv-2runs', 'second run failed')" >/dev/null
+r=$(get "$B/conversations/conv-2runs/stream" --timeout 10)
+d1=$(jq -r '.events[-1].id' <<<"$r")
+r2=$(get "$B/conversations/conv-2runs/stream" -H "Last-Event-ID: $d1" --timeout 10)
+expect_eq "runs without run requests: the first connect ends after the first done, the reconnect reads the next run" \
+    "node_end:a done true | node_end:b error true" \
+    "$(jq -r '([.events[] | .event + (if .event == "node_end" then ":" + (.data | fromjson | .node) else "" end)] | join(" ")) + " \(.closed)"' <<<"$r") | $(
+       jq -r '([.events[] | .event + (if .event == "node_end" then ":" + (.data | fromjson | .node) else "" end)] | join(" ")) + " \(.closed)"' <<<"$r2")"
+expect_eq "runs without run requests: the reconnect after the last run's error gets 204" 204 \
+    "$(curl -s -o /dev/null -w '%{http_code}' -m 5 -H "Last-Event-ID: $(jq -r '.events[-1].id' <<<"$r2")" "$B/conversations/conv-2runs/stream")"
+# a conversation with no events at all: the stream stays open for its first run
+r=$(get "$B/conversations/conv-empty/stream" --timeout 2)
+expect_eq "conversation with no events: 200, nothing sent, stream kept open" "200 0 false" \
+    "$(jq -r '"\(.status) \(.events | length) \(.closed)"' <<<"$r")"
+conns_before=$(metric aegis_bridge_sse_connections_total)
+"${CLIENT[@]}" get "$B/conversations/conv-empty/stream" --timeout 15 >"$WORK/conv-empty.json" &
+cp=$!
+wait_for 10 metric_above aegis_bridge_sse_connections_total "$conns_before"
+q "SELECT aegis.publish_node_end('conv-empty', 'initial_llm_call', 'running')
+   ; SELECT aegis.publish_done('conv-empty', 'exec-empty', 'completed')" >/dev/null
+wait "$cp"
+expect_eq "conversation with no events: its first run arrives live, closed after done" "node_end done true" \
+    "$(jq -r '([.events[].event] | join(" ")) + " \(.closed)"' "$WORK/conv-empty.json")"
+
 q "SELECT aegis.publish_error('conv-3', 'Budget exceeded: 150000 tokens')" >/dev/null
 r=$(get "$B/conversations/conv-3/stream?last_event_id=0" --timeout 5)
 expect_eq "error ends a conversation stream too" "error true" \
@@ -374,7 +448,9 @@ if command -v valgrind >/dev/null; then
     wait "$vl"
     "${CLIENT[@]}" get "$B3/conversations/conv-vg/stream?message=hi" --timeout 20 >"$WORK/vg-conv.json" &
     vc=$!
-    sleep 1
+    # done must follow the run request (valgrind is slow to record it)
+    run_recorded() { [ "$(q "SELECT count(*) FROM aegis.run_requests WHERE conversation_id = '$1'")" = 1 ]; }
+    wait_for 30 run_recorded conv-vg
     q "SELECT aegis.publish_done('conv-vg', 'exec-vg', 'completed')" >/dev/null
     wait "$vc"
     curl -s -o /dev/null "$B3/nowhere"; curl -s -o /dev/null "$B3/workspaces/a%20b/stream"
