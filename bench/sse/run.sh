@@ -18,7 +18,9 @@
 #    nginx master + workers summed (PSS from smaps_rollup is printed too:
 #    nginx's master and worker share pages that the RSS sum counts twice).
 # 2. Latency: commit -> receive, per delivery.  The client publishes at RATE
-#    events/s (paced, one call at a time): bridge `SELECT
+#    events/s (event k due at k / RATE; PUBLISHERS threads with a connection
+#    each, one call at a time per thread, so a slow call does not lower the
+#    offered rate unless all are busy): bridge `SELECT
 #    aegis.publish_workspace_event(...)` in autocommit (returns after the
 #    commit), nchan `POST /pub/<channel>` (returns after the response).
 #    Latency = subscriber read() time - publish call return time, both
@@ -28,7 +30,7 @@
 #    per cell, so neither server replays anything.
 #
 # Environment: EVENTS (3000), RATE (1000), WARMUP (100), IDLE_CONNS (10000),
-#   NCHAN_WORKERS (1: one event loop, like the bridge), CELLS ("1:1 100:1
+#   NCHAN_WORKERS (1: one event loop, like the bridge), PUBLISHERS (4), CELLS ("1:1 100:1
 #   1000:1 1000:100", subscribers:streams), IDLE_LAYOUTS ("per-stream one-stream").
 # Whole run: about 2-3 minutes on 2 cores; every step has a deadline.
 set -u
@@ -39,6 +41,7 @@ RATE=${RATE:-1000}
 WARMUP=${WARMUP:-100}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 NCHAN_WORKERS=${NCHAN_WORKERS:-1}
+PUBLISHERS=${PUBLISHERS:-4}
 CELLS=${CELLS:-"1:1 100:1 1000:1 1000:100"}
 IDLE_LAYOUTS=${IDLE_LAYOUTS:-"per-stream one-stream"}
 BRIDGE=${AEGIS_BRIDGE:-$TOP/bridge/aegis-bridge}
@@ -100,6 +103,7 @@ error_log $W/nginx/logs/error.log warn;
 events { worker_connections $((IDLE_CONNS + 2000)); }
 http {
     access_log off;
+    keepalive_requests 1000000;   # the publisher keeps one connection for every cell
     client_body_temp_path $W/nginx/tmp/body;
     proxy_temp_path $W/nginx/tmp/proxy;
     fastcgi_temp_path $W/nginx/tmp/fastcgi;
@@ -182,7 +186,7 @@ for c in $CELLS; do
     for srv in nchan bridge; do
         args=(run --port "$(port_of "$srv")" --sub "$(sub_fmt "$srv")" --names "c$cell-$srv-"
               --subs "$subs" --streams "$streams" --events "$EVENTS" --warmup "$WARMUP"
-              --rate "$RATE" --pub "$srv" --timeout 150)
+              --rate "$RATE" --pub "$srv" --publishers "$PUBLISHERS" --timeout 150)
         [ "$srv" = nchan ] && args+=(--pub-path "/pub/%s")
         "$SSELOAD" "${args[@]}" >"$W/lat.out" 2>"$W/lat.err" &
         CL_PID=$!

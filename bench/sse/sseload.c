@@ -7,11 +7,13 @@
  *
  *   sseload run  --port P --sub FMT --names PREFIX --subs N --streams S
  *                --events E --warmup W --rate R --pub bridge|nchan
- *                [--pub-path FMT] [--timeout SEC]
+ *                [--pub-path FMT] [--publishers K] [--timeout SEC]
  *     N subscribers, subscriber i on stream PREFIX<i % S> (path FMT with
  *     %s = stream name).  Once every subscriber has its response headers
- *     (and 1 s more), the publisher thread publishes W + E events paced at R
- *     per second, event k on stream k % S:
+ *     (and 1 s more), K publisher threads (1; one connection each, one call
+ *     at a time; thread j takes events j, j+K, ...) publish W + E events,
+ *     event k due at t0 + k / R (late calls are made at once, never
+ *     skipped), event k on stream k % S:
  *       bridge: SELECT aegis.publish_workspace_event(name, 'agent_status',
  *               payload) over libpq (PG* environment), autocommit, so the
  *               call returns after the commit;
@@ -20,10 +22,15 @@
  *     Latency of one delivery = CLOCK_MONOTONIC at the subscriber's read()
  *     that completed the event's data line - CLOCK_MONOTONIC right after
  *     the publish call returned ("done"; same process, same clock), and
- *     also - the moment the call was issued ("start").  The first W events
+ *     also - the moment the call was issued ("start") and - the moment it
+ *     was due on the schedule ("due": includes any publisher lag).  For the
+ *     bridge a separate session LISTENs on aegis_events: "notify" = arrival
+ *     of the first NOTIFY whose position covers the event's id - the call's
+ *     return (the extension's notifier path alone).  The first W events
  *     are a warm-up and not counted.  Prints one line of key=value (ms):
- *       done_p50 done_p99 done_max start_p50 start_p99 start_max received
- *       expected rate (achieved publishes/s) pub_p50 pub_p99 (call duration)
+ *       done_p50 done_p99 done_max start_p50 start_p99 start_max due_p50 due_p99 received
+ *       expected rate (publish calls issued/s) pub_p50 pub_p99 (call duration)
+ *       and for the bridge notify_p50 notify_p99 notifies
  *
  *   sseload idle --port P --sub FMT --names PREFIX --conns N --streams S
  *                [--timeout SEC]
@@ -43,6 +50,7 @@
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -71,19 +79,24 @@ typedef struct conn {
 
 typedef struct opts {
     const char *mode, *sub, *names, *pub, *pub_path;
-    int port, subs, streams, events, warmup, timeout;
+    int port, subs, streams, events, warmup, timeout, publishers;
     double rate;
 } opts;
 
-static opts O = {.timeout = 120, .rate = 1000, .warmup = 100, .streams = 1};
+static opts O = {.timeout = 120, .rate = 1000, .warmup = 100, .streams = 1, .publishers = 1};
 static conn *C;
 static int ep = -1;
 static int64_t *pub_done;       /* per event: publish call returned (ns) */
 static int64_t *pub_start;      /* per event: publish call started (ns) */
+static int64_t *pub_due;        /* per event: when it was due (ns) */
 static int64_t *pub_took;       /* per event: duration of the call (ns) */
 static int64_t *recv_at;        /* [sub * total + event]: receipt (ns), 0 = none */
 static int total_events;
-static volatile int pub_finished, pub_failed;
+static volatile int pub_finished, pub_failed;   /* threads done; any failure */
+static int64_t pub_t0;
+static int64_t *pub_id;         /* bridge: the event id publish returned */
+static int64_t *ntf_at, *ntf_pos;   /* bridge: NOTIFYs seen by a LISTEN session */
+static size_t ntf_n, ntf_cap;          /* event k is due at pub_t0 + k / rate */
 static volatile sig_atomic_t stop;
 
 static int64_t now_ns(void)
@@ -279,11 +292,10 @@ static void *pub_bridge(void *arg)
 {
     PGconn *pg = PQconnectdb("");
     char name[256], body[512];
-    (void)arg;
     if (PQstatus(pg) != CONNECTION_OK) {
         fprintf(stderr, "sseload: postgres: %s", PQerrorMessage(pg));
         pub_failed = 1;
-        pub_finished = 1;
+        __atomic_add_fetch(&pub_finished, 1, __ATOMIC_SEQ_CST);
         return NULL;
     }
     PGresult *r = PQprepare(pg, "pub",
@@ -294,9 +306,8 @@ static void *pub_bridge(void *arg)
         pub_failed = 1;
     }
     PQclear(r);
-    int64_t t0 = now_ns();
-    for (int k = 0; k < total_events && !pub_failed && !stop; k++) {
-        int64_t due = t0 + (int64_t)(k * 1e9 / O.rate);
+    for (int k = (int)(intptr_t)arg; k < total_events && !pub_failed && !stop; k += O.publishers) {
+        int64_t due = pub_due[k];
         struct timespec ts = {.tv_sec = due / 1000000000, .tv_nsec = due % 1000000000};
         clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
         stream_name(name, sizeof name, k % O.streams);
@@ -309,11 +320,48 @@ static void *pub_bridge(void *arg)
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             fprintf(stderr, "sseload: publish %d: %s", k, PQerrorMessage(pg));
             pub_failed = 1;
+        } else {
+            pub_id[k] = atoll(PQgetvalue(r, 0, 0));
         }
         PQclear(r);
     }
     PQfinish(pg);
-    pub_finished = 1;
+    __atomic_add_fetch(&pub_finished, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+/* Bridge only: a separate session LISTENs on aegis_events and records when
+ * each NOTIFY (payload: the store position it covers) arrives, to split the
+ * bridge's latency into commit -> NOTIFY and NOTIFY -> subscriber. */
+static void *listen_bridge(void *arg)
+{
+    PGconn *pg = PQconnectdb("");
+    (void)arg;
+    PGresult *r = PQexec(pg, "LISTEN aegis_events");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        fprintf(stderr, "sseload: LISTEN: %s", PQerrorMessage(pg));
+        PQclear(r);
+        PQfinish(pg);
+        return NULL;
+    }
+    PQclear(r);
+    while (!stop) {
+        struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
+        if (poll(&pfd, 1, 50) <= 0)
+            continue;
+        int64_t t = now_ns();
+        if (!PQconsumeInput(pg))
+            break;
+        PGnotify *n;
+        while ((n = PQnotifies(pg)) != NULL) {
+            if (ntf_n < ntf_cap) {
+                ntf_at[ntf_n] = t;
+                ntf_pos[ntf_n++] = atoll(n->extra);
+            }
+            PQfreemem(n);
+        }
+    }
+    PQfinish(pg);
     return NULL;
 }
 
@@ -353,18 +401,16 @@ static void *pub_nchan(void *arg)
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(O.port)};
     char name[256], path[512], body[512], req[2048], resp[8192];
     int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
-    (void)arg;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
         fprintf(stderr, "sseload: publisher connect: %s\n", strerror(errno));
         pub_failed = 1;
-        pub_finished = 1;
+        __atomic_add_fetch(&pub_finished, 1, __ATOMIC_SEQ_CST);
         return NULL;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    int64_t t0 = now_ns();
-    for (int k = 0; k < total_events && !pub_failed && !stop; k++) {
-        int64_t due = t0 + (int64_t)(k * 1e9 / O.rate);
+    for (int k = (int)(intptr_t)arg; k < total_events && !pub_failed && !stop; k += O.publishers) {
+        int64_t due = pub_due[k];
         struct timespec ts = {.tv_sec = due / 1000000000, .tv_nsec = due % 1000000000};
         clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
         stream_name(name, sizeof name, k % O.streams);
@@ -383,7 +429,7 @@ static void *pub_nchan(void *arg)
         }
     }
     close(fd);
-    pub_finished = 1;
+    __atomic_add_fetch(&pub_finished, 1, __ATOMIC_SEQ_CST);
     return NULL;
 }
 
@@ -446,11 +492,33 @@ static void report(void)
     n = latencies(lat, exp, pub_start);
     printf("start_p50=%.3f start_p99=%.3f start_max=%.3f ", pct_ms(lat, n, 0.5),
            pct_ms(lat, n, 0.99), n ? (double)lat[n - 1] / 1e6 : -1);
+    n = latencies(lat, exp, pub_due);
+    printf("due_p50=%.3f due_p99=%.3f ", pct_ms(lat, n, 0.5), pct_ms(lat, n, 0.99));
+    size_t nn = 0;
+    for (int k = O.warmup; k < total_events && ntf_n > 0; k++) {
+        size_t lo = 0, hi = ntf_n;      /* first NOTIFY covering event k's id */
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (ntf_pos[mid] < pub_id[k]) lo = mid + 1; else hi = mid;
+        }
+        if (lo < ntf_n && pub_id[k] > 0)
+            lat[nn++] = ntf_at[lo] - pub_done[k];
+    }
+    if (nn > 0) {
+        qsort(lat, nn, sizeof *lat, cmp64);
+        printf("notify_p50=%.3f notify_p99=%.3f notifies=%zu ", pct_ms(lat, nn, 0.5),
+               pct_ms(lat, nn, 0.99), ntf_n);
+    }
     int m = total_events - O.warmup;
     for (int k = 0; k < m; k++)
         took[k] = pub_took[O.warmup + k];
     qsort(took, (size_t)m, sizeof *took, cmp64);
-    double secs = (double)(pub_done[total_events - 1] - pub_done[O.warmup]) / 1e9;
+    int64_t first = INT64_MAX, last = 0;
+    for (int k = O.warmup; k < total_events; k++) {
+        first = pub_start[k] < first ? pub_start[k] : first;
+        last = pub_start[k] > last ? pub_start[k] : last;
+    }
+    double secs = (double)(last - first) / 1e9;
     printf("received=%zu expected=%zu rate=%.0f pub_p50=%.3f pub_p99=%.3f\n", n, exp,
            secs > 0 ? (m - 1) / secs : 0, pct_ms(took, (size_t)m, 0.5),
            pct_ms(took, (size_t)m, 0.99));
@@ -468,26 +536,40 @@ static void on_signal(int sig)
 
 static int mode_run(void)
 {
-    pthread_t th;
+    pthread_t th[64];
     int dead = 0;
     total_events = O.warmup + O.events;
     pub_done = calloc((size_t)total_events, sizeof(int64_t));
     pub_took = calloc((size_t)total_events, sizeof(int64_t));
     pub_start = calloc((size_t)total_events, sizeof(int64_t));
+    pub_due = calloc((size_t)total_events, sizeof(int64_t));
+    pub_id = calloc((size_t)total_events, sizeof(int64_t));
+    ntf_cap = (size_t)total_events * 2 + 1000;
+    ntf_at = calloc(ntf_cap, sizeof(int64_t));
+    ntf_pos = calloc(ntf_cap, sizeof(int64_t));
+    if (pub_id == NULL || ntf_at == NULL || ntf_pos == NULL)
+        die("out of memory");
     recv_at = calloc((size_t)O.subs * (size_t)total_events, sizeof(int64_t));
-    if (pub_done == NULL || pub_took == NULL || pub_start == NULL || recv_at == NULL)
+    if (pub_done == NULL || pub_took == NULL || pub_start == NULL || pub_due == NULL || recv_at == NULL)
         die("out of memory");
     int64_t deadline = now_ns() + (int64_t)O.timeout * 1000000000;
     connect_all(O.subs, deadline);
     int64_t settle = now_ns() + 1000000000;
     while (now_ns() < settle)
         poll_once(50, &dead);
-    if (pthread_create(&th, NULL, strcmp(O.pub, "nchan") == 0 ? pub_nchan : pub_bridge, NULL) != 0)
-        die("pthread_create");
+    pthread_t lt;
+    int listening = !strcmp(O.pub, "bridge") && pthread_create(&lt, NULL, listen_bridge, NULL) == 0;
+    pub_t0 = now_ns() + 50000000;   /* 50 ms for the publishers to connect */
+    for (int k = 0; k < total_events; k++)
+        pub_due[k] = pub_t0 + (int64_t)(k * 1e9 / O.rate);
+    for (int j = 0; j < O.publishers; j++)
+        if (pthread_create(&th[j], NULL, strcmp(O.pub, "nchan") == 0 ? pub_nchan : pub_bridge,
+                           (void *)(intptr_t)j) != 0)
+            die("pthread_create");
     int64_t last_check = 0, drain_end = 0;
     while (!stop && now_ns() < deadline && dead == 0) {
         poll_once(20, &dead);
-        if (!pub_finished || now_ns() - last_check < 200000000)
+        if (pub_finished < O.publishers || now_ns() - last_check < 200000000)
             continue;
         last_check = now_ns();
         if (drain_end == 0)
@@ -496,7 +578,10 @@ static int mode_run(void)
             break;
     }
     stop = 1;
-    pthread_join(th, NULL);
+    for (int j = 0; j < O.publishers; j++)
+        pthread_join(th[j], NULL);
+    if (listening)
+        pthread_join(lt, NULL);
     if (pub_failed)
         die("publishing failed");
     if (dead > 0)
@@ -524,7 +609,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: sseload run|idle --port P --sub FMT --names PREFIX "
             "[--subs N|--conns N] [--streams S] [--events E] [--warmup W] [--rate R] "
-            "[--pub bridge|nchan] [--pub-path FMT] [--timeout SEC]\n");
+            "[--pub bridge|nchan] [--pub-path FMT] [--publishers K] [--timeout SEC]\n");
     exit(2);
 }
 
@@ -556,6 +641,7 @@ static void parse(int argc, char **argv)
         else if (!strcmp(k, "--warmup")) O.warmup = int_arg(v, 0, 1000000, k);
         else if (!strcmp(k, "--rate")) O.rate = int_arg(v, 1, 1000000, k);
         else if (!strcmp(k, "--timeout")) O.timeout = int_arg(v, 1, 3600, k);
+        else if (!strcmp(k, "--publishers")) O.publishers = int_arg(v, 1, 64, k);
         else if (!strcmp(k, "--pub")) O.pub = v;
         else if (!strcmp(k, "--pub-path")) O.pub_path = v;
         else usage();
