@@ -224,13 +224,13 @@
     out.appendChild(make("div", null, (ev.data && ev.data.error) || "unknown error"));
   }
 
-  /* the bridge answered without a stream: 204 for a conversation that had
-   * already finished when the page opened (or an error status) */
+  /* the bridge refused the stream with an error status (a conversation that
+   * finished before the page opened is replayed, so it never lands here) */
   function renderRefused(box, stream) {
     if (stream.count > 0) return;
     var out = box.querySelector(".outcome");
     out.className = "outcome refused muted";
-    out.textContent = "No live run: this conversation finished before the page opened, or the bridge refused the stream.";
+    out.textContent = "The bridge refused this conversation's stream (see the browser console for the status).";
   }
 
   /* ---- wiring ---- */

@@ -28,9 +28,10 @@
     stream.badge.textContent = stream.label + ": " + state;
   }
 
-  /* EventSource's error event: CONNECTING means it will retry by itself,
-   * CLOSED means the server ended it for good (e.g. 204 for a finished
-   * conversation) or the URL is wrong. */
+  /* EventSource's error event: CONNECTING means it will retry by itself;
+   * CLOSED means the server refused the stream (an error status, or 204 on
+   * the reconnect after a conversation's done/error). A finished
+   * conversation shows "ended" either way. */
   function onError(stream) {
     if (stream.finished) {
       setState(stream, "ended");
@@ -64,7 +65,9 @@
       label: label, url: url, state: "connecting", reconnects: 0, count: 0, onclosed: null,
       finished: false, badge: badgeFor(label), source: new EventSource(url)
     };
-    stream.source.addEventListener("open", function () { setState(stream, "live"); });
+    /* a (re)connect that opens streams events again: a conversation that
+     * ended and got a new run on the reconnect is live, not ended */
+    stream.source.addEventListener("open", function () { stream.finished = false; setState(stream, "live"); });
     /* "error" is both EventSource's connection-error event and the name of a
      * conversation event (the seed's): a MessageEvent is the latter. */
     stream.source.addEventListener("error", function (ev) {
@@ -76,8 +79,9 @@
     return stream;
   }
 
-  /* A stream whose last event has arrived (conversation done/error): the
-   * server closes it and answers the reconnect with 204; say "ended". */
+  /* A stream whose last event has arrived (conversation done/error, live or
+   * replayed for a page opened after the run): the server closes it and
+   * answers the reconnect with 204; say "ended". */
   function markFinished(stream) {
     stream.finished = true;
   }

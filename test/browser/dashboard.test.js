@@ -145,8 +145,10 @@ async function checkConversations(page) {
     JSON.stringify(two));
 }
 
-/* a page opened after the replay: the workspace replays from its start; a
- * finished conversation is either replayed or answered 204, and says so */
+/* a page opened after the replay: the workspace replays from its start, and
+ * each finished conversation replays its latest run (the bridge ends the
+ * stream after done/error and answers the reconnect 204): the page shows the
+ * nodes and the outcome, each event once, and says the stream "ended" */
 async function checkLatePage(browser) {
   const late = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   await late.goto(URL_);
@@ -158,10 +160,28 @@ async function checkLatePage(browser) {
   } catch (e) {
     T.notOk("a page opened after the replay shows the whole assessment", e.message);
   }
-  await T.waitFor("the late page's conversations to settle", () =>
-    late.evaluate(() => Array.prototype.every.call(document.querySelectorAll(".outcome"), (o) => o.textContent !== "")), 15000)
-    .then(() => T.ok("a page opened after the replay says how each conversation ended (or that it had finished)"),
-          (e) => T.notOk("a page opened after the replay says how each conversation ended (or that it had finished)", e.message));
+  const ended = await T.waitFor("the late page's conversation streams to end", () =>
+    late.evaluate(() => {
+      const badges = Array.prototype.filter.call(document.querySelectorAll(".conn"),
+        (b) => b.dataset.stream.startsWith("conversation "));
+      return badges.length === 2 && badges.every((b) => b.dataset.state === "ended");
+    }), 20000).then(() => true, () => false);
+  const c = await late.evaluate(() => ({
+    convs: Array.prototype.map.call(document.querySelectorAll(".conversation"), (box) => ({
+      id: box.dataset.key,
+      nodes: Array.prototype.map.call(box.querySelectorAll(".nodes li"), (li) => li.dataset.node),
+      outcome: box.querySelector(".outcome").className, text: box.querySelector(".outcome").textContent })),
+    badges: Array.prototype.map.call(document.querySelectorAll(".conn"), (b) => b.dataset.stream + "=" + b.dataset.state),
+    log: window.aegisStreams.log.map((e) => e.stream + "#" + e.id) }));
+  const one = c.convs.find((x) => x.id === "conv-demo-1"), two = c.convs.find((x) => x.id === "conv-demo-2");
+  T.check("a page opened after the runs shows conversation 1's run: every node, then done",
+    one && JSON.stringify(one.nodes) === JSON.stringify(EXPECT.conv1Nodes) && one.outcome.includes("done") &&
+    one.text.includes("exec-abc-123"), JSON.stringify(one));
+  T.check("a page opened after the runs shows conversation 2's run: every node, then the error",
+    two && JSON.stringify(two.nodes) === JSON.stringify(EXPECT.conv2Nodes) && two.outcome.includes("error") &&
+    two.text.includes("Budget exceeded: 150000 tokens"), JSON.stringify(two));
+  T.check("late page: both conversation streams shown as ended (not refused), no event twice",
+    ended && new Set(c.log).size === c.log.length, JSON.stringify(c.badges) + " " + c.log.length + " events");
   await late.screenshot({ path: path.join(OUT, "dashboard-late.png"), fullPage: true });
   await late.close();
 }
