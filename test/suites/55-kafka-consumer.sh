@@ -211,6 +211,18 @@ else
     not_ok "an unknown -X property is refused (exit $st): $(tail -3 "$T/refuse5.log")"
 fi
 
+KAFKA_BOOTSTRAP_SERVERS=$KAFKA_TEST_BOOTSTRAP \
+DATABASE_URL="host=127.0.0.1 port=$(free_port) user=postgres dbname=postgres connect_timeout=5" \
+    "$BRIDGE" --listen "127.0.0.1:$(free_port)" --no-drain \
+    --consumer "group=r6 topics=t handler=kg.handle_entity" 2>"$T/refuse6.log" &
+BR_PID=$!; BG_PIDS+=("$BR_PID")
+bridge_exit "$BR_PID" 30; st=$ST
+if [ "$st" != 0 ] && [ "$st" != 124 ] && log_has refuse6 'cannot check consumer handlers: PostgreSQL unreachable'; then
+    ok "consumers are refused when PostgreSQL cannot be reached to check the handlers (exit $st)"
+else
+    not_ok "consumers refused without PostgreSQL (exit $st): $(tail -2 "$T/refuse6.log")"
+fi
+
 # ---- 2. delivery: every message once, offsets, metadata ----
 
 N=3000
@@ -309,7 +321,7 @@ for round in 1 2; do
         crash_ok=0
         kill -KILL "$cpid"
     fi
-    wait "$cpid" 2>/dev/null
+    { wait "$cpid"; } 2>/dev/null
     wait_for 30 no_batch_running
     offsets_match_effects kg crash || crash_ok=0
 done
@@ -422,7 +434,7 @@ if [ "$b_parts" -ge 1 ] && [ "$b_parts" -le 2 ] && log_has duoA "partitions revo
 else
     not_ok "two bridges split the partitions (A $a_parts assignments, B $b_parts)"
 fi
-kill -KILL "$A"; wait "$A" 2>/dev/null
+kill -KILL "$A"; { wait "$A"; } 2>/dev/null
 diag "bridge A killed; producing more"
 json_lines 301501 303000 | produce duo
 if wait_for 90 rows_are duo 3000; then
