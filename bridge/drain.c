@@ -31,7 +31,8 @@
 #define DRAIN_CHANNEL "aegis_events"
 
 #define DRAIN_LOCK_RETRY_US 2000000        /* standby: try the lock again */
-#define DRAIN_CURSOR_DELAY_US 100000       /* cursor writes at most every 100 ms */
+#define DRAIN_CURSOR_DELAY_US 100000       /* cursor writes at most every 100 ms, */
+#define DRAIN_CURSOR_IDLE_US 20000         /* or 20 ms once everything produced is acknowledged */
 #define DRAIN_POLL_US 2000000              /* safety-net read without a wake-up */
 #define DRAIN_BACKOFF_MIN_US 500000
 #define DRAIN_BACKOFF_MAX_US 30000000
@@ -165,14 +166,19 @@ static void drain_cursor_timer(void *ud)
     }
 }
 
-/* Writes at most one cursor update per DRAIN_CURSOR_DELAY_US, and without
- * delay when the last one is older than that. */
+/* Writes at most one cursor update per DRAIN_CURSOR_DELAY_US while events
+ * are in flight, and without delay when the last one is older than that.
+ * Once the window is empty (a burst fully acknowledged) the gap shrinks to
+ * DRAIN_CURSOR_IDLE_US, re-arming a pending timer: the end of a burst is
+ * stored at once instead of up to 100 ms later. */
 static void drain_cursor_arm(struct drain *d)
 {
+    int idle = ackwin_count(&d->win) == 0;
     int64_t delay;
-    if (d->cursor_armed || d->cursor_busy)
+    if (d->cursor_busy || (d->cursor_armed && !idle))
         return;
-    delay = d->cursor_written_us + DRAIN_CURSOR_DELAY_US - loop_now_us();
+    delay = d->cursor_written_us + (idle ? DRAIN_CURSOR_IDLE_US : DRAIN_CURSOR_DELAY_US) -
+            loop_now_us();
     d->cursor_armed = 1;
     loop_timer_schedule(d->t_cursor, delay > 0 ? delay : 1);
 }

@@ -19,13 +19,17 @@
 # event's created_at (taken inside the publishing transaction).
 #
 # Environment: BENCH_SIZES ("100000 1000000"), BENCH_BATCH (drain batch, 1000),
-# LAT_RATE (1000), LAT_SECONDS (20).
+# BENCH_REPEAT (rounds per size, 1; one table row each), BENCH_BRIDGE_ARGS,
+# BENCH_ALT_ARGS (A/B: even rounds run the bridge with these flags instead of
+# BENCH_BRIDGE_ARGS; their rows say "alt"), BENCH_LOG (a file that keeps the bridge's log), LAT_RATE (1000),
+# LAT_SECONDS (20; 0 skips the latency run).
 set -u
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 source "$TOP/test/lib.sh"
 source "$TOP/test/kafka/lib.sh"
 
 SIZES=${BENCH_SIZES:-100000 1000000}
+REPEAT=${BENCH_REPEAT:-1}
 BATCH=${BENCH_BATCH:-1000}
 LAT_RATE=${LAT_RATE:-1000}
 LAT_SECONDS=${LAT_SECONDS:-20}
@@ -36,6 +40,7 @@ BR_PID=
 
 cleanup() {
     kill_pid "$BR_PID"; kafka_stop_all; pg_stop_all
+    [ -n "${BENCH_LOG:-}" ] && cp "$B/bridge.log" "$BENCH_LOG"
     rm -rf "$B" "$AEGIS_TEST_TMP/pg-bench-$$"   # ~2 GB after 1M events
 }
 trap cleanup EXIT
@@ -45,10 +50,12 @@ now_ns() { date +%s%N; }
 secs() { python3 -c "print(f'{($2 - $1) / 1e9:.3f}')"; }
 rate() { python3 -c "print(f'{$1 / ($3 - $2) * 1e9:.0f}')"; }
 
+# bridge_start [PORT]: the port is taken before the clock starts (free_port runs python)
 bridge_start() {
+    local port=${1:-$(free_port)} args=${2:-${BENCH_BRIDGE_ARGS:-}}
     DATABASE_URL="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres" \
     KAFKA_BOOTSTRAP_SERVERS=$KAFKA_TEST_BOOTSTRAP \
-        "$BRIDGE" --listen "127.0.0.1:$(free_port)" --drain-batch "$BATCH" ${BENCH_BRIDGE_ARGS:-} "$@" \
+        "$BRIDGE" --listen "127.0.0.1:$port" --drain-batch "$BATCH" $args \
         2>>"$B/bridge.log" &
     BR_PID=$!
 }
@@ -61,14 +68,18 @@ publish() {
        FROM generate_series(1, $2) g" >/dev/null
 }
 
-# wait until the drain's cursor reaches $1 (bounded: 10 min)
+# wait until the drain's cursor reaches $1 (bounded: 10 min).  One session
+# polls every 5 ms inside the server: a psql started per check would take
+# CPU from the bridge, PostgreSQL and the broker while they are being timed
+# (a plpgsql statement sees each commit, READ COMMITTED takes a new snapshot).
 wait_cursor() {
-    local i
-    for ((i = 0; i < 60000; i++)); do
-        [ "$(q "SELECT aegis.cursor_position('kafka-drain')")" -ge "$1" ] && return 0
-        sleep 0.01
-    done
-    return 1
+    q "DO \$\$ BEGIN
+         FOR i IN 1..120000 LOOP
+           IF aegis.cursor_position('kafka-drain') >= $1 THEN RETURN; END IF;
+           PERFORM pg_sleep(0.005);
+         END LOOP;
+         RAISE EXCEPTION 'cursor did not reach $1';
+       END \$\$" 2>/dev/null
 }
 
 baseline() {   # SRC_TOPIC DST_TOPIC
@@ -95,39 +106,46 @@ bridge_stop
 RESULTS="$B/results"
 : >"$RESULTS"
 for n in $SIZES; do
-    kafka_create_topic "$B/kafka" "bridge-$n" 3
-    kafka_create_topic "$B/kafka" "base-$n" 3
-    publish "bridge-$n" "$n"
+  for ((r = 1; r <= REPEAT; r++)); do
+    kafka_create_topic "$B/kafka" "bridge-$n-$r" 3
+    kafka_create_topic "$B/kafka" "base-$n-$r" 3
+    publish "bridge-$n-$r" "$n"
     q "ANALYZE aegis.events"   # as autovacuum would soon: the readers' plans need statistics
     last=$(q "SELECT max(id) FROM aegis.events")
-    t0=$(now_ns); baseline "bridge-$n" "base-$n"; t1=$(now_ns)
+    t0=$(now_ns); baseline "bridge-$n-$r" "base-$n-$r"; t1=$(now_ns)
     base_rate=$(rate "$n" "$t0" "$t1"); base_s=$(secs "$t0" "$t1")
-    t0=$(now_ns); bridge_start
+    echo "# round $r of $n: bridge start $(date -u +%H:%M:%S.%N)" >>"$B/bridge.log"
+    port=$(free_port) args=${BENCH_BRIDGE_ARGS:-} tag=
+    if [ -n "${BENCH_ALT_ARGS:-}" ] && ((r % 2 == 0)); then args=$BENCH_ALT_ARGS tag=alt; fi
+    t0=$(now_ns); bridge_start "$port" "$args"
     wait_cursor "$last" || { echo "drain of $n events stuck"; exit 1; }
     t1=$(now_ns); bridge_stop
     br_rate=$(rate "$n" "$t0" "$t1"); br_s=$(secs "$t0" "$t1")
-    echo "$n $br_s $br_rate $base_s $base_rate" >>"$RESULTS"
+    echo "$n $br_s $br_rate $base_s $base_rate $tag" >>"$RESULTS"
+  done
 done
 
 # ---- latency at LAT_RATE events/s ----
-kafka_create_topic "$B/kafka" lat 3
-kafka_topic_config "$B/kafka" lat message.timestamp.type=LogAppendTime
-bridge_start
-sleep 2
-cat >"$B/publish.sql" <<'SQL'
-SELECT aegis.publish('lat', jsonb_build_object('pad', repeat('x', 270)), 'k' || (random() * 9)::int);
-SQL
-FIRST=$(q "SELECT coalesce(max(id), 0) FROM aegis.events")
-"$PG_BIN/pgbench" -n -f "$B/publish.sql" -c 4 -j 2 -R "$LAT_RATE" -T "$LAT_SECONDS" \
-    >"$B/pgbench.log" 2>&1 || { cat "$B/pgbench.log"; exit 1; }
-LAST=$(q "SELECT max(id) FROM aegis.events")
-wait_cursor "$LAST" || { echo "latency drain stuck"; exit 1; }
-bridge_stop
-kcat -C -b "$KAFKA_TEST_BOOTSTRAP" -t lat -o beginning -e -q -f '%T %h\n' |
-    sed -n 's/^\([0-9]*\) .*aegis-event-id=\([0-9]*\).*/\2 \1/p' | sort -n >"$B/lat.kafka"
-q "SELECT id, (extract(epoch FROM created_at) * 1000)::bigint FROM aegis.events
-   WHERE topic = 'lat' AND id > $FIRST ORDER BY id" | tr '|' ' ' >"$B/lat.store"
-ACTUAL_RATE=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$B/pgbench.log" | head -1)
+: >"$B/lat.store"; : >"$B/lat.kafka"; ACTUAL_RATE=0
+if [ "$LAT_SECONDS" -gt 0 ]; then
+    kafka_create_topic "$B/kafka" lat 3
+    kafka_topic_config "$B/kafka" lat message.timestamp.type=LogAppendTime
+    bridge_start
+    sleep 2
+    echo "SELECT aegis.publish('lat', jsonb_build_object('pad', repeat('x', 270)), 'k' || (random() * 9)::int);" \
+        >"$B/publish.sql"
+    FIRST=$(q "SELECT coalesce(max(id), 0) FROM aegis.events")
+    "$PG_BIN/pgbench" -n -f "$B/publish.sql" -c 4 -j 2 -R "$LAT_RATE" -T "$LAT_SECONDS" \
+        >"$B/pgbench.log" 2>&1 || { cat "$B/pgbench.log"; exit 1; }
+    LAST=$(q "SELECT max(id) FROM aegis.events")
+    wait_cursor "$LAST" || { echo "latency drain stuck"; exit 1; }
+    bridge_stop
+    kcat -C -b "$KAFKA_TEST_BOOTSTRAP" -t lat -o beginning -e -q -f '%T %h\n' |
+        sed -n 's/^\([0-9]*\) .*aegis-event-id=\([0-9]*\).*/\2 \1/p' | sort -n >"$B/lat.kafka"
+    q "SELECT id, (extract(epoch FROM created_at) * 1000)::bigint FROM aegis.events
+       WHERE topic = 'lat' AND id > $FIRST ORDER BY id" | tr '|' ' ' >"$B/lat.store"
+    ACTUAL_RATE=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$B/pgbench.log" | head -1)
+fi
 
 python3 - "$RESULTS" "$B/lat.store" "$B/lat.kafka" "$ACTUAL_RATE" "$LAT_SECONDS" <<'PY'
 import sys
@@ -136,14 +154,16 @@ print()
 print("| events    | bridge s | bridge events/s | baseline s | baseline events/s | ratio |")
 print("|-----------|----------|-----------------|------------|-------------------|-------|")
 for line in open(res):
-    n, bs, br, ks, kr = line.split()
-    print(f"| {int(n):>9} | {float(bs):>8.2f} | {int(br):>15} | {float(ks):>10.2f} | {int(kr):>17} | {int(br)/int(kr):>5.2f} |")
+    n, bs, br, ks, kr, *tag = line.split()
+    print(f"| {int(n):>9} | {float(bs):>8.2f} | {int(br):>15} | {float(ks):>10.2f} | {int(kr):>17} | {int(br)/int(kr):>5.2f} |" + (" " + tag[0] if tag else ""))
 created = dict(map(int, l.split()) for l in open(store) if l.strip())
 appended = {}
 for l in open(kafka):
     i, t = map(int, l.split())
     appended.setdefault(i, t)          # first copy
 lat = sorted(appended[i] - created[i] for i in created if i in appended)
+if not created:
+    sys.exit(0)
 missing = sum(1 for i in created if i not in appended)
 def pct(p):
     return lat[min(len(lat) - 1, int(round(p / 100 * (len(lat) - 1))))]
