@@ -202,30 +202,33 @@ notifier_send(void)
 }
 
 /*
- * Take the pending flag; or, when idle for long enough, leave the entry
- * (under the mutex, so no wake-up is lost between the two).
+ * Take the pending flag and decide whether to stop: when idle for long
+ * enough, told to stop (SIGTERM) or the database is being dropped.  Leaving
+ * the entry happens under the mutex, so a commit either sees this worker's
+ * latch or starts a new worker.  Returns whether a NOTIFY is owed; one is
+ * sent even when stopping, unless the database is going away.
  */
 static bool
 notifier_take_pending(Notifier *n, bool may_exit, bool *exit_now)
 {
 	bool		pending;
+	bool		dropped;
 
 	SpinLockAcquire(&notify->mutex);
 	pending = n->pending;
 	n->pending = false;
-	*exit_now = !pending && (may_exit || n->dropped || got_sigterm);
-	if (n->dropped || got_sigterm)
-		*exit_now = true;
+	dropped = n->dropped;
+	*exit_now = dropped || got_sigterm || (may_exit && !pending);
 	if (*exit_now)
 	{
 		n->latch = NULL;
 		n->pid = 0;
 		n->starting = false;
-		if (n->dropped)
+		if (dropped)
 			n->dboid = InvalidOid;
 	}
 	SpinLockRelease(&notify->mutex);
-	return pending && !*exit_now;
+	return pending && !dropped;
 }
 
 void
