@@ -50,6 +50,7 @@ W=$(mktemp -d "$AEGIS_TEST_TMP/bench-sse-XXXXXX")
 chmod 755 "$W"
 BR_PID= NG_PID= CL_PID=
 RUN_START=$(date +%s)
+LOAD_START=$(cut -d" " -f1-3 /proc/loadavg)
 
 cleanup() {
     kill_pid "$CL_PID"
@@ -143,6 +144,14 @@ mem_kb() {
     done
     echo "$rss $pss"
 }
+# cpu_ticks bridge|nchan: user+system clock ticks of the server's processes
+cpu_ticks() {
+    local p t=0
+    for p in $(server_pids "$1"); do
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$t"
+}
 sub_fmt() { [ "$1" = bridge ] && echo "/workspaces/%s/stream" || echo "/sub/%s"; }
 port_of() { [ "$1" = bridge ] && echo "$BR_PORT" || echo "$NG_PORT"; }
 
@@ -188,16 +197,20 @@ for c in $CELLS; do
               --subs "$subs" --streams "$streams" --events "$EVENTS" --warmup "$WARMUP"
               --rate "$RATE" --pub "$srv" --publishers "$PUBLISHERS" --timeout 150)
         [ "$srv" = nchan ] && args+=(--pub-path "/pub/%s")
+        cpu0=$(cpu_ticks "$srv")
         "$SSELOAD" "${args[@]}" >"$W/lat.out" 2>"$W/lat.err" &
         CL_PID=$!
         wait "$CL_PID"; rc=$?; CL_PID=
-        LAT[$srv,$c]=$(cat "$W/lat.out")
-        if [ -z "${LAT[$srv,$c]}" ]; then
+        cpu=$(( ($(cpu_ticks "$srv") - cpu0) * 1000 / $(getconf CLK_TCK) ))
+        LAT[$srv,$c]="$(cat "$W/lat.out") server_cpu_ms=$cpu"
+        if ! grep -q . "$W/lat.out"; then
             echo "bench-sse: $srv $c failed:"; cat "$W/lat.err"; exit 1
         fi
         [ "$rc" -eq 0 ] || { echo "# $srv $c: not every delivery arrived (rc $rc)" >&2; cat "$W/lat.err" >&2; }
         echo "# $srv $c: ${LAT[$srv,$c]}" >&2
     done
+    curl -sf "http://127.0.0.1:$BR_PORT/metrics" | grep -E '^aegis_bridge_(sse_(events_sent|catchups|drops|replays)|store_reads)_total' \
+        | tr '\n' ' ' | sed "s/^/# bridge counters after $c: /; s/aegis_bridge_//g; s/\$/\n/" >&2
 done
 grep -v 'module=drain off' "$W/bridge.log" | grep -q . && {
     echo "# bridge log (warnings):"; grep -v 'module=drain off' "$W/bridge.log" | head -20; }
@@ -208,4 +221,4 @@ grep -v 'module=drain off' "$W/bridge.log" | grep -q . && {
     for l in $IDLE_LAYOUTS; do echo "mem $l nchan ${MEM[nchan,$l]}"; echo "mem $l bridge ${MEM[bridge,$l]}"; done
 } >"$W/results.txt"
 python3 "$TOP/bench/sse/report.py" "$W/results.txt" "$RATE" "$EVENTS" "$IDLE_CONNS" "$NCHAN_WORKERS"
-echo "# bench-sse: $(( $(date +%s) - RUN_START )) s"
+echo "# bench-sse: $(( $(date +%s) - RUN_START )) s on $(nproc) cores; load average (1/5/15 min) at start $LOAD_START, at end $(cut -d" " -f1-3 /proc/loadavg)"
