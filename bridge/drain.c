@@ -301,14 +301,18 @@ static void drain_on_kafka_readable(void *ud)
 
 /* ---- the producer's lifetime ---- */
 
-static void drain_producer_open(struct drain *d)
+/* Creates the producer: when the drain becomes active, or once at start-up
+ * (early) so that its broker connection and producer id are under way while
+ * PostgreSQL connects and the lock and cursor are read.  An early producer
+ * produces nothing before the lock is won; a bridge that stands by frees it. */
+static void drain_producer_open(struct drain *d, int early)
 {
     static const struct kafka_callbacks cbs = {
         .on_delivery = drain_on_delivery, .on_topic = drain_on_topic, .on_fatal = drain_on_fatal};
     const struct bridge_config *cfg = &d->b->cfg;
     char *err = NULL;
 
-    if (d->k != NULL || d->phase != DRAIN_ACTIVE)
+    if (d->k != NULL || (d->phase != DRAIN_ACTIVE && !early))
         return;
     d->k = kafka_new(cfg->kafka_bootstrap_servers, cfg->rdkafka_props, cfg->nrdkafka_props, &cbs,
                      d, &err);
@@ -319,7 +323,14 @@ static void drain_producer_open(struct drain *d)
         free(err);
         kafka_free(d->k, 0);
         d->k = NULL;
+        d->gen++;   /* a first read issued with the producer is abandoned */
+        d->reading = 0;
         loop_timer_schedule(d->t_restart, d->backoff_us);
+        return;
+    }
+    if (early) {
+        LOG(LOG_INFO, "drain", "producer_started bootstrap=\"%s\" early=1",
+            cfg->kafka_bootstrap_servers);
         return;
     }
     LOG(LOG_INFO, "drain", "producer_started bootstrap=\"%s\" from=%" PRId64,
@@ -330,7 +341,18 @@ static void drain_producer_open(struct drain *d)
 
 static void drain_restart_timer(void *ud)
 {
-    drain_producer_open(ud);
+    drain_producer_open(ud, 0);
+}
+
+/* A producer made early by a bridge that does not drain (yet) goes. */
+static void drain_producer_drop_early(struct drain *d)
+{
+    if (d->k == NULL || d->ever_active)
+        return;
+    loop_watch_free(d->kwatch);
+    d->kwatch = NULL;
+    kafka_free(d->k, 0);
+    d->k = NULL;
 }
 
 /* Abandons everything in flight: the producer goes, reading resumes after the
@@ -551,8 +573,9 @@ static void drain_poll_timer(void *ud)
 static void drain_activate(struct drain *d, int64_t cursor)
 {
     if (!d->ever_active || cursor > d->win.acked) {
-        /* first start, or another bridge drained meanwhile: start from the cursor */
-        if (d->k != NULL)
+        /* first start, or another bridge drained meanwhile: start from the cursor
+         * (an early producer has produced nothing: it stays) */
+        if (d->k != NULL && d->ever_active)
             drain_restart_producer(d, "cursor moved while this bridge was not draining");
         ackwin_reset(&d->win, cursor);
         d->read_pos = cursor;
@@ -564,10 +587,14 @@ static void drain_activate(struct drain *d, int64_t cursor)
     d->want_read = 1;
     loop_timer_schedule(d->t_poll, DRAIN_POLL_US);
     drain_cursor_arm(d);
-    if (d->k == NULL)
-        drain_producer_open(d);
-    else
+    if (d->k == NULL) {
+        /* PostgreSQL reads the first batch while the producer is being made */
+        if (d->reading == 0 && drain_issue_read(d, d->read_pos) == 0)
+            d->want_read = 0;
+        drain_producer_open(d, 0);
+    } else {
         drain_maybe_read(d);
+    }
 }
 
 static void drain_cursor_loaded(struct pgconn *c, PGresult *res, void *ud)
@@ -614,6 +641,7 @@ static void drain_lock_done(struct pgconn *c, PGresult *res, void *ud)
             LOG(LOG_INFO, "drain", "standby reason=\"another bridge holds the drain lock\"");
         d->standby_logged = 1;
         d->phase = DRAIN_STANDBY;
+        drain_producer_drop_early(d);
         loop_timer_schedule(d->t_lock, DRAIN_LOCK_RETRY_US);
         return;
     }
@@ -765,6 +793,7 @@ int drain_start(struct bridge *b)
     }
     b->kafka_state = drain_state_hook;
     b->kafka_state_ud = b->drain;
+    drain_producer_open(b->drain, 1);
     LOG(LOG_INFO, "drain", "started bootstrap=\"%s\" batch=%d window=%zu",
         cfg->kafka_bootstrap_servers, cfg->drain_batch, b->drain->win.cap);
     return 0;
