@@ -279,10 +279,79 @@ static int consumer_batch_note_pos(struct consumer_batch *bt, const struct consu
     return 0;
 }
 
-void consumer_batch_init(struct consumer_batch *bt, int text_mode)
+void consumer_batch_init(struct consumer_batch *bt, enum consumer_mode mode)
 {
     memset(bt, 0, sizeof *bt);
-    bt->text_mode = text_mode;
+    bt->text_mode = mode == CONSUMER_TEXT;
+    bt->fast = mode == CONSUMER_FAST;
+}
+
+/* ---- binary jsonb[] (PostgreSQL's array_send layout, jsonb_send elements) ---- */
+
+#define CONSUMER_JSONB_OID 3802
+#define CONSUMER_ARRAY_HEADER 20        /* ndim, hasnull, elemtype, dim, lbound */
+
+static void consumer_put32(char *p, uint32_t v)
+{
+    p[0] = (char)(v >> 24), p[1] = (char)(v >> 16), p[2] = (char)(v >> 8), p[3] = (char)v;
+}
+
+/* reserves the array header, written by consumer_array_close */
+static int consumer_array_open(struct consumer_buf *sb)
+{
+    static const char zero[CONSUMER_ARRAY_HEADER];
+
+    return consumer_buf_add(sb, zero, sizeof zero);
+}
+
+static int consumer_array_close(struct consumer_buf *sb, size_t n)
+{
+    if (sb->len < CONSUMER_ARRAY_HEADER || n > INT32_MAX)
+        return -1;
+    consumer_put32(sb->p, n ? 1 : 0);       /* an empty array has no dimension */
+    consumer_put32(sb->p + 4, 0);
+    consumer_put32(sb->p + 8, CONSUMER_JSONB_OID);
+    if (n == 0) {
+        sb->len = 12;
+        return 0;
+    }
+    consumer_put32(sb->p + 12, (uint32_t)n);
+    consumer_put32(sb->p + 16, 1);
+    return 0;
+}
+
+/* the element's length and jsonb's version byte; returns where the length goes */
+static int consumer_element_open(struct consumer_buf *sb, size_t *at)
+{
+    *at = sb->len;
+    return consumer_buf_add(sb, "\0\0\0\0\1", 5);
+}
+
+static int consumer_element_close(struct consumer_buf *sb, size_t at)
+{
+    size_t n = sb->len - at - 4;
+
+    if (n > INT32_MAX)
+        return -1;
+    consumer_put32(sb->p + at, (uint32_t)n);
+    return 0;
+}
+
+/* CONSUMER_FAST: the value into messages, the meta into metas */
+static int consumer_batch_fast(struct consumer_batch *bt, const struct consumer_msg *m)
+{
+    size_t at;
+
+    if ((bt->nmessages == 0 && (consumer_array_open(&bt->messages) < 0
+                                || consumer_array_open(&bt->metas) < 0))
+        || consumer_element_open(&bt->messages, &at) < 0
+        || consumer_buf_add(&bt->messages, m->value, m->value_len) < 0
+        || consumer_element_close(&bt->messages, at) < 0
+        || consumer_element_open(&bt->metas, &at) < 0 || consumer_buf_meta(&bt->metas, m) < 0
+        || consumer_element_close(&bt->metas, at) < 0)
+        return -1;
+    bt->nmessages++;
+    return 0;
 }
 
 /* {"m": meta, "e": why, "t"|"b": value} into dead */
@@ -310,6 +379,8 @@ static int consumer_batch_good(struct consumer_batch *bt, const struct consumer_
 {
     struct consumer_buf *sb = &bt->messages;
 
+    if (bt->fast)
+        return consumer_batch_fast(bt, m);
     if (consumer_buf_str(sb, bt->nmessages++ ? ",{\"m\":" : "[{\"m\":") < 0
         || consumer_buf_meta(sb, m) < 0)
         return -1;
@@ -351,8 +422,16 @@ int consumer_batch_finish(struct consumer_batch *bt)
     char num[96];
     size_t i;
 
-    if (consumer_buf_str(&bt->messages, bt->nmessages ? "]" : "[]") < 0
-        || consumer_buf_str(&bt->dead, bt->ndead ? "]" : "[]") < 0
+    if (bt->fast) {
+        if ((bt->nmessages == 0 && (consumer_array_open(&bt->messages) < 0
+                                    || consumer_array_open(&bt->metas) < 0))
+            || consumer_array_close(&bt->messages, bt->nmessages) < 0
+            || consumer_array_close(&bt->metas, bt->nmessages) < 0)
+            return -1;
+    } else if (consumer_buf_str(&bt->messages, bt->nmessages ? "]" : "[]") < 0) {
+        return -1;
+    }
+    if (consumer_buf_str(&bt->dead, bt->ndead ? "]" : "[]") < 0
         || consumer_buf_str(&bt->positions, "[") < 0)
         return -1;
     for (i = 0; i < bt->npos; i++) {
@@ -370,6 +449,7 @@ int consumer_batch_finish(struct consumer_batch *bt)
 void consumer_batch_free(struct consumer_batch *bt)
 {
     consumer_buf_free(&bt->messages);
+    consumer_buf_free(&bt->metas);
     consumer_buf_free(&bt->dead);
     consumer_buf_free(&bt->positions);
     free(bt->pos);
@@ -386,6 +466,8 @@ struct consumer_slot {
     size_t n;
     unsigned gen;                   /* consumer gen the messages were polled in */
     int text_mode;                  /* values as JSON text: one subtransaction each */
+    int slow;                       /* the fast path failed: aegis.consume_batch */
+    int sent_fast;                  /* what is at PostgreSQL went the fast path */
     int encoded;
     struct consumer_batch enc;
 };
@@ -405,6 +487,7 @@ struct consumer_worker {
     struct consumer_slot slot[2];
     int cur;
     int inflight;                   /* slot[cur] is at PostgreSQL */
+    int prepared;                   /* the fast statement: 0 not yet, 1 queued/ok, -1 refused */
     int64_t backoff_ms;
     int64_t retry_after_us;         /* no send before this (after a failure) */
 };
@@ -438,6 +521,17 @@ struct consumer_set {
 
 static const char consumer_batch_sql[] =
     "SELECT aegis.consume_batch($1, $2::regprocedure, $3::jsonb, $4::jsonb, $5::jsonb)";
+
+/* The fast path, prepared once per connection with the handler's name in it:
+ * aegis.consumer_claim (an InitPlan, run once before the first handler call)
+ * locks the offset rows, checks that nothing of the batch was applied and
+ * moves next_offset; then the handler runs once per message, in order.  The
+ * statement is its own transaction.  Any error: aegis.consume_batch. */
+static const char consumer_fast_sql[] =
+    "SELECT count(h) FROM (SELECT %s(x.v, x.m) FROM unnest($3::jsonb[], $4::jsonb[]) AS x(v, m)"
+    " WHERE (SELECT aegis.consumer_claim($1, $2::jsonb))) h";
+#define CONSUMER_FAST_STMT "aegis_consume"
+#define CONSUMER_HANDLER_ARGS "(pg_catalog.jsonb,pg_catalog.jsonb)"
 
 static const char consumer_offsets_sql[] =
     "SELECT p.topic, p.partition, o.next_offset"
@@ -484,6 +578,7 @@ static void consumer_slot_drop(struct consumer_slot *s)
         rd_kafka_message_destroy(s->msgs[i]);
     s->n = 0;
     s->text_mode = 0;
+    s->slow = 0;
     if (s->encoded)
         consumer_batch_free(&s->enc);
     s->encoded = 0;
@@ -736,15 +831,24 @@ out:
 
 static void consumer_on_batch(struct pgconn *pg, PGresult *res, void *ud);
 
-static int consumer_encode(struct consumer *c, struct consumer_slot *s)
+/* the fast path unless it failed for this batch or this connection */
+static int consumer_fast_ok(const struct consumer_worker *w, const struct consumer_slot *s)
 {
+    return !s->text_mode && !s->slow && w->prepared >= 0;
+}
+
+static int consumer_encode(struct consumer_worker *w, struct consumer_slot *s)
+{
+    struct consumer *c = w->c;
     size_t i;
     int rc = 0;
 
     if (s->encoded)
         consumer_batch_free(&s->enc);
     s->encoded = 0;
-    consumer_batch_init(&s->enc, s->text_mode);
+    consumer_batch_init(&s->enc, s->text_mode      ? CONSUMER_TEXT
+                                 : consumer_fast_ok(w, s) ? CONSUMER_FAST
+                                                          : CONSUMER_EMBED);
     for (i = 0; rc == 0 && i < s->n; i++)
         rc = consumer_encode_one(&s->enc, s->msgs[i]);
     if (rc == 0)
@@ -759,15 +863,93 @@ static int consumer_encode(struct consumer *c, struct consumer_slot *s)
     return 0;
 }
 
+static void consumer_on_prepared(struct pgconn *pg, PGresult *res, void *ud)
+{
+    struct consumer_worker *w = ud;
+    char *msg;
+
+    (void)pg;
+    if (!res || PQresultStatus(res) == PGRES_COMMAND_OK)
+        return;                            /* lost: on_connected prepares again */
+    w->prepared = -1;
+    msg = consumer_log_text(PQresultErrorMessage(res));
+    LOG(LOG_WARN, "consumer", "msg=\"fast path refused, using aegis.consume_batch\" group=%s "
+        "worker=%d error=\"%s\"", w->c->cfg->group, w->idx, msg ? msg : "");
+    free(msg);
+}
+
+/* queues the fast statement's preparation (once per connection) */
+static int consumer_prepare(struct consumer_worker *w)
+{
+    size_t n = strlen(w->c->handler), k = strlen(CONSUMER_HANDLER_ARGS);
+    char *name, *sql = NULL;
+    int rc = -1;
+
+    if (n <= k || strcmp(w->c->handler + n - k, CONSUMER_HANDLER_ARGS) != 0)
+        return -1;                         /* not from consumer_check_handler */
+    name = strndup(w->c->handler, n - k);
+    if (name && asprintf(&sql, consumer_fast_sql, name) >= 0)
+        rc = pgconn_prepare(w->pg, CONSUMER_FAST_STMT, sql, consumer_on_prepared, w);
+    free(name);
+    free(sql);
+    return rc;
+}
+
+/* the batch through the prepared statement; -1: send it to consume_batch */
+static int consumer_send_fast(struct consumer_worker *w, struct consumer_slot *s)
+{
+    static const int formats[4] = { 0, 0, 1, 1 };
+    const char *params[4];
+    int lengths[4] = { 0, 0, 0, 0 };
+
+    if (w->prepared == 0) {
+        if (consumer_prepare(w) < 0) {
+            w->prepared = pgconn_is_ready(w->pg) ? -1 : 0;
+            return -1;
+        }
+        w->prepared = 1;
+    }
+    params[0] = w->c->cfg->group;
+    params[1] = s->enc.positions.p;
+    params[2] = s->enc.messages.p;
+    params[3] = s->enc.metas.p;
+    lengths[2] = (int)s->enc.messages.len;
+    lengths[3] = (int)s->enc.metas.len;
+    if (s->enc.messages.len > INT32_MAX || s->enc.metas.len > INT32_MAX)
+        return -1;
+    if (pgconn_query_prepared(w->pg, CONSUMER_FAST_STMT, 4, params, lengths, formats,
+                              consumer_on_batch, w) < 0)
+        return 1;                          /* on_connected pumps again */
+    s->sent_fast = 1;
+    w->inflight = 1;
+    return 0;
+}
+
 static void consumer_send(struct consumer_worker *w)
 {
     struct consumer_slot *s = &w->slot[w->cur];
     const char *params[5];
+    int rc;
 
-    if (!s->encoded && consumer_encode(w->c, s) < 0) {
+    if (s->encoded && s->enc.fast != consumer_fast_ok(w, s))
+        s->encoded = (consumer_batch_free(&s->enc), 0);
+    if (!s->encoded && consumer_encode(w, s) < 0) {
         consumer_backoff(w);
         return;
     }
+    if (s->enc.fast && s->enc.ndead == 0) {
+        rc = consumer_send_fast(w, s);
+        if (rc >= 0)
+            return;
+    }
+    if (s->enc.fast) {                     /* dead letters, or no fast statement */
+        s->slow = 1;
+        if (consumer_encode(w, s) < 0) {
+            consumer_backoff(w);
+            return;
+        }
+    }
+    s->sent_fast = 0;
     params[0] = w->c->cfg->group;
     params[1] = w->c->handler;
     params[2] = s->enc.positions.p;
@@ -785,11 +967,30 @@ static void consumer_slot_text_mode(struct consumer_slot *s)
     s->encoded = 0;
 }
 
+static void consumer_slot_slow(struct consumer_worker *w, struct consumer_slot *s,
+                               const PGresult *res)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    char *msg = consumer_log_text(PQresultErrorMessage(res));
+
+    LOG(LOG_DEBUG, "consumer", "msg=\"fast path failed, batch goes to aegis.consume_batch\" "
+        "group=%s worker=%d sqlstate=%s error=\"%s\"", w->c->cfg->group, w->idx,
+        state ? state : "-", msg ? msg : "");
+    free(msg);
+    if (state && strcmp(state, "26000") == 0)
+        w->prepared = 0;                   /* the statement is gone: prepare it again */
+    s->slow = 1;
+    s->sent_fast = 0;
+    if (s->encoded)
+        consumer_batch_free(&s->enc);
+    s->encoded = 0;
+}
+
 static void consumer_batch_done(struct consumer_worker *w, const PGresult *res)
 {
     struct consumer *c = w->c;
     struct consumer_slot *s = &w->slot[w->cur];
-    json_t *r = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    json_t *r = s->sent_fast ? NULL : json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     json_int_t handled = json_integer_value(json_object_get(r, "handled"));
     json_int_t dead = json_integer_value(json_object_get(r, "dead"));
     json_int_t skipped = json_integer_value(json_object_get(r, "skipped"));
@@ -801,6 +1002,8 @@ static void consumer_batch_done(struct consumer_worker *w, const PGresult *res)
         return;
     }
     json_decref(r);
+    if (s->sent_fast)
+        handled = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     c->handled += (uint64_t)handled;
     c->dead += (uint64_t)dead;
     c->skipped += (uint64_t)skipped;
@@ -809,8 +1012,9 @@ static void consumer_batch_done(struct consumer_worker *w, const PGresult *res)
         LOG(LOG_WARN, "consumer", "msg=\"messages went to aegis.dead_letters\" group=%s count=%lld",
             c->cfg->group, (long long)dead);
     LOG(LOG_DEBUG, "consumer",
-        "msg=batch group=%s worker=%d messages=%zu handled=%lld dead=%lld skipped=%lld",
-        c->cfg->group, w->idx, s->n, (long long)handled, (long long)dead, (long long)skipped);
+        "msg=batch group=%s worker=%d path=%s messages=%zu handled=%lld dead=%lld skipped=%lld",
+        c->cfg->group, w->idx, s->sent_fast ? "fast" : "consume_batch", s->n, (long long)handled,
+        (long long)dead, (long long)skipped);
     consumer_slot_drop(s);
     w->cur ^= 1;                           /* the prepared batch goes next */
     w->backoff_ms = 0;
@@ -830,6 +1034,8 @@ static void consumer_on_batch(struct pgconn *pg, PGresult *res, void *ud)
         consumer_slot_drop(s);             /* revoked while in flight */
     } else if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
         consumer_batch_done(w, res);
+    } else if (res && s->sent_fast) {
+        consumer_slot_slow(w, s, res);     /* rolled back: consume_batch sorts it out */
     } else {
         state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
         if (res && !s->text_mode && state && strncmp(state, "22", 2) == 0) {
@@ -931,7 +1137,7 @@ static void consumer_pump(struct consumer_worker *w)
     if (w->inflight && next->n == 0) {
         consumer_fill(w, next);
         if (next->n > 0)
-            consumer_encode(w->c, next);
+            consumer_encode(w, next);
     }
 }
 
@@ -982,6 +1188,7 @@ static void consumer_on_connected(struct pgconn *pg, void *ud)
     struct consumer_worker *w = ud;
 
     (void)pg;
+    w->prepared = 0;                       /* a new session: no prepared statement */
     LOG(LOG_INFO, "consumer", "msg=\"PostgreSQL connected\" group=%s worker=%d",
         w->c->cfg->group, w->idx);
     if (w->idx == 0)

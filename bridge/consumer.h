@@ -48,22 +48,36 @@ struct consumer_msg {
     const size_t *header_sizes;
 };
 
-/* The three JSON arguments of aegis.consume_batch for one batch. */
+/* How a batch is encoded (consumer_batch_init). */
+enum consumer_mode {
+    CONSUMER_EMBED = 0,     /* consume_batch, values spliced into messages ("v") */
+    CONSUMER_TEXT = 1,      /* consume_batch, values as JSON strings ("t") */
+    CONSUMER_FAST = 2       /* the prepared statement: messages and metas are
+                             * jsonb[] in binary format (values spliced) */
+};
+
+/* The JSON arguments of aegis.consume_batch for one batch (CONSUMER_EMBED,
+ * CONSUMER_TEXT), or those of the fast path's prepared statement
+ * (CONSUMER_FAST: positions, messages, metas; dead is filled as in the other
+ * modes, and a batch with dead letters goes to consume_batch instead). */
 struct consumer_batch {
     struct consumer_buf messages;   /* [{"m": meta, "v": value} or {"m", "t"}] */
+    struct consumer_buf metas;      /* CONSUMER_FAST: jsonb[] of the metas */
     struct consumer_buf dead;       /* [{"m": meta, "t" or "b", "e": error}] */
     struct consumer_buf positions;  /* [{"topic", "partition", "first", "last"}] */
     size_t nmessages, ndead;
     struct consumer_pos *pos;       /* per partition first/last offsets */
     size_t npos, pos_cap;
     int text_mode;                  /* values as JSON text ("t") instead of embedded */
+    int fast;                       /* CONSUMER_FAST */
 };
 
-void consumer_batch_init(struct consumer_batch *bt, int text_mode);
+void consumer_batch_init(struct consumer_batch *bt, enum consumer_mode mode);
 /* Adds one message: valid JSON goes to messages, anything else to dead with
  * the reason.  Returns 0, or -1 when out of memory. */
 int consumer_batch_add(struct consumer_batch *bt, const struct consumer_msg *m);
-/* Closes the arrays; the three buffers are then NUL-terminated JSON texts. */
+/* Closes the arrays; the buffers are then NUL-terminated JSON texts, except
+ * messages and metas in CONSUMER_FAST: binary arrays of messages.len bytes. */
 int consumer_batch_finish(struct consumer_batch *bt);
 void consumer_batch_free(struct consumer_batch *bt);
 

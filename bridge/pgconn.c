@@ -24,7 +24,12 @@ struct pgconn_query {
     pgconn_result_cb cb;
     void *ud;
     int internal;              /* LISTEN issued by pgconn itself */
+    int kind;                  /* PGCONN_Q_PARAMS, _PREPARE or _PREPARED */
+    char *stmt;                /* prepared statement name (owned) */
+    int *lengths, *formats;    /* per param, for _PREPARED (owned) */
 };
+
+enum { PGCONN_Q_PARAMS, PGCONN_Q_PREPARE, PGCONN_Q_PREPARED };
 
 struct pgconn {
     struct bridge *b;
@@ -63,6 +68,9 @@ static void pgconn_query_free(struct pgconn_query *q)
         free(q->params[i]);
     free(q->params);
     free(q->sql);
+    free(q->stmt);
+    free(q->lengths);
+    free(q->formats);
     free(q);
 }
 
@@ -281,6 +289,11 @@ static void pgconn_send_next(struct pgconn *c)
         return;
     if (q->internal)
         ok = PQsendQuery(c->conn, q->sql);
+    else if (q->kind == PGCONN_Q_PREPARE)
+        ok = PQsendPrepare(c->conn, q->stmt, q->sql, 0, NULL);
+    else if (q->kind == PGCONN_Q_PREPARED)
+        ok = PQsendQueryPrepared(c->conn, q->stmt, q->nparams, (const char *const *)q->params,
+                                 q->lengths, q->formats, 0);
     else
         ok = PQsendQueryParams(c->conn, q->sql, q->nparams, NULL,
                                (const char *const *)q->params, NULL, NULL, 0);
@@ -451,6 +464,88 @@ static struct pgconn_query *pgconn_query_copy(const char *sql, int nparams,
 err:
     pgconn_query_free(q);
     return NULL;
+}
+
+static void pgconn_enqueue(struct pgconn *c, struct pgconn_query *q)
+{
+    if (c->tail)
+        c->tail->next = q;
+    else
+        c->head = q;
+    c->tail = q;
+    c->qlen++;
+    pgconn_send_next(c);
+}
+
+int pgconn_prepare(struct pgconn *c, const char *stmt, const char *sql, pgconn_result_cb cb,
+                   void *ud)
+{
+    struct pgconn_query *q;
+
+    if (c->state != PGC_READY || c->failing)
+        return -1;
+    q = pgconn_query_copy(sql, 0, NULL);
+    if (q && !(q->stmt = strdup(stmt))) {
+        pgconn_query_free(q);
+        q = NULL;
+    }
+    if (!q)
+        return -1;
+    q->kind = PGCONN_Q_PREPARE;
+    q->cb = cb;
+    q->ud = ud;
+    pgconn_enqueue(c, q);
+    return 0;
+}
+
+/* params[i] copied with lengths[i] bytes when formats[i] is 1 (binary) */
+static int pgconn_copy_params(struct pgconn_query *q, int nparams, const char *const *params,
+                              const int *lengths, const int *formats)
+{
+    int i, bin;
+
+    q->params = nparams > 0 ? calloc((size_t)nparams, sizeof *q->params) : NULL;
+    q->lengths = nparams > 0 ? calloc((size_t)nparams, sizeof *q->lengths) : NULL;
+    q->formats = nparams > 0 ? calloc((size_t)nparams, sizeof *q->formats) : NULL;
+    if (nparams > 0 && (!q->params || !q->lengths || !q->formats))
+        return -1;
+    q->nparams = nparams;
+    for (i = 0; i < nparams; i++) {
+        bin = formats && formats[i] == 1;
+        q->formats[i] = bin;
+        if (!params[i])
+            continue;
+        q->lengths[i] = bin ? lengths[i] : 0;
+        q->params[i] = bin ? malloc(lengths[i] > 0 ? (size_t)lengths[i] : 1) : strdup(params[i]);
+        if (!q->params[i] || (bin && lengths[i] < 0))
+            return -1;
+        if (bin)
+            memcpy(q->params[i], params[i], (size_t)lengths[i]);
+    }
+    return 0;
+}
+
+int pgconn_query_prepared(struct pgconn *c, const char *stmt, int nparams,
+                          const char *const *params, const int *lengths, const int *formats,
+                          pgconn_result_cb cb, void *ud)
+{
+    struct pgconn_query *q;
+
+    if (c->state != PGC_READY || c->failing || nparams < 0)
+        return -1;
+    q = calloc(1, sizeof *q);
+    if (!q)
+        return -1;
+    q->kind = PGCONN_Q_PREPARED;
+    if (!(q->stmt = strdup(stmt)) || !(q->sql = strdup(""))
+        || pgconn_copy_params(q, nparams, params, lengths, formats) < 0) {
+        pgconn_query_free(q);
+        return -1;
+    }
+    q->cb = cb;
+    q->ud = ud;
+    pgconn_enqueue(c, q);
+    return 0;
 }
 
 int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *const *params,

@@ -34,6 +34,19 @@ int pgconn_listen(struct pgconn *c, const char *channel);
 int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *const *params,
                  pgconn_result_cb cb, void *ud);
 
+/* Queue PQsendPrepare of a named statement (parameter types from the SQL's
+ * casts).  A prepared statement lives as long as the session: prepare it
+ * again after on_connected.  Same return and cb rules as pgconn_query. */
+int pgconn_prepare(struct pgconn *c, const char *stmt, const char *sql, pgconn_result_cb cb,
+                   void *ud);
+/* Queue PQsendQueryPrepared of a statement prepared on this connection.
+ * formats NULL: all text; formats[i] == 1: params[i] is lengths[i] bytes in
+ * the type's binary format.  The params are copied.  Same rules as
+ * pgconn_query. */
+int pgconn_query_prepared(struct pgconn *c, const char *stmt, int nparams,
+                          const char *const *params, const int *lengths, const int *formats,
+                          pgconn_result_cb cb, void *ud);
+
 int pgconn_is_ready(const struct pgconn *c);
 const char *pgconn_state_name(const struct pgconn *c);   /* "connecting", "ready", "backoff", "closed" */
 int pgconn_queue_length(const struct pgconn *c);

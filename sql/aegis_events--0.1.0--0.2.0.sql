@@ -435,5 +435,65 @@ BEGIN
 END;
 $$;
 
+/*
+ * aegis.consumer_claim: the fence of aegis-bridge's fast path, which applies
+ * a batch without dead letters as one prepared statement of its own:
+ *
+ *   SELECT count(h) FROM (SELECT handler(v, m)
+ *                           FROM unnest($3::jsonb[], $4::jsonb[]) AS x(v, m)
+ *                          WHERE (SELECT aegis.consumer_claim($1, $2::jsonb))) h
+ *
+ * The uncorrelated subquery runs once, before the first handler call.  It
+ * creates and locks the batch's offset rows (in topic, partition order, as
+ * consume_batch does) and moves next_offset past the batch; the handler
+ * calls that follow commit with it or not at all (the statement is its own
+ * transaction).  When any message of the batch is below the stored
+ * next_offset (a retry after a lost connection, a zombie, the old owner after
+ * a rebalance) it raises instead, and the bridge sends the batch to
+ * aegis.consume_batch, which skips what was applied.  positions is as for
+ * consume_batch.  Returns true.
+ */
+CREATE FUNCTION aegis.consumer_claim(group_id text, positions jsonb)
+RETURNS bool
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+AS $$
+DECLARE
+    n_pos   pg_catalog.int4;
+    n_ok    pg_catalog.int4;
+BEGIN
+    INSERT INTO aegis.consumer_offsets AS o (group_id, topic, partition, next_offset)
+    SELECT consumer_claim.group_id, p.p->>'topic', (p.p->>'partition')::pg_catalog.int4, 0
+      FROM pg_catalog.jsonb_array_elements(positions) AS p(p)
+     ORDER BY 2, 3
+    ON CONFLICT ON CONSTRAINT consumer_offsets_pkey DO NOTHING;
+
+    SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE l.next_offset <= l.first)
+      INTO n_pos, n_ok
+      FROM (SELECT o.next_offset, (p.p->>'first')::pg_catalog.int8 AS first
+              FROM aegis.consumer_offsets o
+              JOIN pg_catalog.jsonb_array_elements(positions) AS p(p)
+                ON o.topic = p.p->>'topic'
+               AND o.partition = (p.p->>'partition')::pg_catalog.int4
+             WHERE o.group_id = consumer_claim.group_id
+             ORDER BY o.topic, o.partition
+               FOR UPDATE OF o) l;
+    IF n_ok IS DISTINCT FROM pg_catalog.jsonb_array_length(positions) OR n_pos <> n_ok THEN
+        RAISE EXCEPTION 'consumer_claim: part of the batch was applied already'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'aegis.consume_batch applies the rest of it.';
+    END IF;
+
+    UPDATE aegis.consumer_offsets o
+       SET next_offset = (p.p->>'last')::pg_catalog.int8 + 1,
+           updated_at = pg_catalog.now()
+      FROM pg_catalog.jsonb_array_elements(positions) AS p(p)
+     WHERE o.group_id = consumer_claim.group_id
+       AND o.topic = p.p->>'topic'
+       AND o.partition = (p.p->>'partition')::pg_catalog.int4;
+    RETURN true;
+END;
+$$;
+
 REVOKE ALL ON FUNCTION aegis.consumer_bytes(jsonb), aegis.consumer_handler_name(regprocedure),
-    aegis.consumer_check_handler(text), aegis.consume_batch(text, regprocedure, jsonb, jsonb, jsonb) FROM PUBLIC;
+    aegis.consumer_check_handler(text), aegis.consume_batch(text, regprocedure, jsonb, jsonb, jsonb),
+    aegis.consumer_claim(text, jsonb) FROM PUBLIC;

@@ -8,6 +8,7 @@
 #   BENCH_N      messages (default 200000)
 #   BENCH_ROUNDS rounds per case, the median is reported (default 3)
 #   BENCH_BATCHES consumer batch sizes to measure (default "100 1000")
+#   BENCH_LOG_LEVEL the bridge's --log-level (default warn; debug logs every batch)
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/../../test/lib.sh"
@@ -81,7 +82,7 @@ consumer_round() {
     t0=$(now)
     KAFKA_BOOTSTRAP_SERVERS=$KAFKA_TEST_BOOTSTRAP \
     DATABASE_URL="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres" \
-        "$BRIDGE" --listen "127.0.0.1:$(free_port)" --no-drain --log-level warn \
+        "$BRIDGE" --listen "127.0.0.1:$(free_port)" --no-drain --log-level "${BENCH_LOG_LEVEL:-warn}" \
         --consumer "group=$group topics=bench handler=bench.insert_row batch=$batch" \
         2>>"$T/bridge.log" &
     BR_PID=$!
@@ -90,7 +91,7 @@ consumer_round() {
     # CPU spent: the bridge process (librdkafka threads included) and its backends
     cpu_bridge=$(awk '{print $14 + $15}' "/proc/$BR_PID/stat")
     cpu_pg=0
-    for p in $(q "SELECT pid FROM pg_stat_activity WHERE query LIKE '%aegis.consume_batch%'
+    for p in $(q "SELECT pid FROM pg_stat_activity WHERE (query LIKE '%aegis.consume_batch%' OR query LIKE '%aegis.consumer_claim%')
                    AND pid <> pg_backend_pid()"); do
         cpu_pg=$((cpu_pg + $(awk '{print $14 + $15}' "/proc/$p/stat")))
     done

@@ -3,7 +3,8 @@
  * turns Kafka messages into the JSON arguments of aegis.consume_batch: valid
  * JSON spliced in byte for byte, everything else routed to the dead letters
  * with a reason and its exact bytes, keys and headers that are not text in
- * base64, per-partition offset ranges, text mode, and no size limit.
+ * base64, per-partition offset ranges, text mode, the fast path's binary
+ * jsonb[] arrays, and no size limit.
  * Prints "ok - ..." / "not ok - ..." lines; exit status 1 if any failed.
  */
 #define _GNU_SOURCE
@@ -181,6 +182,81 @@ static void test_text_mode(void)
     consumer_batch_free(&bt);
 }
 
+static uint32_t get32(const char *p)
+{
+    const unsigned char *u = (const unsigned char *)p;
+
+    return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+}
+
+/* element i of a binary jsonb[] (array_send layout); NULL when malformed */
+static const char *element(const struct consumer_buf *b, size_t i, uint32_t *len)
+{
+    size_t at = 20, k;
+
+    if (b->len < 20 || get32(b->p) != 1 || get32(b->p + 4) != 0 || get32(b->p + 8) != 3802
+        || get32(b->p + 16) != 1 || i >= get32(b->p + 12))
+        return NULL;
+    for (k = 0;; k++) {
+        if (at + 4 > b->len || at + 4 + get32(b->p + at) > b->len)
+            return NULL;
+        *len = get32(b->p + at);
+        if (k == i)
+            return *len >= 1 && b->p[at + 4] == 1 ? b->p + at + 4 : NULL;
+        at += 4 + *len;
+    }
+}
+
+static void test_fast_mode(void)
+{
+    struct consumer_batch bt;
+    struct consumer_msg m[3];
+    const char *e0, *e1, *meta;
+    uint32_t n0 = 0, n1 = 0, nm = 0, total;
+    json_t *j;
+
+    m[0] = msg("t", 0, 7, "k0", "{ \"id\" : 1 }");
+    m[1] = msg("t", 0, 8, "k1", "[\"\\u00e9\", 2]");
+    m[2] = msg("t", 1, 3, "k2", "\"x\"");
+    consumer_batch_init(&bt, CONSUMER_FAST);
+    ok(consumer_batch_add(&bt, &m[0]) == 0 && consumer_batch_add(&bt, &m[1]) == 0
+           && consumer_batch_add(&bt, &m[2]) == 0 && consumer_batch_finish(&bt) == 0,
+       "fast mode encodes");
+    e0 = element(&bt.messages, 0, &n0);
+    e1 = element(&bt.messages, 1, &n1);
+    ok(e0 && n0 == 1 + strlen(m[0].value) && memcmp(e0 + 1, m[0].value, n0 - 1) == 0
+           && e1 && n1 == 1 + strlen(m[1].value) && memcmp(e1 + 1, m[1].value, n1 - 1) == 0,
+       "fast mode: values are binary jsonb elements (version 1), byte for byte");
+    total = 20 + 3 * 4 + 3 + (uint32_t)(strlen(m[0].value) + strlen(m[1].value) + strlen(m[2].value));
+    ok(bt.messages.len == total && get32(bt.messages.p + 12) == 3,
+       "fast mode: a one-dimension array of 3 elements, nothing else in it");
+    meta = element(&bt.metas, 2, &nm);
+    j = meta ? json_loadb(meta + 1, nm - 1, 0, NULL) : NULL;
+    ok(j && strcmp(json_string_value(json_object_get(j, "key")), "k2") == 0
+           && json_integer_value(json_object_get(j, "offset")) == 3
+           && json_integer_value(json_object_get(j, "partition")) == 1,
+       "fast mode: metas are binary jsonb elements in message order");
+    json_decref(j);
+    j = parse(&bt.positions);
+    ok(json_array_size(j) == 2 && bt.ndead == 0 && strcmp(bt.dead.p, "[]") == 0,
+       "fast mode: positions as JSON, no dead letters");
+    json_decref(j);
+    consumer_batch_free(&bt);
+
+    m[1] = msg("t", 0, 8, "k1", "not json");
+    consumer_batch_init(&bt, CONSUMER_FAST);
+    ok(consumer_batch_add(&bt, &m[0]) == 0 && consumer_batch_add(&bt, &m[1]) == 0
+           && consumer_batch_finish(&bt) == 0 && bt.ndead == 1 && bt.nmessages == 1,
+       "fast mode: a value that is not JSON is counted as dead (the batch goes to consume_batch)");
+    consumer_batch_free(&bt);
+
+    consumer_batch_init(&bt, CONSUMER_FAST);
+    ok(consumer_batch_finish(&bt) == 0 && bt.messages.len == 12 && get32(bt.messages.p) == 0
+           && get32(bt.messages.p + 8) == 3802 && bt.metas.len == 12,
+       "fast mode: an empty batch is two empty jsonb[]");
+    consumer_batch_free(&bt);
+}
+
 static void test_empty_and_large(void)
 {
     struct consumer_batch bt;
@@ -218,6 +294,7 @@ int main(void)
     test_bytes();
     test_batch();
     test_text_mode();
+    test_fast_mode();
     test_empty_and_large();
     printf("# consumer_test: %d passed, %d failed\n", passes, failures);
     return failures ? 1 : 0;

@@ -69,8 +69,8 @@ rows_are() { [ "$(rows "$1")" = "$2" ]; }
 dead() { q "SELECT count(*) FROM aegis.dead_letters WHERE topic = '$1'"; }
 batch_running() {
     [ "$(q "SELECT count(*) FROM pg_stat_activity
-             WHERE state = 'active' AND query LIKE '%aegis.consume_batch%'
-               AND pid <> pg_backend_pid()")" -gt 0 ]
+             WHERE state = 'active' AND pid <> pg_backend_pid()
+               AND (query LIKE '%aegis.consume_batch%' OR query LIKE '%aegis.consumer_claim%')")" -gt 0 ]
 }
 no_batch_running() { ! batch_running; }
 
@@ -254,6 +254,12 @@ if wait_for 60 rows_are entities $((N + 500)); then
 else
     not_ok "live messages arrive (got $(rows entities))"
 fi
+wait_for 10 no_batch_running
+expect_eq "batches without poison go the fast path (the prepared statement, not consume_batch)" \
+    "2 0" "$(q "SELECT count(*) FILTER (WHERE query LIKE '%aegis.consumer_claim(\$1%'),
+                       count(*) FILTER (WHERE query LIKE '%aegis.consume_batch(\$1%')
+                  FROM pg_stat_activity WHERE pid <> pg_backend_pid()
+                   AND backend_type = 'client backend'" | tr '|' ' ')"
 
 # ---- 3. poison messages: dead letters in the same transaction, no loop ----
 
@@ -416,6 +422,30 @@ r2=$(q "SELECT aegis.consume_batch('fence', 'kg.handle_entity(jsonb,jsonb)', '$F
 expect_eq "the same batch twice: applied once, then skipped" \
     '{"dead": 0, "handled": 2, "skipped": 0} {"dead": 0, "handled": 0, "skipped": 2} 2 2' \
     "$r1 $r2 $(rows fence) $(q "SELECT next_offset FROM aegis.consumer_offsets WHERE group_id = 'fence'")"
+
+# the fast path's fence: aegis.consumer_claim moves the offsets past a batch
+# and refuses one of which anything was applied (the bridge then sends it to
+# consume_batch); the bridge's statement rolls back whole when a handler fails
+c1=$(q "SELECT aegis.consumer_claim('claim', '[{\"topic\":\"fence\",\"partition\":0,\"first\":0,\"last\":4}]')")
+c2=$(psql -X -qAt -c "SELECT aegis.consumer_claim('claim', '[{\"topic\":\"fence\",\"partition\":0,\"first\":4,\"last\":6}]')" 2>&1)
+c3=$(q "SELECT aegis.consumer_claim('claim', '[{\"topic\":\"fence\",\"partition\":0,\"first\":5,\"last\":5}]')")
+if [ "$c1 $c3" = "t t" ] && grep -q 'part of the batch was applied already' <<<"$c2" \
+   && [ "$(q "SELECT next_offset FROM aegis.consumer_offsets WHERE group_id = 'claim'")" = 6 ]; then
+    ok "consumer_claim moves next_offset past a batch and refuses a batch partly applied"
+else
+    not_ok "consumer_claim: '$c1' '$c2' '$c3'"
+fi
+err=$(psql -X -qAt -c "SELECT count(h) FROM (SELECT kg.handle_entity(x.v, x.m)
+        FROM unnest(ARRAY['{\"id\":600101}', '{\"id\":600102,\"boom\":\"no\"}']::jsonb[],
+                    ARRAY['{\"topic\":\"claim2\",\"partition\":0,\"offset\":0}',
+                          '{\"topic\":\"claim2\",\"partition\":0,\"offset\":1}']::jsonb[]) AS x(v, m)
+       WHERE (SELECT aegis.consumer_claim('claim2', '[{\"topic\":\"claim2\",\"partition\":0,\"first\":0,\"last\":1}]'))) h" 2>&1)
+if grep -q 'boom' <<<"$err" \
+   && [ "$(q "SELECT count(*) FROM kg.entities WHERE id = 600101") $(q "SELECT count(*) FROM aegis.consumer_offsets WHERE group_id = 'claim2'")" = "0 0" ]; then
+    ok "the fast statement with a failing handler leaves neither effects nor offsets"
+else
+    not_ok "fast statement rollback: $err"
+fi
 
 # ---- 5. two bridges in one group; one dies, the other takes over ----
 
