@@ -53,8 +53,9 @@ met_start = table("start", "Latency from the publish call's start (SELECT sent /
 print("\nDeliveries; publish calls issued per second and call duration (p50 / p99 ms); latency "
       "from the time each event was due on the schedule (p50 / p99 ms, includes publisher lag)")
 print("| scenario | nchan deliveries | bridge deliveries | nchan rate, call | bridge rate, call "
-      "| nchan from due | bridge from due | server CPU ms nchan / bridge |")
-print("|---|---|---|---|---|---|---|---|")
+      "| nchan from due | bridge from due | server CPU ms nchan / bridge "
+      "| s waited for the previous cell's closed streams nchan / bridge |")
+print("|---|---|---|---|---|---|---|---|---|")
 lagging = []
 for c, r in lat.items():
     n, b = r["nchan"], r["bridge"]
@@ -63,7 +64,8 @@ for c, r in lat.items():
           f"| {n['rate']:.0f}/s, {n['pub_p50']:.3f} / {n['pub_p99']:.3f} "
           f"| {b['rate']:.0f}/s, {b['pub_p50']:.3f} / {b['pub_p99']:.3f} "
           f"| {n['due_p50']:.1f} / {n['due_p99']:.1f} | {b['due_p50']:.1f} / {b['due_p99']:.1f} "
-          f"| {n['server_cpu_ms']:.0f} / {b['server_cpu_ms']:.0f} |")
+          f"| {n['server_cpu_ms']:.0f} / {b['server_cpu_ms']:.0f} "
+          f"| {n['settled_s']:.0f} / {b['settled_s']:.0f} |")
     lagging += [f"{srv} ({scenario(c)}: {r[srv]['rate']:.0f}/s)" for srv in ("nchan", "bridge")
                 if r[srv]["rate"] < 0.95 * float(rate)]
 if lagging:

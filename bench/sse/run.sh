@@ -37,7 +37,9 @@
 #
 # Environment: EVENTS (3000), RATE (1000), WARMUP (100), IDLE_CONNS (10000),
 #   NCHAN_WORKERS (1: one event loop, like the bridge), PUBLISHERS (4), CELLS ("1:1 100:1
-#   1000:1 1000:100", subscribers:streams), IDLE_LAYOUTS ("per-stream one-stream").
+#   1000:1 1000:100", subscribers:streams), IDLE_LAYOUTS ("per-stream one-stream"),
+#   SETTLE (60: at most this many seconds before a cell for the server to drop
+#   the previous cell's closed streams; 0 = do not wait).
 # Whole run: 1-2 minutes on 2 cores; every step has a deadline and the
 # whole script is killed (cleanly, by the trap) after 570 s.
 set -u
@@ -54,6 +56,7 @@ IDLE_CONNS=${IDLE_CONNS:-10000}
 NCHAN_WORKERS=${NCHAN_WORKERS:-1}
 PUBLISHERS=${PUBLISHERS:-4}
 CELLS=${CELLS:-"1:1 100:1 1000:1 1000:100"}
+SETTLE=${SETTLE:-60}
 IDLE_LAYOUTS=${IDLE_LAYOUTS:-"per-stream one-stream"}
 BRIDGE=${AEGIS_BRIDGE:-$TOP/bridge/aegis-bridge}
 NCHAN_SO=/usr/lib/nginx/modules/ngx_nchan_module.so
@@ -196,6 +199,27 @@ for layout in $IDLE_LAYOUTS; do
 done
 
 # ---- 2. latency ----
+# settle SERVER CELL: before a cell, wait (at most SETTLE s) until the server
+# holds no stream of the previous cell's (closed) clients.  Measured: the
+# bridge keeps a stream whose client closed until a heartbeat write fails
+# (~2 heartbeat intervals) and spins on the poll loop meanwhile; the wait is
+# reported, not hidden.
+settle() {
+    local srv=$1 c=$2 t0=$SECONDS n fds
+    while :; do
+        if [ "$srv" = bridge ]; then
+            n=$(curl -s "http://127.0.0.1:$BR_PORT/healthz" | jq -r .sse_connections)
+        else
+            n=$(ss -Htn state established "( sport = :$NG_PORT )" | wc -l)
+        fi
+        [ "$n" = 0 ] || [ $((SECONDS - t0)) -ge "$SETTLE" ] && break
+        sleep 0.5
+    done
+    fds=0; for p in $(server_pids "$srv"); do fds=$((fds + $(ls "/proc/$p/fd" | wc -l))); done
+    echo "# $srv before $c: waited $((SECONDS - t0)) s for the previous cell's streams to go; $n streams left, $fds fds" >&2
+    SETTLED[$srv,$c]=$((SECONDS - t0))
+}
+declare -A SETTLED
 start_nginx
 start_bridge
 declare -A LAT
@@ -208,12 +232,13 @@ for c in $CELLS; do
               --subs "$subs" --streams "$streams" --events "$EVENTS" --warmup "$WARMUP"
               --rate "$RATE" --pub "$srv" --publishers "$PUBLISHERS" --timeout 120)
         [ "$srv" = nchan ] && args+=(--pub-path "/pub/%s")
+        settle "$srv" "$c"
         cpu0=$(cpu_ticks "$srv")
         "$SSELOAD" "${args[@]}" >"$W/lat.out" 2>"$W/lat.err" &
         CL_PID=$!
         wait "$CL_PID"; rc=$?; CL_PID=
         cpu=$(( ($(cpu_ticks "$srv") - cpu0) * 1000 / $(getconf CLK_TCK) ))
-        LAT[$srv,$c]="$(cat "$W/lat.out") server_cpu_ms=$cpu"
+        LAT[$srv,$c]="$(cat "$W/lat.out") server_cpu_ms=$cpu settled_s=${SETTLED[$srv,$c]}"
         if ! grep -q . "$W/lat.out"; then
             echo "bench-sse: $srv $c failed:"; cat "$W/lat.err"; exit 1
         fi
