@@ -499,6 +499,8 @@ static void drain_prefetch(struct drain *d, PGresult *res, int n)
     if (n != d->b->cfg.drain_batch || d->reading != 0 || d->ensuring != NULL || d->kafka_full ||
         ackwin_count(&d->win) + 2 * batch > d->win.cap)
         return;
+    if (!drain_topic_known(d, PQgetvalue(res, 0, 1)))
+        return;   /* the batch waits for CreateTopics and is read again: so would this one */
     drain_issue_read(d, strtoll(PQgetvalue(res, n - 1, 0), NULL, 10));
 }
 
