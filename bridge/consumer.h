@@ -1,9 +1,11 @@
 /*
  * consumer.h: the Kafka -> PostgreSQL side of aegis-bridge.  Each configured
- * consumer is a librdkafka group member plus its own PostgreSQL connection;
- * messages go, a batch per statement, to aegis.consume_batch, which calls the
- * SQL handler and stores the offsets in the same transaction.  Partitions are
- * assigned from the offsets stored in PostgreSQL, never from Kafka's.
+ * consumer is a librdkafka group member plus its own PostgreSQL connections;
+ * messages go, a batch per statement, to a prepared statement that fences
+ * with aegis.consumer_claim and calls the SQL handler (or to
+ * aegis.consume_batch), storing the offsets in the same transaction.
+ * Partitions are assigned from the offsets stored in PostgreSQL, never from
+ * Kafka's.
  */
 #ifndef AEGIS_CONSUMER_H
 #define AEGIS_CONSUMER_H
