@@ -490,7 +490,8 @@ struct consumer_worker {
     struct consumer_slot slot[2];
     int cur;
     int inflight;                   /* slot[cur] is at PostgreSQL */
-    int prepared;                   /* the fast statement: 0 not yet, 1 queued/ok, -1 refused */
+    int prepared;                   /* the fast statement: 0 not yet, 1 queued/ok, -1 off */
+    int fast_failures;              /* in a row: CONSUMER_FAST_FAILURES turn it off */
     int64_t backoff_ms;
     int64_t retry_after_us;         /* no send before this (after a failure) */
 };
@@ -534,6 +535,9 @@ static const char consumer_fast_sql[] =
     "SELECT count(h) FROM (SELECT %s(x.v, x.m) FROM unnest($3::jsonb[], $4::jsonb[]) AS x(v, m)"
     " WHERE (SELECT aegis.consumer_claim($1, $2::jsonb))) h";
 #define CONSUMER_FAST_STMT "aegis_consume"
+/* fast statements failing in a row before a connection stops trying (a
+ * missing privilege, say); poison or a fence fails one batch at a time */
+#define CONSUMER_FAST_FAILURES 10
 #define CONSUMER_HANDLER_ARGS "(pg_catalog.jsonb,pg_catalog.jsonb)"
 
 static const char consumer_offsets_sql[] =
@@ -980,8 +984,14 @@ static void consumer_slot_slow(struct consumer_worker *w, struct consumer_slot *
         "group=%s worker=%d sqlstate=%s error=\"%s\"", w->c->cfg->group, w->idx,
         state ? state : "-", msg ? msg : "");
     free(msg);
-    if (state && strcmp(state, "26000") == 0)
+    if (state && strcmp(state, "26000") == 0 && w->prepared == 1)
         w->prepared = 0;                   /* the statement is gone: prepare it again */
+    if (++w->fast_failures >= CONSUMER_FAST_FAILURES && w->prepared == 1) {
+        w->prepared = -1;
+        LOG(LOG_WARN, "consumer", "msg=\"fast path failed %d times in a row, using "
+            "aegis.consume_batch until reconnected\" group=%s worker=%d sqlstate=%s",
+            w->fast_failures, w->c->cfg->group, w->idx, state ? state : "-");
+    }
     s->slow = 1;
     s->sent_fast = 0;
     if (s->encoded)
@@ -1005,8 +1015,10 @@ static void consumer_batch_done(struct consumer_worker *w, const PGresult *res)
         return;
     }
     json_decref(r);
-    if (s->sent_fast)
+    if (s->sent_fast) {
         handled = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        w->fast_failures = 0;
+    }
     c->handled += (uint64_t)handled;
     c->dead += (uint64_t)dead;
     c->skipped += (uint64_t)skipped;
@@ -1192,6 +1204,7 @@ static void consumer_on_connected(struct pgconn *pg, void *ud)
 
     (void)pg;
     w->prepared = 0;                       /* a new session: no prepared statement */
+    w->fast_failures = 0;
     LOG(LOG_INFO, "consumer", "msg=\"PostgreSQL connected\" group=%s worker=%d",
         w->c->cfg->group, w->idx);
     if (w->idx == 0)

@@ -448,6 +448,38 @@ else
     not_ok "fast statement rollback: $err"
 fi
 
+# a role without EXECUTE on aegis.consumer_claim: every fast statement fails,
+# consume_batch applies each batch; after 10 failures in a row the connection
+# stops trying
+psql -X -q -v ON_ERROR_STOP=1 <<'SQL' || not_ok "creating the role slowpath"
+CREATE ROLE slowpath LOGIN;
+GRANT USAGE ON SCHEMA aegis, kg TO slowpath;
+GRANT EXECUTE ON FUNCTION aegis.consumer_check_handler(text),
+    aegis.consumer_handler_name(regprocedure), aegis.consumer_bytes(jsonb),
+    aegis.consume_batch(text, regprocedure, jsonb, jsonb, jsonb) TO slowpath;
+GRANT SELECT, INSERT, UPDATE ON aegis.consumer_offsets TO slowpath;
+GRANT INSERT ON aegis.dead_letters TO slowpath;
+GRANT SELECT, INSERT ON kg.entities TO slowpath;
+SQL
+kafka_create_topic "$KDIR" slowpath 1 >/dev/null
+json_lines 800001 800400 | produce slowpath
+KAFKA_BOOTSTRAP_SERVERS=$KAFKA_TEST_BOOTSTRAP \
+DATABASE_URL="host=127.0.0.1 port=$PGPORT user=slowpath dbname=postgres" \
+    "$BRIDGE" --listen "127.0.0.1:$(free_port)" --no-drain --log-level debug \
+    --consumer "group=slow topics=slowpath handler=kg.handle_entity batch=10" 2>"$T/slowpath.log" &
+BR_PID=$!; BG_PIDS+=("$BR_PID")
+if wait_for 60 rows_are slowpath 400 && wait_for 10 no_batch_running \
+   && [ "$(dead slowpath) $(stored_offsets slow slowpath)" = "0 0 400" ] \
+   && log_has slowpath 'fast path failed, batch goes to aegis.consume_batch.*sqlstate=42501' \
+   && log_has slowpath 'fast path failed 10 times in a row' \
+   && [ "$(grep -c 'path=fast' "$T/slowpath.log")" = 0 ] \
+   && [ "$(grep -c 'path=consume_batch' "$T/slowpath.log")" -ge 10 ]; then
+    ok "without EXECUTE on consumer_claim every batch falls back to consume_batch, once each, all applied"
+else
+    not_ok "fast path refused: $(rows slowpath) rows, $(dead slowpath) dead, offsets $(stored_offsets slow slowpath), $(grep -c 'path=consume_batch' "$T/slowpath.log") consume_batch batches"
+fi
+kill_pid "$BR_PID"
+
 # ---- 5. two bridges in one group; one dies, the other takes over ----
 
 kafka_create_topic "$KDIR" duo 3 >/dev/null
