@@ -76,7 +76,9 @@ struct consumer_batch {
 
 void consumer_batch_init(struct consumer_batch *bt, enum consumer_mode mode);
 /* Adds one message: valid JSON goes to messages, anything else to dead with
- * the reason.  Returns 0, or -1 when out of memory. */
+ * the reason.  In CONSUMER_FAST, any non-empty UTF-8 text without NUL goes
+ * to messages unchecked (PostgreSQL's jsonb is the check there).  Returns 0,
+ * or -1 when out of memory. */
 int consumer_batch_add(struct consumer_batch *bt, const struct consumer_msg *m);
 /* Closes the arrays; the buffers are then NUL-terminated JSON texts, except
  * messages and metas in CONSUMER_FAST: binary arrays of messages.len bytes. */

@@ -246,8 +246,17 @@ static void test_fast_mode(void)
     m[1] = msg("t", 0, 8, "k1", "not json");
     consumer_batch_init(&bt, CONSUMER_FAST);
     ok(consumer_batch_add(&bt, &m[0]) == 0 && consumer_batch_add(&bt, &m[1]) == 0
-           && consumer_batch_finish(&bt) == 0 && bt.ndead == 1 && bt.nmessages == 1,
-       "fast mode: a value that is not JSON is counted as dead (the batch goes to consume_batch)");
+           && consumer_batch_finish(&bt) == 0 && bt.ndead == 0 && bt.nmessages == 2,
+       "fast mode: UTF-8 text goes to PostgreSQL unparsed (its jsonb decides)");
+    consumer_batch_free(&bt);
+
+    m[1] = msg("t", 0, 8, "k1", "\xff\xfe{}");
+    m[2] = msg("t", 0, 9, "k2", "");
+    consumer_batch_init(&bt, CONSUMER_FAST);
+    ok(consumer_batch_add(&bt, &m[0]) == 0 && consumer_batch_add(&bt, &m[1]) == 0
+           && consumer_batch_add(&bt, &m[2]) == 0 && consumer_batch_finish(&bt) == 0
+           && bt.ndead == 2 && bt.nmessages == 1,
+       "fast mode: a value that is not UTF-8, or empty, is dead (the batch goes to consume_batch)");
     consumer_batch_free(&bt);
 
     consumer_batch_init(&bt, CONSUMER_FAST);
