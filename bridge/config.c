@@ -49,7 +49,7 @@ static const struct config_opt config_opts[] = {
     { "--no-drain", NULL, OPT_FLAG_OFF, 0, 0,
       "do not run the PostgreSQL -> Kafka drain in this process" },
     { "--drain-batch", "AEGIS_DRAIN_BATCH", OPT_INT, 1, 100000,
-      "events read per drain batch, 1..100000 (default 1000)" },
+      "events read per drain batch, 1..100000 (default 5000)" },
     { "--flush-timeout-ms", "AEGIS_FLUSH_TIMEOUT_MS", OPT_INT, 0, 600000,
       "Kafka flush deadline at shutdown, 0..600000 (default 10000)" },
     { "--log-level", "AEGIS_LOG_LEVEL", OPT_LOGLEVEL, 0, 0,
@@ -497,7 +497,7 @@ static void config_defaults(struct bridge_config *cfg)
     cfg->max_clients = 10000;
     cfg->client_buffer_bytes = 262144;
     cfg->drain_enabled = 1;
-    cfg->drain_batch = 1000;
+    cfg->drain_batch = 5000;
     cfg->flush_timeout_ms = 10000;
     cfg->log_level = LOG_INFO;
 }

@@ -12,11 +12,13 @@
 #define _GNU_SOURCE
 #include "sse.h"
 
+#include <errno.h>
 #include <libwebsockets.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "bridge.h"
 #include "log.h"
@@ -93,6 +95,7 @@ struct sse_hub {
     struct sse_sub *all;
     struct loop_timer *heartbeat;
     struct loop_timer *reread;
+    struct loop_timer *liveness;
     long long last_seen;            /* shared reader position */
     int have_position;
     int reading, again;
@@ -667,6 +670,10 @@ int sse_writeable(struct sse_sub *s)
          * for h1 connections, so it is used only for h2 streams) */
         lws_http_headers_detach(s->wsi);
         lws_set_timeout(s->wsi, NO_PENDING_TIMEOUT, 0);
+        /* lws 4.1 never reads a connection in the middle of a transaction,
+         * so a client's close leaves POLLIN set and spins the loop until
+         * the connection is closed (libwebsockets issue 2455):
+         * sse_liveness_cb notices closed clients within a second. */
         if (lws_get_network_wsi(s->wsi) != s->wsi)
             lws_http_mark_sse(s->wsi);
         lws_callback_on_writable(s->wsi);
@@ -878,6 +885,37 @@ static void sse_heartbeat_cb(void *ud)
     loop_timer_schedule(h->heartbeat, (int64_t)h->b->cfg.heartbeat_seconds * 1000000);
 }
 
+/*
+ * Closed clients: lws does not read an SSE connection (see sse_writeable), so
+ * once a second each stream's socket is peeked for end of file, which is
+ * cheap (one non-blocking recv each) and frees a closed client's resources
+ * within a second instead of at the next failed heartbeat write.
+ */
+#define SSE_LIVENESS_US 1000000
+
+static int sse_peer_closed(struct lws *wsi)
+{
+    char c;
+    ssize_t n = recv(lws_get_socket_fd(wsi), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+    if (n == 0)
+        return 1;
+    return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+static void sse_liveness_cb(void *ud)
+{
+    struct sse_hub *h = ud;
+    struct sse_sub *s, *next;
+
+    for (s = h->all; s; s = next) {
+        next = s->all_next;
+        if (s->wsi && s->headers_sent && !s->killed && sse_peer_closed(s->wsi))
+            sse_sub_kill(s, "client_closed");
+    }
+    loop_timer_schedule(h->liveness, SSE_LIVENESS_US);
+}
+
 struct sse_hub *sse_hub_new(struct bridge *b)
 {
     static const struct pgconn_callbacks cbs = { sse_on_connected, sse_on_notify, sse_on_lost };
@@ -888,13 +926,15 @@ struct sse_hub *sse_hub_new(struct bridge *b)
     h->b = b;
     h->heartbeat = loop_timer_new(b, sse_heartbeat_cb, h);
     h->reread = loop_timer_new(b, sse_reread_cb, h);
-    if (!h->heartbeat || !h->reread)
+    h->liveness = loop_timer_new(b, sse_liveness_cb, h);
+    if (!h->heartbeat || !h->reread || !h->liveness)
         goto err;
     h->pg = pgconn_new(b, b->cfg.database_url, "sse", &cbs, h);
     if (!h->pg || pgconn_listen(h->pg, "aegis_events") < 0)
         goto err;
     b->pg = h->pg;
     loop_timer_schedule(h->heartbeat, (int64_t)b->cfg.heartbeat_seconds * 1000000);
+    loop_timer_schedule(h->liveness, SSE_LIVENESS_US);
     return h;
 err:
     sse_hub_free(h);
@@ -909,6 +949,7 @@ void sse_hub_free(struct sse_hub *h)
         return;
     loop_timer_free(h->heartbeat);
     loop_timer_free(h->reread);
+    loop_timer_free(h->liveness);
     pgconn_free(h->pg);             /* fails pending queries: subs drop their refs */
     if (h->b->pg == h->pg)
         h->b->pg = NULL;

@@ -18,7 +18,7 @@
 # LAT_SECONDS; latency = Kafka's LogAppendTime of the message minus the
 # event's created_at (taken inside the publishing transaction).
 #
-# Environment: BENCH_SIZES ("100000 1000000"), BENCH_BATCH (drain batch, 1000),
+# Environment: BENCH_SIZES ("100000 1000000"), BENCH_BATCH (drain batch, 5000: the default),
 # BENCH_REPEAT (rounds per size, 1; one table row each), BENCH_BRIDGE_ARGS,
 # BENCH_ALT_ARGS (A/B: even rounds run the bridge with these flags instead of
 # BENCH_BRIDGE_ARGS; their rows say "alt"), BENCH_LOG (a file that keeps the bridge's log), LAT_RATE (1000),
@@ -30,7 +30,7 @@ source "$TOP/test/kafka/lib.sh"
 
 SIZES=${BENCH_SIZES:-100000 1000000}
 REPEAT=${BENCH_REPEAT:-1}
-BATCH=${BENCH_BATCH:-1000}
+BATCH=${BENCH_BATCH:-5000}
 LAT_RATE=${LAT_RATE:-1000}
 LAT_SECONDS=${LAT_SECONDS:-20}
 B="$AEGIS_TEST_TMP/bench-drain-$$"

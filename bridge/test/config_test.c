@@ -93,7 +93,7 @@ static void test_defaults(void)
     CHECK("default client buffer 262144", cfg.client_buffer_bytes == 262144);
     CHECK("default static_dir NULL", cfg.static_dir == NULL);
     CHECK("default drain on, batch 1000, flush 10000",
-          cfg.drain_enabled == 1 && cfg.drain_batch == 1000 && cfg.flush_timeout_ms == 10000);
+          cfg.drain_enabled == 1 && cfg.drain_batch == 5000 && cfg.flush_timeout_ms == 10000);
     CHECK("default log level info", cfg.log_level == LOG_INFO);
     CHECK("default no consumers", cfg.nconsumers == 0);
     config_free(&cfg);

@@ -338,6 +338,24 @@ expect_eq "a reading client of the same stream got all 3,000 events meanwhile, i
     "$(jq -r '[.events[].id] | join(",")' "$WORK/flood.json")"
 check "bridge still serves after the flood" curl -sf -o /dev/null "$B/healthz"
 
+# ---- clients that go away ----
+# libwebsockets 4.1 does not read an SSE connection, so the bridge must notice
+# closed clients itself: 200 clients close, their streams are released
+# within seconds (no CLOSE-WAIT left) and the idle bridge does not spin.
+conn_before=$(metric aegis_bridge_sse_connections | cut -d. -f1)
+gone=()
+for i in $(seq 1 200); do curl -sN -o /dev/null "$B/workspaces/gone-$((i % 7))/stream" & gone+=($!); done
+BG_PIDS+=("${gone[@]}")
+wait_for 30 sh -c "[ \"\$(curl -s $B/metrics | awk '\$1 == \"aegis_bridge_sse_connections\" {print int(\$2)}')\" -ge $((conn_before + 200)) ]"
+kill "${gone[@]}" 2>/dev/null; wait "${gone[@]}" 2>/dev/null
+released() { [ "$(metric aegis_bridge_sse_connections | cut -d. -f1)" -le "$conn_before" ]; }
+check "closed clients: their 200 streams are released" wait_for 10 released
+expect_eq "closed clients: no connection left in CLOSE-WAIT" 0 \
+    "$(ss -tan state close-wait "( sport = :$PORT )" | tail -n +2 | wc -l)"
+ticks() { awk '{print $14 + $15}' "/proc/$BRIDGE_PID/stat"; }
+t0=$(ticks); sleep 2; t1=$(ticks)
+check "closed clients: the idle bridge does not spin ($((t1 - t0)) CPU ticks in 2 s)" test $((t1 - t0)) -lt 50
+
 # ---- /metrics ----
 m=$(curl -s "$B/metrics")
 for name in aegis_bridge_sse_connections aegis_bridge_sse_events_sent_total aegis_bridge_sse_replays_total \
