@@ -308,6 +308,28 @@ expect_eq "offsets move past poison messages (no loop)" "0 11" "$(stored_offsets
 expect_eq "poison headers are kept in the dead letter" "suite55" \
     "$(q "SELECT headers->>'source' FROM aegis.dead_letters WHERE topic = 'poison' AND \"offset\" = 3")"
 
+# text that is not JSON for PostgreSQL reaches it on the fast path (the bridge
+# checks only UTF-8 there): the statement fails, consume_batch takes the batch
+kafka_create_topic "$KDIR" fastpoison 1 >/dev/null
+{
+    printf 'f1\t{"id":100101}\n'
+    printf 'f2\tnot json, but text\n'
+    printf 'f3\t{"id":100102,"s":"nul \\u0000 here"}\n'
+    printf 'f4\t{"id":100103}\n'
+} | produce fastpoison
+bridge_start fastpoison --no-drain --log-level debug \
+    --consumer "group=kgfast topics=fastpoison handler=kg.handle_entity"
+if wait_for 60 rows_are fastpoison 2 && wait_for 10 no_batch_running \
+   && [ "$(q "SELECT string_agg(\"offset\" || ':' || left(error, 17), ' ' ORDER BY \"offset\")
+              FROM aegis.dead_letters WHERE topic = 'fastpoison'")" = "1:value is not JSON 2:value is not JSON" ] \
+   && [ "$(stored_offsets kgfast fastpoison)" = "0 4" ] \
+   && log_has fastpoison 'fast path failed, batch goes to aegis.consume_batch.*sqlstate=22'; then
+    ok "a value PostgreSQL refuses on the fast path: the batch goes to consume_batch, dead letters with jansson's reason"
+else
+    not_ok "fast path poison: $(rows fastpoison) rows, $(q "SELECT string_agg(\"offset\" || ':' || error, ' | ') FROM aegis.dead_letters WHERE topic = 'fastpoison'"), offsets $(stored_offsets kgfast fastpoison)"
+fi
+kill_pid "$BR_PID"
+
 # ---- 4. SIGKILL mid-batch, then restart: no loss, no repeat ----
 
 M=20000
