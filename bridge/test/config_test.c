@@ -10,17 +10,7 @@
 
 #include "config.h"
 
-static int failures, passes;
-
-#define CHECK(name, cond)                                   \
-    do {                                                    \
-        if (cond) {                                         \
-            passes++;                                       \
-        } else {                                            \
-            failures++;                                     \
-            printf("not ok - %s (%s:%d)\n", name, __FILE__, __LINE__); \
-        }                                                   \
-    } while (0)
+#include "check.h"
 
 /* parse "a b c" split on spaces (no quoting) with env (NULL-terminated) */
 static int parse(struct bridge_config *cfg, const char *args, char **env, char **err)
@@ -300,6 +290,5 @@ int main(void)
     test_consumer_flag();
     test_help_version();
     test_rejections();
-    printf("# config_test: %d passed, %d failed\n", passes, failures);
-    return failures ? 1 : 0;
+    return check_done("config_test");
 }

@@ -15,7 +15,7 @@
 
 #include "consumer.h"
 
-static int failures, passes;
+#include "check.h"
 
 struct bridge;
 /* http.o calls this and main.c (not linked into unit tests) defines it; weak,
@@ -29,11 +29,7 @@ __attribute__((weak)) const char *bridge_kafka_state(const struct bridge *b)
 
 static void ok(int cond, const char *name)
 {
-    printf("%s - %s\n", cond ? "ok" : "not ok", name);
-    if (!cond)
-        failures++;
-    else
-        passes++;
+    CHECK(name, cond);
 }
 
 static struct consumer_msg msg(const char *topic, int partition, long long offset, const char *key,
@@ -305,6 +301,5 @@ int main(void)
     test_text_mode();
     test_fast_mode();
     test_empty_and_large();
-    printf("# consumer_test: %d passed, %d failed\n", passes, failures);
-    return failures ? 1 : 0;
+    return check_done("consumer_test");
 }

@@ -11,17 +11,7 @@
 #include "http.h"
 #include "sse.h"
 
-static int failures, passes;
-
-#define CHECK(name, cond)                                                  \
-    do {                                                                   \
-        if (cond) {                                                        \
-            passes++;                                                      \
-        } else {                                                           \
-            failures++;                                                    \
-            printf("not ok - %s (%s:%d)\n", name, __FILE__, __LINE__);     \
-        }                                                                  \
-    } while (0)
+#include "check.h"
 
 static int id_ok(const char *s)
 {
@@ -140,6 +130,5 @@ int main(void)
     test_routes();
     test_static_paths();
     test_text();
-    printf("# sse_http_test: %d passed, %d failed\n", passes, failures);
-    return failures ? 1 : 0;
+    return check_done("sse_http_test");
 }
