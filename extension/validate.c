@@ -236,8 +236,14 @@ check_text_element(const char *path, int index, JsonbValue *v, void *arg)
 		fail_type(psprintf("%s[%d]", path, index), "a string", v);
 }
 
+/*
+ * Checks one field's value.  The field's FIELD_PATH (parent.key) is only formatted
+ * when it is needed: in an error, or for a nested value's own checks.
+ */
+#define FIELD_PATH psprintf("%s.%s", parent, key)
+
 static void
-check_field(const FieldSpec *f, const char *path, JsonbValue *v)
+check_field(const FieldSpec *f, const char *parent, const char *key, JsonbValue *v)
 {
 	int64		n;
 	double		d;
@@ -246,13 +252,13 @@ check_field(const FieldSpec *f, const char *path, JsonbValue *v)
 	{
 		case FK_INT_NONNEG:
 			if (v->type != jbvNumeric || !json_int64(v, &n))
-				fail_type(path, "an integer >= 0", v);
+				fail_type(FIELD_PATH, "an integer >= 0", v);
 			if (n < 0)
-				fail_range(path, "an integer >= 0", v);
+				fail_range(FIELD_PATH, "an integer >= 0", v);
 			break;
 		case FK_TEXT:
 			if (v->type != jbvString)
-				fail_type(path, "a string", v);
+				fail_type(FIELD_PATH, "a string", v);
 			break;
 		case FK_ENUM:
 			if (v->type == jbvString)
@@ -261,42 +267,44 @@ check_field(const FieldSpec *f, const char *path, JsonbValue *v)
 						return;
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("%s must be one of %s, got %s", path,
+					 errmsg("%s must be one of %s, got %s", FIELD_PATH,
 							join_values(f->values), json_got(v)),
 					 errhint("Use one of the listed values, in lower case.")));
 			break;
 		case FK_UNIT:
 			if (v->type != jbvNumeric)
-				fail_type(path, "a number between 0 and 1", v);
+				fail_type(FIELD_PATH, "a number between 0 and 1", v);
 			d = json_double(v);
 			if (!(d >= 0.0 && d <= 1.0))
-				fail_range(path, "a number between 0 and 1", v);
+				fail_range(FIELD_PATH, "a number between 0 and 1", v);
 			break;
 		case FK_NUMBER_NONNEG:
 			if (v->type != jbvNumeric)
-				fail_type(path, "a number >= 0", v);
+				fail_type(FIELD_PATH, "a number >= 0", v);
 			d = json_double(v);
 			if (!(d >= 0.0) || isinf(d))
-				fail_range(path, "a number >= 0", v);
+				fail_range(FIELD_PATH, "a number >= 0", v);
 			break;
 		case FK_BOOL:
 			if (v->type != jbvBool)
-				fail_type(path, "true or false", v);
+				fail_type(FIELD_PATH, "true or false", v);
 			break;
 		case FK_SCALAR:
 			if (v->type == jbvBinary)
-				fail_type(path, "a string, number, boolean or null", v);
+				fail_type(FIELD_PATH, "a string, number, boolean or null", v);
 			break;
 		case FK_TEXT_ARRAY:
 			if (!json_is_array(v))
-				fail_type(path, "an array of strings", v);
-			for_each_element(v->val.binary.data, path, check_text_element, NULL);
+				fail_type(FIELD_PATH, "an array of strings", v);
+			for_each_element(v->val.binary.data, FIELD_PATH, check_text_element, NULL);
 			break;
 		case FK_CUSTOM:
-			f->check(path, v);
+			f->check(FIELD_PATH, v);
 			break;
 	}
 }
+
+#undef FIELD_PATH
 
 /* ---------- objects against a field list ---------- */
 
@@ -324,7 +332,6 @@ static void
 check_member(const char *path, const char *key, JsonbValue *v, void *arg)
 {
 	ObjectCheck *oc = (ObjectCheck *) arg;
-	char	   *fpath = psprintf("%s.%s", path, key);
 
 	for (int i = 0; oc->fields[i].name != NULL; i++)
 	{
@@ -338,12 +345,12 @@ check_member(const char *path, const char *key, JsonbValue *v, void *arg)
 			if (f->required)
 				ereport(ERROR,
 						(errcode(ERRCODE_NOT_NULL_VIOLATION),
-						 errmsg("%s is required and must not be null", fpath),
+						 errmsg("%s.%s is required and must not be null", path, key),
 						 errhint("Fields of %s: %s (* = required).", path,
 								 field_list(oc->fields))));
 			return;
 		}
-		check_field(f, fpath, v);
+		check_field(f, path, key, v);
 		return;
 	}
 	if (oc->allow_event_type && strcmp(key, "event_type") == 0)
@@ -358,7 +365,7 @@ check_member(const char *path, const char *key, JsonbValue *v, void *arg)
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("%s is not a field of %s", fpath, path),
+			 errmsg("%s.%s is not a field of %s", path, key, path),
 			 errhint("Fields of %s: %s (* = required).", path, field_list(oc->fields))));
 }
 
@@ -612,7 +619,7 @@ check_geometry(const char *path, JsonbValue *v)
 	{
 		FieldSpec	tspec = {"type", FK_ENUM, true, geometry_types, NULL};
 
-		check_field(&tspec, psprintf("%s.type", path), &type);
+		check_field(&tspec, path, "type", &type);
 	}
 	gtype = json_string(&type);
 	if (!find_member(v->val.binary.data, "coordinates", &coords))
