@@ -306,11 +306,11 @@ DECLARE
     fn          pg_catalog.text;
     stored      pg_catalog.jsonb;
     filter      pg_catalog.bool;
-    todo        pg_catalog.jsonb := messages;
+    remaining        pg_catalog.jsonb := messages;
     bad         pg_catalog.jsonb := dead;
     text_mode   pg_catalog.bool;
     n_total     pg_catalog.int4;
-    n_todo      pg_catalog.int4;
+    n_remaining      pg_catalog.int4;
     n_pre       pg_catalog.int4;
     n_fail      pg_catalog.int4 := 0;
     e           pg_catalog.jsonb;
@@ -356,7 +356,7 @@ BEGIN
 
     IF filter THEN
         /* Some messages were applied already (offset below the stored one). */
-        SELECT COALESCE(pg_catalog.jsonb_agg(x.e ORDER BY x.n), '[]') INTO todo
+        SELECT COALESCE(pg_catalog.jsonb_agg(x.e ORDER BY x.n), '[]') INTO remaining
           FROM pg_catalog.jsonb_array_elements(messages) WITH ORDINALITY AS x(e, n)
          WHERE (x.e->'m'->>'offset')::pg_catalog.int8
                >= (stored->>(x.e->'m'->>'topic' || '/' || (x.e->'m'->>'partition')))::pg_catalog.int8;
@@ -365,17 +365,17 @@ BEGIN
          WHERE (x.e->'m'->>'offset')::pg_catalog.int8
                >= (stored->>(x.e->'m'->>'topic' || '/' || (x.e->'m'->>'partition')))::pg_catalog.int8;
     END IF;
-    n_todo := pg_catalog.jsonb_array_length(todo);
+    n_remaining := pg_catalog.jsonb_array_length(remaining);
     n_pre := pg_catalog.jsonb_array_length(bad);
-    text_mode := n_todo > 0 AND (todo->0) ? 't';
+    text_mode := n_remaining > 0 AND (remaining->0) ? 't';
 
-    IF n_todo > 0 THEN
+    IF n_remaining > 0 THEN
         BEGIN
             /* The handler once per message: the whole batch in one statement ... */
             EXECUTE pg_catalog.format(
                 'SELECT %s(COALESCE(x.e->''v'', (x.e->>''t'')::pg_catalog.jsonb), x.e->''m'') '
                 'FROM pg_catalog.jsonb_array_elements($1) AS x(e)', fn)
-            USING todo;
+            USING remaining;
         EXCEPTION
             WHEN transaction_rollback OR insufficient_resources THEN
                 RAISE;
@@ -384,7 +384,7 @@ BEGIN
                     RETURN '{"retry": "text"}'::pg_catalog.jsonb;
                 END IF;
                 /* ... and when that fails, each message in its own subtransaction. */
-                FOR e IN SELECT x.e FROM pg_catalog.jsonb_array_elements(todo) AS x(e) LOOP
+                FOR e IN SELECT x.e FROM pg_catalog.jsonb_array_elements(remaining) AS x(e) LOOP
                     BEGIN
                         EXECUTE pg_catalog.format('SELECT %s($1, $2)', fn)
                         USING (e->>'t')::pg_catalog.jsonb, e->'m';
@@ -429,9 +429,9 @@ BEGIN
        AND o.topic = p.p->>'topic'
        AND o.partition = (p.p->>'partition')::pg_catalog.int4;
 
-    RETURN pg_catalog.jsonb_build_object('handled', n_todo - n_fail,
+    RETURN pg_catalog.jsonb_build_object('handled', n_remaining - n_fail,
                                          'dead', n_pre + n_fail,
-                                         'skipped', n_total - n_todo - n_pre);
+                                         'skipped', n_total - n_remaining - n_pre);
 END;
 $$;
 
