@@ -560,13 +560,7 @@ int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *con
         return -1;
     q->cb = cb;
     q->ud = ud;
-    if (c->tail)
-        c->tail->next = q;
-    else
-        c->head = q;
-    c->tail = q;
-    c->qlen++;
-    pgconn_send_next(c);
+    pgconn_enqueue(c, q);
     return 0;
 }
 
