@@ -59,6 +59,7 @@ extern Jsonb *payload_end(JsonbParseState **state);
 extern void payload_string(JsonbParseState **state, const char *key, const char *val, int len);
 extern void payload_text(JsonbParseState **state, const char *key, text *val);
 extern void payload_jsonb(JsonbParseState **state, const char *key, Jsonb *value);
+extern Jsonb *payload_add_string(Jsonb *object, const char *key, const char *val);
 
 /* validate.c: the event models */
 extern void validate_workspace_event(const char *event_type, Jsonb *payload);

@@ -212,14 +212,10 @@ static Jsonb *
 with_event_type(Jsonb *payload, const char *type)
 {
 	JsonbValue	v;
-	JsonbParseState *state = NULL;
 
 	if (getKeyJsonValueFromContainer(&payload->root, "event_type", 10, &v) != NULL)
 		return payload;
-	payload_begin(&state);
-	payload_string(&state, "event_type", type, -1);
-	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(payload),
-											  JsonbPGetDatum(payload_end(&state))));
+	return payload_add_string(payload, "event_type", type);
 }
 
 /* aegis.publish_workspace_event(checklist_id, event_type, payload) */
