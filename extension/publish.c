@@ -237,7 +237,8 @@ aegis_publish_workspace_event(PG_FUNCTION_ARGS)
 
 	ev.stream_kind = "workspace";
 	ev.stream_id = PG_GETARG_TEXT_PP(0);
-	ev.event_type = cstring_to_text(type);
+	/* the argument is the type's name exactly: validate_workspace_type_name matched it */
+	ev.event_type = PG_GETARG_TEXT_PP(1);
 	ev.payload = with_event_type(payload, type);
 	ev.topic = NULL;
 	ev.key = NULL;

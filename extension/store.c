@@ -44,12 +44,39 @@ store_events_relid(void)
 	return relid;
 }
 
+/*
+ * The stream kind as a text datum: the few kinds are made once per backend
+ * rather than once per event.
+ */
+static Datum
+store_kind_datum(const char *kind)
+{
+	static struct
+	{
+		const char *kind;
+		Datum		datum;
+	}			kinds[8];
+	static int	nkinds = 0;
+	MemoryContext old;
+
+	for (int i = 0; i < nkinds; i++)
+		if (strcmp(kinds[i].kind, kind) == 0)
+			return kinds[i].datum;
+	if (nkinds == lengthof(kinds))
+		return CStringGetTextDatum(kind);
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	kinds[nkinds].kind = pstrdup(kind);
+	kinds[nkinds].datum = CStringGetTextDatum(kind);
+	MemoryContextSwitchTo(old);
+	return kinds[nkinds++].datum;
+}
+
 static void
 store_form_values(const AegisEvent *ev, int64 id, Datum *values, bool *nulls)
 {
 	memset(nulls, 0, sizeof(bool) * EVENTS_NATTS);
 	values[0] = Int64GetDatum(id);
-	values[1] = CStringGetTextDatum(ev->stream_kind);
+	values[1] = store_kind_datum(ev->stream_kind);
 	values[2] = PointerGetDatum(ev->stream_id);
 	values[3] = PointerGetDatum(ev->event_type);
 	values[4] = JsonbPGetDatum(ev->payload);

@@ -102,14 +102,84 @@ json_got(JsonbValue *v)
 	return s;
 }
 
+/*
+ * Numbers the range checks compare with, made once per backend: comparing
+ * numerics is cheaper than printing one and parsing the text.
+ */
+typedef struct NumericBounds
+{
+	Numeric		zero;
+	Numeric		one;
+	Numeric		large;			/* 1e300: below it a double is finite */
+} NumericBounds;
+
+static const NumericBounds *
+numeric_bounds(void)
+{
+	static NumericBounds *bounds = NULL;
+
+	if (bounds == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		NumericBounds *b = palloc(sizeof(NumericBounds));
+
+		b->zero = int64_to_numeric(0);
+		b->one = int64_to_numeric(1);
+		b->large = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum("1e300"),
+													   ObjectIdGetDatum(InvalidOid),
+													   Int32GetDatum(-1)));
+		MemoryContextSwitchTo(old);
+		bounds = b;
+	}
+	return bounds;
+}
+
+static int
+numeric_compare(Numeric a, Numeric b)
+{
+	return DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(a),
+											 NumericGetDatum(b)));
+}
+
+/*
+ * True when a finite number is within [low, high] (NULL: unbounded).  A
+ * number inside the bounds also is after conversion to double (rounding is
+ * monotonic and the bounds are exact doubles), so the checks below take this
+ * as their quick yes and decide every other case with the double as before.
+ */
+static bool
+numeric_within(Numeric num, Numeric low, Numeric high)
+{
+	if (numeric_is_nan(num) || numeric_is_inf(num))
+		return false;
+	return (low == NULL || numeric_compare(num, low) >= 0) &&
+		(high == NULL || numeric_compare(num, high) <= 0);
+}
+
 static bool
 json_int64(JsonbValue *v, int64 *out)
 {
 	char	   *s;
 	char	   *end;
+	bool		error = false;
+	int32		small;
 
 	if (v->type != jbvNumeric)
 		return false;
+
+	/*
+	 * Quick path: an integral number that fits int32 (indexes, counts).
+	 * numeric_int4_opt_error rounds, so the value must equal the result.
+	 */
+	if (!numeric_is_nan(v->val.numeric) && !numeric_is_inf(v->val.numeric))
+	{
+		small = numeric_int4_opt_error(v->val.numeric, &error);
+		if (!error && numeric_compare(v->val.numeric, int64_to_numeric(small)) == 0)
+		{
+			*out = small;
+			return true;
+		}
+	}
 	s = numeric_normalize(v->val.numeric);
 	if (strpbrk(s, ".eE") != NULL)
 		return false;
@@ -188,18 +258,29 @@ join_values(const char *const *values)
 typedef void (*member_fn) (const char *path, const char *key, JsonbValue *v, void *arg);
 typedef void (*element_fn) (const char *path, int index, JsonbValue *v, void *arg);
 
+/* Calls fn for each member; key is valid during the call only. */
 static void
 for_each_member(JsonbContainer *obj, const char *path, member_fn fn, void *arg)
 {
 	JsonbIterator *it = JsonbIteratorInit(obj);
 	JsonbValue	v;
 	JsonbIteratorToken tok;
+	char		keybuf[NAMEDATALEN];
 	char	   *key = NULL;
 
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
 		if (tok == WJB_KEY)
-			key = json_string(&v);
+		{
+			if (v.val.string.len < NAMEDATALEN)
+			{
+				memcpy(keybuf, v.val.string.val, v.val.string.len);
+				keybuf[v.val.string.len] = '\0';
+				key = keybuf;
+			}
+			else
+				key = json_string(&v);
+		}
 		else if (tok == WJB_VALUE)
 			fn(path, key, &v, arg);
 	}
@@ -274,6 +355,8 @@ check_field(const FieldSpec *f, const char *parent, const char *key, JsonbValue 
 		case FK_UNIT:
 			if (v->type != jbvNumeric)
 				fail_type(FIELD_PATH, "a number between 0 and 1", v);
+			if (numeric_within(v->val.numeric, numeric_bounds()->zero, numeric_bounds()->one))
+				break;
 			d = json_double(v);
 			if (!(d >= 0.0 && d <= 1.0))
 				fail_range(FIELD_PATH, "a number between 0 and 1", v);
@@ -281,6 +364,8 @@ check_field(const FieldSpec *f, const char *parent, const char *key, JsonbValue 
 		case FK_NUMBER_NONNEG:
 			if (v->type != jbvNumeric)
 				fail_type(FIELD_PATH, "a number >= 0", v);
+			if (numeric_within(v->val.numeric, numeric_bounds()->zero, numeric_bounds()->large))
+				break;
 			d = json_double(v);
 			if (!(d >= 0.0) || isinf(d))
 				fail_range(FIELD_PATH, "a number >= 0", v);
@@ -337,7 +422,7 @@ check_member(const char *path, const char *key, JsonbValue *v, void *arg)
 	{
 		const FieldSpec *f = &oc->fields[i];
 
-		if (strcmp(f->name, key) != 0)
+		if (f->name[0] != key[0] || strcmp(f->name, key) != 0)
 			continue;
 		oc->seen[i] = true;
 		if (v->type == jbvNull && f->kind != FK_SCALAR)
@@ -813,9 +898,13 @@ static const ModelSpec workspace_models[] = {
 	{NULL}
 };
 
+/* event_type may be a name validate_workspace_type_name returned. */
 static const ModelSpec *
 workspace_model(const char *event_type)
 {
+	for (int i = 0; workspace_models[i].name != NULL; i++)
+		if (workspace_models[i].name == event_type)
+			return &workspace_models[i];
 	for (int i = 0; workspace_models[i].name != NULL; i++)
 		if (strcmp(workspace_models[i].name, event_type) == 0)
 			return &workspace_models[i];
@@ -881,9 +970,11 @@ void
 validate_workspace_event(const char *event_type, Jsonb *payload)
 {
 	MemoryContext old = MemoryContextSwitchTo(validate_context());
+	const ModelSpec *m = workspace_model(event_type);
 
-	validate_model(workspace_model(validate_workspace_type_name(event_type)),
-				   payload, true);
+	if (m == NULL)
+		m = workspace_model(validate_workspace_type_name(event_type));
+	validate_model(m, payload, true);
 	MemoryContextSwitchTo(old);
 }
 
