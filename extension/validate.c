@@ -111,6 +111,8 @@ typedef struct NumericBounds
 	Numeric		zero;
 	Numeric		one;
 	Numeric		large;			/* 1e300: below it a double is finite */
+	Numeric		int64_min;
+	Numeric		int64_max;
 } NumericBounds;
 
 static const NumericBounds *
@@ -128,6 +130,8 @@ numeric_bounds(void)
 		b->large = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum("1e300"),
 													   ObjectIdGetDatum(InvalidOid),
 													   Int32GetDatum(-1)));
+		b->int64_min = int64_to_numeric(PG_INT64_MIN);
+		b->int64_max = int64_to_numeric(PG_INT64_MAX);
 		MemoryContextSwitchTo(old);
 		bounds = b;
 	}
@@ -156,29 +160,30 @@ numeric_within(Numeric num, Numeric low, Numeric high)
 		(high == NULL || numeric_compare(num, high) <= 0);
 }
 
+/*
+ * The same for an integer written without fraction digits ("3", "1e2"; not
+ * "3.0", which the callers' slower path also accepts).
+ */
+static bool
+numeric_integer_within(Numeric num, Numeric low, Numeric high)
+{
+	return numeric_within(num, low, high) &&
+		DatumGetInt32(DirectFunctionCall1(numeric_scale, NumericGetDatum(num))) == 0;
+}
+
 static bool
 json_int64(JsonbValue *v, int64 *out)
 {
 	char	   *s;
 	char	   *end;
-	bool		error = false;
-	int32		small;
 
 	if (v->type != jbvNumeric)
 		return false;
-
-	/*
-	 * Quick path: an integral number that fits int32 (indexes, counts).
-	 * numeric_int4_opt_error rounds, so the value must equal the result.
-	 */
-	if (!numeric_is_nan(v->val.numeric) && !numeric_is_inf(v->val.numeric))
+	if (numeric_integer_within(v->val.numeric, numeric_bounds()->int64_min,
+							   numeric_bounds()->int64_max))
 	{
-		small = numeric_int4_opt_error(v->val.numeric, &error);
-		if (!error && numeric_compare(v->val.numeric, int64_to_numeric(small)) == 0)
-		{
-			*out = small;
-			return true;
-		}
+		*out = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
+		return true;
 	}
 	s = numeric_normalize(v->val.numeric);
 	if (strpbrk(s, ".eE") != NULL)
@@ -332,6 +337,10 @@ check_field(const FieldSpec *f, const char *parent, const char *key, JsonbValue 
 	switch (f->kind)
 	{
 		case FK_INT_NONNEG:
+			if (v->type == jbvNumeric &&
+				numeric_integer_within(v->val.numeric, numeric_bounds()->zero,
+									   numeric_bounds()->int64_max))
+				break;
 			if (v->type != jbvNumeric || !json_int64(v, &n))
 				fail_type(FIELD_PATH, "an integer >= 0", v);
 			if (n < 0)
@@ -906,7 +915,8 @@ workspace_model(const char *event_type)
 		if (workspace_models[i].name == event_type)
 			return &workspace_models[i];
 	for (int i = 0; workspace_models[i].name != NULL; i++)
-		if (strcmp(workspace_models[i].name, event_type) == 0)
+		if (workspace_models[i].name[0] == event_type[0] &&
+			strcmp(workspace_models[i].name, event_type) == 0)
 			return &workspace_models[i];
 	return NULL;
 }
