@@ -11,10 +11,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source test/lib.sh
-trap pg_stop_all EXIT
 secs=${BENCH_SECONDS:-3}
 repeat=${BENCH_REPEAT:-3}
 work=$(mktemp -d)
+# The cluster grows by gigabytes in one run: remove it and the scripts at exit.
+trap 'pg_stop_all; rm -rf "$AEGIS_TEST_TMP/pg-bench-$$" "$work"' EXIT
 
 pg_start bench "max_connections = 100"
 psql -qX -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
