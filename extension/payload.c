@@ -121,11 +121,11 @@ copy_child(char *out, uint32 *pos, JEntry je, const char *data, uint32 start, ui
 }
 
 /*
- * object plus the member key: val (a string), for an object without key.
- * Equal, byte for byte, to jsonb_concat(object, {key: val}): the keys keep
- * jsonb's order (by length, then bytes), every other member's data is copied
- * as it is, and only the JEntries and the alignment padding of numbers and
- * nested containers are computed anew.
+ * object plus the member key: val (a string), or object itself when it has
+ * key already.  Equal, byte for byte, to jsonb_concat(object, {key: val}) on
+ * an object without key: the keys keep jsonb's order (by length, then
+ * bytes), every other member's data is copied as it is, and only the JEntries
+ * and the alignment padding of numbers and nested containers are new.
  */
 Jsonb *
 payload_add_string(Jsonb *object, const char *key, const char *val)
@@ -136,7 +136,8 @@ payload_add_string(Jsonb *object, const char *key, const char *val)
 	uint32		vallen = strlen(val);
 	const JEntry *children = src->children;
 	const char *data = (const char *) &children[n * 2];
-	uint32	   *starts = palloc(sizeof(uint32) * (n * 2 + 1));
+	uint32		starts_buf[2 * 32 + 1];
+	uint32	   *starts = n <= 32 ? starts_buf : palloc(sizeof(uint32) * (n * 2 + 1));
 	uint32		at = n;
 	uint32		entries_at;
 	uint32		pos;
@@ -156,8 +157,16 @@ payload_add_string(Jsonb *object, const char *key, const char *val)
 	for (uint32 i = 0; i < n; i++)
 	{
 		uint32		len = starts[i + 1] - starts[i];
+		int			cmp = len != keylen ? (len > keylen ? 1 : -1) :
+			memcmp(data + starts[i], key, keylen);
 
-		if (len > keylen || (len == keylen && memcmp(data + starts[i], key, keylen) > 0))
+		if (cmp == 0)
+		{
+			if (starts != starts_buf)
+				pfree(starts);
+			return object;
+		}
+		if (cmp > 0)
 		{
 			at = i;
 			break;
@@ -204,7 +213,8 @@ payload_add_string(Jsonb *object, const char *key, const char *val)
 				slot % JB_OFFSET_STRIDE == 0 ? (je | total | JENTRY_HAS_OFF) : (je | len);
 		}
 	}
-	pfree(starts);
+	if (starts != starts_buf)
+		pfree(starts);
 	SET_VARSIZE(out, pos);
 	return (Jsonb *) out;
 }

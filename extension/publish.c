@@ -211,10 +211,6 @@ aegis_ensure_topic(PG_FUNCTION_ARGS)
 static Jsonb *
 with_event_type(Jsonb *payload, const char *type)
 {
-	JsonbValue	v;
-
-	if (getKeyJsonValueFromContainer(&payload->root, "event_type", 10, &v) != NULL)
-		return payload;
 	return payload_add_string(payload, "event_type", type);
 }
 
