@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 
 #define AEGIS_NOTIFY_CHANNEL "aegis_events"
 
@@ -31,6 +32,7 @@ extern int64 order_assign_position(void);
 extern int64 order_safe_position(void);
 extern int64 order_last_position(void);
 extern void order_check_reader_isolation(void);
+extern int64 order_wait_for_position(int64 seen, TimestampTz deadline);
 
 /* notify.c: coalesced NOTIFY from a per-database background worker */
 extern Size notify_shmem_size(void);

@@ -10,7 +10,9 @@
  *	  never visible).  Slots are cleared by the commit/abort callbacks, which
  *	  run after the transaction left the proc array, so a snapshot taken after
  *	  computing the safe position sees every commit it covers.  See
- *	  docs/ORDERING.md for the argument.
+ *	  docs/ORDERING.md for the argument.  Readers that want to block until
+ *	  the safe position moves (aegis.wait_all) sleep on a condition variable
+ *	  that the commit/abort callbacks broadcast.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -21,10 +23,13 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 #include "aegis.h"
 
@@ -32,6 +37,8 @@ typedef struct OrderShared
 {
 	LWLock	   *lock;			/* first position of a transaction, db list */
 	pg_atomic_uint64 counter;	/* last position handed out */
+	pg_atomic_uint32 waiters;	/* backends in order_wait_for_position */
+	ConditionVariable advanced; /* broadcast when a publisher's slot clears */
 	int			nslots;
 	int			ndatabases;
 	Oid		   *databases;		/* databases whose counter floor is set */
@@ -77,6 +84,8 @@ order_shmem_init(void)
 		return;
 	order->lock = &(GetNamedLWLockTranche("aegis_events"))->lock;
 	pg_atomic_init_u64(&order->counter, 0);
+	pg_atomic_init_u32(&order->waiters, 0);
+	ConditionVariableInit(&order->advanced);
 	order->nslots = order_slot_count();
 	order->ndatabases = 0;
 	for (int i = 0; i < order->nslots; i++)
@@ -98,6 +107,21 @@ order_clear_slot(void)
 		return;
 	pg_memory_barrier();
 	pg_atomic_write_u64(my_slot(), 0);
+}
+
+/*
+ * The safe position may have moved (a commit, or an abort below a commit):
+ * wake the waiting readers.  The barrier pairs with the waiter's atomic
+ * increment: either the waiter sees the cleared slot or we see the waiter.
+ */
+static void
+order_wake_waiters(void)
+{
+	if (order == NULL)
+		return;
+	pg_memory_barrier();
+	if (pg_atomic_read_u32(&order->waiters) > 0)
+		ConditionVariableBroadcast(&order->advanced);
 }
 
 static void
@@ -126,6 +150,7 @@ order_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			order_clear_slot();
 			xact_first_position = 0;
+			order_wake_waiters();
 			notify_commit_wakeup();
 			break;
 		case XACT_EVENT_ABORT:
@@ -133,6 +158,7 @@ order_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 			order_clear_slot();
 			xact_first_position = 0;
+			order_wake_waiters();
 			break;
 		default:
 			break;
@@ -265,6 +291,44 @@ order_safe_position(void)
 	LWLockRelease(order->lock);
 	pg_memory_barrier();
 	return (int64) safe;
+}
+
+/*
+ * Sleeps until the safe position is above seen or the deadline passes, and
+ * returns the safe position (at or below seen on timeout).  Interruptible:
+ * a cancel or statement_timeout ends the wait with an error.  The caller
+ * holds no lock; its statement's snapshot stays, so waits should be short.
+ */
+int64
+order_wait_for_position(int64 seen, TimestampTz deadline)
+{
+	volatile int64 safe = 0;
+
+	pg_atomic_fetch_add_u32(&order->waiters, 1);
+	PG_TRY();
+	{
+		for (;;)
+		{
+			long		remaining;
+
+			CHECK_FOR_INTERRUPTS();
+			safe = order_safe_position();
+			if (safe > seen)
+				break;
+			remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+			if (remaining <= 0)
+				break;
+			/* the first call only prepares the sleep: the loop rechecks */
+			ConditionVariableTimedSleep(&order->advanced, remaining, PG_WAIT_EXTENSION);
+		}
+		ConditionVariableCancelSleep();
+	}
+	PG_FINALLY();
+	{
+		pg_atomic_fetch_sub_u32(&order->waiters, 1);
+	}
+	PG_END_TRY();
+	return safe;
 }
 
 /* The last position handed out (the notifier's payload). */

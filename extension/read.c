@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  * read.c
- *	  The readers: aegis.safe_position, read_all, read_stream,
+ *	  The readers: aegis.safe_position, read_all, wait_all, read_stream,
  *	  read_topic_events and stream_position.  Each computes the safe position
  *	  first and only then runs its query (whose fresh READ COMMITTED snapshot
  *	  therefore sees every commit the position covers), and never returns an
@@ -13,16 +13,19 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #include "aegis.h"
 
 PG_FUNCTION_INFO_V1(aegis_safe_position);
 PG_FUNCTION_INFO_V1(aegis_read_all);
+PG_FUNCTION_INFO_V1(aegis_wait_all);
 PG_FUNCTION_INFO_V1(aegis_read_stream);
 PG_FUNCTION_INFO_V1(aegis_read_topic_events);
 PG_FUNCTION_INFO_V1(aegis_stream_position);
 
 #define READ_MAX_EVENTS 100000
+#define WAIT_MAX_MS 60000
 #define EVENT_COLUMNS "id, stream_kind, stream_id, event_type, payload, topic, key, headers, created_at"
 
 typedef enum ReadPlan
@@ -100,24 +103,18 @@ check_stream_kind(text *kind)
 }
 
 /*
- * Runs one reader plan after computing the safe position.  Materialized
- * results go to the SRF's tuplestore when fcinfo is set up for one.
+ * Runs one reader plan for (after, safe].  Rows go to the SRF's tuplestore
+ * (set up by the caller) when rsinfo is given; otherwise the first column of
+ * the first row goes to *value.  Returns the number of rows.
  */
-static int64
-read_run(FunctionCallInfo fcinfo, ReadPlan which, int64 after, int32 max_events,
-		 text *kind, text *stream_id, bool materialize)
+static uint64
+read_exec(ReadPlan which, int64 after, int64 safe, int32 max_events, text *kind,
+		  text *stream_id, ReturnSetInfo *rsinfo, int64 *value)
 {
 	Datum		args[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-	int64		safe;
-	int64		result = 0;
+	uint64		n;
 	int			rc;
-
-	order_check_reader_isolation();
-	check_read_args(after, max_events);
-	if (materialize)
-		InitMaterializedSRF(fcinfo, 0);
-	safe = order_safe_position();	/* before the query's snapshot */
 
 	args[0] = Int64GetDatum(after);
 	args[1] = Int64GetDatum(safe);
@@ -128,24 +125,42 @@ read_run(FunctionCallInfo fcinfo, ReadPlan which, int64 after, int32 max_events,
 		nulls[3] = nulls[4] = 'n';
 
 	SPI_connect();
-	rc = SPI_execute_plan(read_plan(which), args, nulls, false, materialize ? 0 : 1);
+	rc = SPI_execute_plan(read_plan(which), args, nulls, false, rsinfo ? 0 : 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "aegis reader failed: %s", SPI_result_code_string(rc));
-	if (materialize)
+	n = SPI_processed;
+	if (rsinfo)
 	{
-		ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-
-		for (uint64 i = 0; i < SPI_processed; i++)
+		for (uint64 i = 0; i < n; i++)
 			tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
 	}
-	else if (SPI_processed == 1)
+	else if (n == 1)
 	{
 		bool		isnull;
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
-		result = isnull ? 0 : DatumGetInt64(d);
+		*value = isnull ? 0 : DatumGetInt64(d);
 	}
 	SPI_finish();
+	return n;
+}
+
+/*
+ * Runs one reader plan after computing the safe position (before the
+ * query's snapshot).  Materialized results go to the SRF's tuplestore.
+ */
+static int64
+read_run(FunctionCallInfo fcinfo, ReadPlan which, int64 after, int32 max_events,
+		 text *kind, text *stream_id, bool materialize)
+{
+	int64		result = 0;
+
+	order_check_reader_isolation();
+	check_read_args(after, max_events);
+	if (materialize)
+		InitMaterializedSRF(fcinfo, 0);
+	read_exec(which, after, order_safe_position(), max_events, kind, stream_id,
+			  materialize ? (ReturnSetInfo *) fcinfo->resultinfo : NULL, &result);
 	return result;
 }
 
@@ -162,6 +177,48 @@ Datum
 aegis_read_all(PG_FUNCTION_ARGS)
 {
 	read_run(fcinfo, PLAN_ALL, PG_GETARG_INT64(0), PG_GETARG_INT32(1), NULL, NULL, true);
+	return (Datum) 0;
+}
+
+/*
+ * aegis.wait_all(after, max_events, timeout_ms): read_all that, when nothing
+ * after `after` is safe yet, sleeps until a publishing transaction ends and
+ * reads again, until it has rows or timeout_ms has passed (then it returns
+ * none).  A live reader's long poll: one round trip per batch, woken
+ * directly by the commit instead of through NOTIFY.
+ */
+Datum
+aegis_wait_all(PG_FUNCTION_ARGS)
+{
+	int64		after = PG_GETARG_INT64(0);
+	int32		max_events = PG_GETARG_INT32(1);
+	int32		timeout_ms = PG_GETARG_INT32(2);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TimestampTz deadline;
+	int64		seen = after;
+	int64		unused;
+
+	order_check_reader_isolation();
+	check_read_args(after, max_events);
+	if (timeout_ms < 0 || timeout_ms > WAIT_MAX_MS)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("timeout_ms must be between 0 and %d, got %d", WAIT_MAX_MS, timeout_ms),
+				 errdetail("The waiting statement holds its snapshot, which holds back vacuum."),
+				 errhint("Call aegis.wait_all again after an empty result.")));
+	InitMaterializedSRF(fcinfo, 0);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	for (;;)
+	{
+		int64		safe = order_wait_for_position(seen, deadline);
+
+		if (safe <= seen)
+			break;				/* timed out */
+		/* positions are cluster-wide: another database's commit reads nothing */
+		if (read_exec(PLAN_ALL, after, safe, max_events, NULL, NULL, rsinfo, &unused) > 0)
+			break;
+		seen = safe;
+	}
 	return (Datum) 0;
 }
 

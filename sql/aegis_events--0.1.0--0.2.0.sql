@@ -152,6 +152,20 @@ CREATE TABLE aegis.dead_letters (
     UNIQUE (group_id, topic, partition, "offset")
 );
 
+/*
+ * A live reader's long poll: read_all, but when nothing after `after` is
+ * safe yet it sleeps until a publishing transaction ends (woken directly by
+ * the commit, no NOTIFY) and reads again, until it has rows or timeout_ms
+ * passed (then it returns none).  The statement holds its snapshot while it
+ * waits, hence the short timeouts (at most 60 s).
+ */
+CREATE FUNCTION aegis.wait_all(after bigint, max_events integer DEFAULT 1000,
+                               timeout_ms integer DEFAULT 1000)
+RETURNS SETOF aegis.events
+AS 'MODULE_PATHNAME', 'aegis_wait_all'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA aegis FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA aegis FROM PUBLIC;
 
