@@ -11,6 +11,7 @@
 
 struct lws_context;
 struct lws_vhost;
+struct ev_loop;
 struct pgconn;
 struct sse_hub;
 struct drain;
@@ -24,10 +25,11 @@ struct bridge_metrics {
     uint64_t sse_replayed_events;
     uint64_t sse_drops;               /* stalled clients disconnected */
     uint64_t sse_catchups;            /* live subscribers switched to catch-up from the store */
+    uint64_t sse_held_drops;          /* held live events dropped on overflow during a replay */
     uint64_t sse_rejected;            /* 503 at max_clients or without PostgreSQL */
     uint64_t http_requests_total;
     uint64_t http_bad_requests;       /* 400/404/405 */
-    uint64_t store_reads;             /* aegis.read_all batches */
+    uint64_t store_reads;             /* non-empty aegis.wait_all batches of the live reader */
     uint64_t run_requests;
 };
 
@@ -35,6 +37,7 @@ struct bridge {
     struct bridge_config cfg;
     struct lws_context *ctx;
     struct lws_vhost *vhost;
+    struct ev_loop *evloop;           /* libev (epoll) loop lws runs on; NULL: lws's poll loop */
     struct pgconn *pg;                /* the SSE reader's connection */
     struct sse_hub *sse;
     struct drain *drain;              /* set by drain_start (kafka engineer) */

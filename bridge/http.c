@@ -362,8 +362,11 @@ static char *http_metrics_text(struct bridge *b, PGresult *lag)
                 (double)m->http_requests_total);
     http_metric(&buf, &len, &cap, "aegis_bridge_http_bad_requests_total", "counter",
                 "requests answered 400, 404 or 405", (double)m->http_bad_requests);
+    http_metric(&buf, &len, &cap, "aegis_bridge_sse_held_drops_total", "counter",
+                "live events held during a replay dropped on overflow (read again from the store)",
+                (double)m->sse_held_drops);
     http_metric(&buf, &len, &cap, "aegis_bridge_store_reads_total", "counter",
-                "aegis.read_all batches of the shared reader", (double)m->store_reads);
+                "non-empty aegis.wait_all batches of the live reader", (double)m->store_reads);
     http_metric(&buf, &len, &cap, "aegis_bridge_run_requests_total", "counter",
                 "conversation run requests recorded or found", (double)m->run_requests);
     if (have_lag) {

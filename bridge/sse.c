@@ -1,13 +1,17 @@
 /*
- * sse.c: owns SSE subscribers and streams.  One shared reader follows the
- * store (LISTEN aegis_events, then aegis.read_all until a short batch) and
- * fans each event out to the subscribers of its stream.  A new subscriber
- * first replays its stream with aegis.read_stream on the same connection;
- * because queries run in FIFO order and reader positions only grow, the
- * replay covers every live event it ignored, and ids > delivered dedupe.
- * A subscriber whose buffer cannot take a live event falls back to that
- * same catch-up from the store; one that makes no progress for a whole
- * heartbeat interval with its buffer half full is disconnected.
+ * sse.c: owns SSE subscribers and streams.  One shared live reader follows
+ * the store on its own connection with aegis.wait_all (a long poll that the
+ * publishing commit itself wakes; no LISTEN/NOTIFY hop, no extra round
+ * trip) and fans each event out to the subscribers of its stream.  A new
+ * subscriber first replays its stream with aegis.read_stream on the second
+ * connection.  Safe positions only grow, so a replay query covers every
+ * live event fanned out before it was sent; live events that arrive while
+ * it is in flight are held (bounded) and queued after it, and ids >
+ * delivered dedupe.  If the held events overflow they are dropped and
+ * another replay round, sent after the drop, covers them.  A subscriber
+ * whose buffer cannot take a live event falls back to that same catch-up
+ * from the store; one that makes no progress for a whole heartbeat interval
+ * with its buffer half full is disconnected.
  */
 #define _GNU_SOURCE
 #include "sse.h"
@@ -29,11 +33,13 @@
 #define SSE_READ_BATCH 1000
 #define SSE_REPLAY_BATCH 200
 #define SSE_WRITE_CHUNK 65536
+#define SSE_WAIT_MS 1000            /* aegis.wait_all timeout: one empty poll a second when idle */
+#define SSE_WAIT_STMT "aegis_sse_wait"
 
 static const char SQL_SAFE_POSITION[] = "SELECT aegis.safe_position()";
-static const char SQL_READ_ALL[] =
+static const char SQL_WAIT_ALL[] =
     "SELECT id, stream_kind, stream_id, event_type, payload::text "
-    "FROM aegis.read_all($1::bigint, $2::int)";
+    "FROM aegis.wait_all($1::bigint, $2::int, $3::int)";
 static const char SQL_READ_STREAM[] =
     "SELECT id, event_type, payload::text FROM aegis.read_stream($1, $2, $3::bigint, $4::int)";
 static const char SQL_REQUEST_RUN[] = "SELECT aegis.request_run($1, $2, $3, $4)";
@@ -65,6 +71,15 @@ struct sse_stream {
     struct sse_sub *subs;
 };
 
+/* a live event that arrived while the subscriber's replay was in flight */
+struct sse_held {
+    struct sse_held *next;
+    long long id;
+    int terminal;
+    size_t len;
+    char msg[];
+};
+
 struct sse_sub {
     struct sse_hub *h;
     struct lws *wsi;                /* NULL once the connection closed */
@@ -86,11 +101,16 @@ struct sse_sub {
     uint64_t written_mark;          /* written at the previous heartbeat tick */
     char *buf;                      /* LWS_PRE headroom, then len bytes to send */
     size_t len, cap;
+    struct sse_held *held, **held_tail;
+    size_t held_bytes;
+    unsigned held_drops;            /* times held events were dropped (overflow) */
+    unsigned replay_drops;          /* held_drops when the replay query was sent */
 };
 
 struct sse_hub {
     struct bridge *b;
-    struct pgconn *pg;
+    struct pgconn *pg;              /* replays and conversation queries */
+    struct pgconn *live;            /* the live reader's long poll */
     struct sse_stream *buckets[SSE_BUCKETS];
     struct sse_sub *all;
     struct loop_timer *heartbeat;
@@ -98,7 +118,7 @@ struct sse_hub {
     struct loop_timer *liveness;
     long long last_seen;            /* shared reader position */
     int have_position;
-    int reading, again;
+    int reading;                    /* a live reader query is in flight */
 };
 
 static void sse_replay_next(struct sse_sub *s);
@@ -236,10 +256,31 @@ static void sse_unsubscribe(struct sse_sub *s)
 
 /* ---------- subscribers ---------- */
 
+static struct sse_held *sse_held_take(struct sse_sub *s)
+{
+    struct sse_held *list = s->held;
+
+    s->held = NULL;
+    s->held_tail = &s->held;
+    s->held_bytes = 0;
+    return list;
+}
+
+static void sse_held_free(struct sse_held *e)
+{
+    struct sse_held *next;
+
+    for (; e; e = next) {
+        next = e->next;
+        free(e);
+    }
+}
+
 static void sse_sub_free(struct sse_sub *s)
 {
     struct sse_hub *h = s->h;
 
+    sse_held_free(sse_held_take(s));
     sse_unsubscribe(s);
     if (s->all_prev)
         s->all_prev->all_next = s->all_next;
@@ -303,6 +344,42 @@ static void sse_drop(struct sse_sub *s, const char *why)
     sse_sub_kill(s, why);
 }
 
+/* off bytes at the front of the buffer went out */
+static void sse_consumed(struct sse_sub *s, size_t off)
+{
+    memmove(s->buf + LWS_PRE, s->buf + LWS_PRE + off, s->len - off);
+    s->len -= off;
+    s->written += off;
+    if (s->len == 0 && s->cap > 65536) {    /* give a burst's memory back */
+        free(s->buf);
+        s->buf = NULL;
+        s->cap = 0;
+    }
+}
+
+/*
+ * Written by hand around lws on purpose: lws 4.1 lets a body be written only
+ * from the WRITEABLE callback, one loop turn after lws_callback_on_writable,
+ * and with its poll(2) backend every turn costs O(open connections) (perf:
+ * most of the bridge's CPU with 1,000 subscribers).  On a plain-text HTTP/1
+ * connection whose headers are out and with nothing pending inside lws, the
+ * body of an SSE response (no content length, so no chunking or framing) is
+ * exactly the bytes lws_write would send: send them now.  What the socket
+ * does not take, and every error, is left to the writeable callback and
+ * lws_write as before.
+ */
+static void sse_send_now(struct sse_sub *s)
+{
+    ssize_t n;
+
+    if (!s->wsi || !s->headers_sent || s->status != 200 || lws_is_ssl(s->wsi) ||
+        lws_get_network_wsi(s->wsi) != s->wsi || lws_partial_buffered(s->wsi))
+        return;
+    n = send(lws_get_socket_fd(s->wsi), s->buf + LWS_PRE, s->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0)
+        sse_consumed(s, (size_t)n);
+}
+
 /* queue bytes; 1 when bounded data does not fit (nothing queued), -1 on failure */
 static int sse_append(struct sse_sub *s, const char *data, size_t n, int bounded)
 {
@@ -316,7 +393,9 @@ static int sse_append(struct sse_sub *s, const char *data, size_t n, int bounded
     }
     memcpy(s->buf + LWS_PRE + s->len, data, n);
     s->len += n;
-    if (s->wsi && s->headers_sent)
+    if (s->len == n)                 /* nothing was waiting for a writeable callback */
+        sse_send_now(s);
+    if (s->len > 0 && s->wsi && s->headers_sent)
         lws_callback_on_writable(s->wsi);
     return 0;
 }
@@ -335,7 +414,7 @@ static int sse_is_terminal(const struct sse_sub *s, const char *type)
 }
 
 /* queue one event if it is new for this subscriber */
-static void sse_deliver(struct sse_sub *s, long long id, const char *type, const char *msg,
+static void sse_deliver(struct sse_sub *s, long long id, int terminal, const char *msg,
                         size_t n, int bounded)
 {
     int r;
@@ -351,10 +430,37 @@ static void sse_deliver(struct sse_sub *s, long long id, const char *type, const
         return;
     s->delivered = id;
     s->h->b->metrics.sse_events_sent++;
-    if (sse_is_terminal(s, type)) {
-        s->phase = PH_ENDING;        /* close once flushed */
+    if (terminal) {
+        s->phase = PH_ENDING;        /* close once flushed (sse_writeable) */
         sse_unsubscribe(s);
+        if (s->wsi && s->headers_sent)
+            lws_callback_on_writable(s->wsi);
     }
+}
+
+/* keep a live event for after the replay in flight; on overflow drop them all
+ * (another replay round will read them from the store) */
+static void sse_hold(struct sse_sub *s, long long id, int terminal, const char *msg, size_t n)
+{
+    struct sse_held *e;
+
+    if (id <= s->delivered)
+        return;
+    if (s->held_bytes + n > s->h->b->cfg.client_buffer_bytes ||
+        !(e = malloc(sizeof *e + n))) {
+        sse_held_free(sse_held_take(s));
+        s->held_drops++;
+        s->h->b->metrics.sse_held_drops++;
+        return;
+    }
+    e->next = NULL;
+    e->id = id;
+    e->terminal = terminal;
+    e->len = n;
+    memcpy(e->msg, msg, n);
+    *s->held_tail = e;
+    s->held_tail = &e->next;
+    s->held_bytes += n;
 }
 
 static void sse_decide(struct sse_sub *s, int status)
@@ -381,11 +487,18 @@ static int sse_result_ok(PGresult *res)
 
 /* ---------- replay ---------- */
 
+/* the replay reached the store's end: queue what was held, then go live */
 static void sse_go_live(struct sse_sub *s)
 {
+    struct sse_held *list = sse_held_take(s), *e;
+
     s->phase = PH_LIVE;
     if (s->status == 0)
         sse_decide(s, 200);
+    /* a catch-up started here re-reads the rest from the store */
+    for (e = list; e && s->phase == PH_LIVE; e = e->next)
+        sse_deliver(s, e->id, e->terminal, e->msg, e->len, 1);
+    sse_held_free(list);
 }
 
 static void sse_on_replay(struct pgconn *c, PGresult *res, void *ud)
@@ -411,7 +524,7 @@ static void sse_on_replay(struct pgconn *c, PGresult *res, void *ud)
             sse_sub_kill(s, "out_of_memory");
             return;
         }
-        sse_deliver(s, id, type, msg, len, 0);
+        sse_deliver(s, id, sse_is_terminal(s, type), msg, len, 0);
         free(msg);
         s->h->b->metrics.sse_replayed_events++;
     }
@@ -420,7 +533,7 @@ static void sse_on_replay(struct pgconn *c, PGresult *res, void *ud)
             sse_decide(s, 200);
         return;
     }
-    if (n < SSE_REPLAY_BATCH)
+    if (n < SSE_REPLAY_BATCH && s->replay_drops == s->held_drops)
         sse_go_live(s);
     else
         sse_replay_next(s);
@@ -443,6 +556,7 @@ static void sse_replay_next(struct sse_sub *s)
     params[2] = after;
     params[3] = batch;
     s->pending++;
+    s->replay_drops = s->held_drops;
     if (pgconn_query(s->h->pg, SQL_READ_STREAM, 4, params, sse_on_replay, s) < 0) {
         s->pending--;
         sse_fail(s, NULL, "read_stream");
@@ -565,7 +679,9 @@ int sse_open(struct sse_hub *h, struct lws *wsi, const struct sse_request *req, 
     char retry[40];
     int n;
 
-    if (!pgconn_is_ready(h->pg) || h->b->metrics.sse_connections >= (uint64_t)h->b->cfg.max_clients) {
+    /* a replay must not start before the live reader has its position:
+     * events between the two would reach neither */
+    if (!sse_pg_ready(h) || h->b->metrics.sse_connections >= (uint64_t)h->b->cfg.max_clients) {
         h->b->metrics.sse_rejected++;
         return 503;
     }
@@ -574,6 +690,7 @@ int sse_open(struct sse_hub *h, struct lws *wsi, const struct sse_request *req, 
         return 503;
     s->h = h;
     s->wsi = wsi;
+    s->held_tail = &s->held;
     s->kind = req->kind;
     s->has_last_id = req->has_last_id;
     s->last_id = req->last_id;
@@ -642,17 +759,10 @@ static int sse_write_some(struct sse_sub *s)
         if (lws_write(s->wsi, (unsigned char *)s->buf + LWS_PRE + off, n, LWS_WRITE_HTTP) < (int)n)
             return -1;
         off += n;
-        s->written += n;
         if (lws_send_pipe_choked(s->wsi))
             break;
     }
-    memmove(s->buf + LWS_PRE, s->buf + LWS_PRE + off, s->len - off);
-    s->len -= off;
-    if (s->len == 0 && s->cap > 65536) {    /* give a burst's memory back */
-        free(s->buf);
-        s->buf = NULL;
-        s->cap = 0;
-    }
+    sse_consumed(s, off);
     return 0;
 }
 
@@ -753,14 +863,16 @@ static void sse_fanout(struct sse_hub *h, PGresult *res, int row)
     for (s = st->subs; s; s = next) {
         next = s->next;
         if (s->phase == PH_LIVE)
-            sse_deliver(s, id, type, msg, len, 1);
+            sse_deliver(s, id, sse_is_terminal(s, type), msg, len, 1);
+        else if (s->phase == PH_REPLAY)
+            sse_hold(s, id, sse_is_terminal(s, type), msg, len);
     }
     free(msg);
 }
 
-static void sse_read_more(struct sse_hub *h);
+static void sse_wait_next(struct sse_hub *h);
 
-static void sse_on_read_all(struct pgconn *c, PGresult *res, void *ud)
+static void sse_on_wait(struct pgconn *c, PGresult *res, void *ud)
 {
     struct sse_hub *h = ud;
     int i, n;
@@ -770,35 +882,32 @@ static void sse_on_read_all(struct pgconn *c, PGresult *res, void *ud)
     if (!res)
         return;                                    /* reconnect re-reads from last_seen */
     if (!sse_result_ok(res)) {
-        LOG(LOG_ERROR, "sse", "msg=\"read_all failed\" error=\"%s\"", PQresultErrorMessage(res));
+        LOG(LOG_ERROR, "sse", "msg=\"wait_all failed\" error=\"%s\"", PQresultErrorMessage(res));
         loop_timer_schedule(h->reread, 1000000);
         return;
     }
-    h->b->metrics.store_reads++;
     n = PQntuples(res);
+    if (n > 0)
+        h->b->metrics.store_reads++;
     for (i = 0; i < n; i++) {
         sse_fanout(h, res, i);
         h->last_seen = strtoll(PQgetvalue(res, i, 0), NULL, 10);
     }
-    if (n >= SSE_READ_BATCH || h->again)
-        sse_read_more(h);
+    sse_wait_next(h);
 }
 
-static void sse_read_more(struct sse_hub *h)
+/* the next long poll: returns at once when events are waiting */
+static void sse_wait_next(struct sse_hub *h)
 {
-    char after[24], batch[16];
-    const char *params[2] = { after, batch };
+    char after[24], batch[16], timeout[16];
+    const char *params[3] = { after, batch, timeout };
 
-    if (h->reading) {
-        h->again = 1;
+    if (h->reading || !h->have_position || !pgconn_is_ready(h->live))
         return;
-    }
-    if (!h->have_position || !pgconn_is_ready(h->pg))
-        return;
-    h->again = 0;
     snprintf(after, sizeof after, "%lld", h->last_seen);
     snprintf(batch, sizeof batch, "%d", SSE_READ_BATCH);
-    if (pgconn_query(h->pg, SQL_READ_ALL, 2, params, sse_on_read_all, h) == 0)
+    snprintf(timeout, sizeof timeout, "%d", SSE_WAIT_MS);
+    if (pgconn_query_prepared(h->live, SSE_WAIT_STMT, 3, params, NULL, NULL, sse_on_wait, h) == 0)
         h->reading = 1;
 }
 
@@ -819,43 +928,44 @@ static void sse_on_position(struct pgconn *c, PGresult *res, void *ud)
     h->last_seen = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     h->have_position = 1;
     LOG(LOG_INFO, "sse", "msg=\"reader started\" position=%lld", h->last_seen);
-    if (h->again)
-        sse_read_more(h);
+    sse_wait_next(h);
 }
 
 static void sse_begin(struct sse_hub *h)
 {
     if (h->have_position) {
-        sse_read_more(h);
+        sse_wait_next(h);
         return;
     }
-    if (h->reading || !pgconn_is_ready(h->pg))
+    if (h->reading || !pgconn_is_ready(h->live))
         return;
-    if (pgconn_query(h->pg, SQL_SAFE_POSITION, 0, NULL, sse_on_position, h) == 0)
+    if (pgconn_query(h->live, SQL_SAFE_POSITION, 0, NULL, sse_on_position, h) == 0)
         h->reading = 1;
 }
 
-static void sse_on_connected(struct pgconn *c, void *ud)
+static void sse_on_prepared(struct pgconn *c, PGresult *res, void *ud)
 {
     (void)c;
-    sse_begin(ud);
+    (void)ud;
+    if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
+        LOG(LOG_ERROR, "sse", "msg=\"cannot prepare the live reader (is the extension at 0.2.0?)\" "
+            "error=\"%s\"", PQresultErrorMessage(res));
 }
 
-static void sse_on_notify(struct pgconn *c, const char *channel, const char *payload, void *ud)
+/* prepared statements live per session: prepare again after every connect
+ * (FIFO: the prepare runs before the first wait that uses it) */
+static void sse_on_live_connected(struct pgconn *c, void *ud)
 {
-    (void)c;
-    (void)channel;
-    (void)payload;
-    sse_read_more(ud);
+    if (pgconn_prepare(c, SSE_WAIT_STMT, SQL_WAIT_ALL, sse_on_prepared, ud) == 0)
+        sse_begin(ud);
 }
 
-static void sse_on_lost(struct pgconn *c, void *ud)
+static void sse_on_live_lost(struct pgconn *c, void *ud)
 {
     struct sse_hub *h = ud;
 
     (void)c;
     h->reading = 0;
-    h->again = 0;
 }
 
 static void sse_reread_cb(void *ud)
@@ -918,7 +1028,8 @@ static void sse_liveness_cb(void *ud)
 
 struct sse_hub *sse_hub_new(struct bridge *b)
 {
-    static const struct pgconn_callbacks cbs = { sse_on_connected, sse_on_notify, sse_on_lost };
+    static const struct pgconn_callbacks cbs = { NULL, NULL, NULL };
+    static const struct pgconn_callbacks live_cbs = { sse_on_live_connected, NULL, sse_on_live_lost };
     struct sse_hub *h = calloc(1, sizeof *h);
 
     if (!h)
@@ -930,7 +1041,8 @@ struct sse_hub *sse_hub_new(struct bridge *b)
     if (!h->heartbeat || !h->reread || !h->liveness)
         goto err;
     h->pg = pgconn_new(b, b->cfg.database_url, "sse", &cbs, h);
-    if (!h->pg || pgconn_listen(h->pg, "aegis_events") < 0)
+    h->live = pgconn_new(b, b->cfg.database_url, "sse-live", &live_cbs, h);
+    if (!h->pg || !h->live)
         goto err;
     b->pg = h->pg;
     loop_timer_schedule(h->heartbeat, (int64_t)b->cfg.heartbeat_seconds * 1000000);
@@ -950,6 +1062,7 @@ void sse_hub_free(struct sse_hub *h)
     loop_timer_free(h->heartbeat);
     loop_timer_free(h->reread);
     loop_timer_free(h->liveness);
+    pgconn_free(h->live);
     pgconn_free(h->pg);             /* fails pending queries: subs drop their refs */
     if (h->b->pg == h->pg)
         h->b->pg = NULL;
@@ -964,7 +1077,8 @@ void sse_hub_free(struct sse_hub *h)
     free(h);
 }
 
+/* ready for subscribers: both connections up and the live reader placed */
 int sse_pg_ready(const struct sse_hub *h)
 {
-    return h && pgconn_is_ready(h->pg);
+    return h && pgconn_is_ready(h->pg) && pgconn_is_ready(h->live) && h->have_position;
 }

@@ -3,8 +3,11 @@
 
 Owns nothing but its sockets.  Modes (each prints one JSON object):
   get URL [-H 'Name: value']... [--events N] [--timeout S] [--stamp]
+      [--rcvbuf B] [--pause S]
       one request; status, headers, parsed events, comments, retry, id-only
-      messages, whether the server closed the stream.
+      messages, whether the server closed the stream.  --rcvbuf sets a small
+      socket receive buffer, --pause stops reading for S seconds after the
+      response head (a slow client the server must wait for).
   resume URL --expect N --chunk K [--timeout S]
       reads K events, disconnects, reconnects with Last-Event-ID, until N
       events arrived; prints every id received (to check no gap, no duplicate).
@@ -97,10 +100,15 @@ def split_head(raw):
 
 def mode_get(a):
     host, port, path = parse_url(a.url)
-    s = socket.create_connection((host, port), timeout=a.timeout)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if a.rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, a.rcvbuf)
+    s.settimeout(a.timeout)
+    s.connect((host, port))
     s.sendall(request_bytes(host, port, path, a.H))
     deadline = time.monotonic() + a.timeout
     raw, closed, p = b"", False, SSEParser()
+    paused = a.pause <= 0
     status, headers = None, {}
     while time.monotonic() < deadline:
         s.settimeout(max(0.01, deadline - time.monotonic()))
@@ -119,6 +127,9 @@ def mode_get(a):
             if headers.get("content-length") == "0" or status != 200:
                 closed = True
                 break
+        if not paused:
+            time.sleep(a.pause)
+            paused = True
         p.feed(chunk)
         if a.stamp:
             now = time.time()
@@ -266,6 +277,8 @@ def main():
     g.add_argument("--events", type=int)
     g.add_argument("--timeout", type=float, default=5)
     g.add_argument("--stamp", action="store_true", help="add the receive time (epoch s) to each event")
+    g.add_argument("--rcvbuf", type=int, default=0, help="socket receive buffer size (bytes)")
+    g.add_argument("--pause", type=float, default=0, help="stop reading for S s after the head")
     r = sub.add_parser("resume")
     r.add_argument("url")
     r.add_argument("--expect", type=int, required=True)

@@ -122,6 +122,29 @@ expect_eq "resume under concurrent publishing: no gap, no duplicate, store order
 expect_eq "resume test received all 400 events" 400 "$(jq '.ids | length' "$WORK/resume.json")"
 check "resume test reconnected many times" test "$(jq .connects "$WORK/resume.json")" -ge 10
 
+# ---- live events that arrive during a long replay: held, overflow, re-read ----
+# The live reader runs on its own connection, so events committed while a
+# subscriber replays are held for it (bounded by --client-buffer-bytes, 64 kB
+# here) and queued after the replay.  A slow client (tiny receive buffer, no
+# reads for 0.6 s) keeps a 3,000-event replay (~4.5 MB, more than the kernel's
+# socket buffers take) paused while 600 events (~0.9 MB) commit in one
+# transaction: the held events overflow, are dropped, and a replay round sent
+# after the drop reads them from the store.
+q "SELECT count(aegis.publish_agent_status('ws-hold', 'running', 'history ' || i || ' of a long replay ' || repeat('x', 1500), 0.5)) FROM generate_series(1, 3000) i" >/dev/null
+drops0=$(metric aegis_bridge_sse_held_drops_total)
+replays0=$(metric aegis_bridge_sse_replays_total)
+get "$B/workspaces/ws-hold/stream" --rcvbuf 4096 --pause 0.6 --events 3600 --timeout 60 >"$WORK/hold.json" &
+hold_pid=$!
+BG_PIDS+=("$hold_pid")
+check "the slow subscriber's replay started" wait_for 10 metric_above aegis_bridge_sse_replays_total "${replays0%%.*}"
+q "SELECT count(aegis.publish_agent_status('ws-hold', 'running', 'live ' || i || ' while the subscriber replays ' || repeat('y', 1500), 0.5)) FROM generate_series(1, 600) i" >/dev/null
+wait "$hold_pid"
+expect_eq "live events during a long replay: all 3,600, once each, in store order" \
+    "$(q "SELECT string_agg(id::text, ',' ORDER BY id) FROM aegis.events WHERE stream_id = 'ws-hold'")" \
+    "$(jq -r '[.events[].id] | join(",")' "$WORK/hold.json")"
+check "held live events overflowed and were re-read from the store" \
+    test "$(metric aegis_bridge_sse_held_drops_total | cut -d. -f1)" -gt "${drops0%%.*}"
+
 # ---- conversations: run request once, id line, end after done, 204 ----
 CONV="$B/conversations/conv-1/stream?message=Hello%20there&agent_id=rule37-agent&agent_type=rule_37"
 r=$(get "$CONV" --timeout 1.5)
