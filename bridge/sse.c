@@ -96,6 +96,8 @@ struct sse_sub {
     int pending;                    /* queries in flight that reference this sub */
     int replay_paused;              /* waiting for the buffer to drain */
     int killed;                     /* dropped or shutting down */
+    struct sse_sub *dirty_next;     /* in h->dirty while a batch is fanned out */
+    int dirty;
     long long delivered;            /* highest event id queued */
     uint64_t written;               /* bytes handed to lws so far */
     uint64_t written_mark;          /* written at the previous heartbeat tick */
@@ -113,6 +115,8 @@ struct sse_hub {
     struct pgconn *live;            /* the live reader's long poll */
     struct sse_stream *buckets[SSE_BUCKETS];
     struct sse_sub *all;
+    int batching;                   /* fanning out a batch: sends wait for its end */
+    struct sse_sub *dirty;          /* subscribers given data during the batch */
     struct loop_timer *heartbeat;
     struct loop_timer *reread;
     struct loop_timer *liveness;
@@ -393,6 +397,14 @@ static int sse_append(struct sse_sub *s, const char *data, size_t n, int bounded
     }
     memcpy(s->buf + LWS_PRE + s->len, data, n);
     s->len += n;
+    if (s->h->batching) {            /* one send for the whole batch: sse_flush_dirty */
+        if (!s->dirty) {
+            s->dirty = 1;
+            s->dirty_next = s->h->dirty;
+            s->h->dirty = s;
+        }
+        return 0;
+    }
     if (s->len == n)                 /* nothing was waiting for a writeable callback */
         sse_send_now(s);
     if (s->len > 0 && s->wsi && s->headers_sent)
@@ -501,16 +513,14 @@ static void sse_go_live(struct sse_sub *s)
     sse_held_free(list);
 }
 
-static void sse_on_replay(struct pgconn *c, PGresult *res, void *ud)
+static void sse_flush_dirty(struct sse_hub *h);
+
+static void sse_replay_apply(struct sse_sub *s, PGresult *res)
 {
-    struct sse_sub *s = ud;
     int i, n;
     size_t len;
     char *msg;
 
-    (void)c;
-    if (sse_sub_release(s) || s->killed)
-        return;
     if (!sse_result_ok(res)) {
         sse_fail(s, res, "read_stream");
         return;
@@ -537,6 +547,18 @@ static void sse_on_replay(struct pgconn *c, PGresult *res, void *ud)
         sse_go_live(s);
     else
         sse_replay_next(s);
+}
+
+static void sse_on_replay(struct pgconn *c, PGresult *res, void *ud)
+{
+    struct sse_sub *s = ud;
+
+    (void)c;
+    if (sse_sub_release(s) || s->killed)
+        return;
+    s->h->batching = 1;
+    sse_replay_apply(s, res);
+    sse_flush_dirty(s->h);
 }
 
 static void sse_replay_next(struct sse_sub *s)
@@ -872,6 +894,25 @@ static void sse_fanout(struct sse_hub *h, PGresult *res, int row)
 
 static void sse_wait_next(struct sse_hub *h);
 
+/* after a batch: one send per subscriber that got data, the rest (and a
+ * subscriber whose buffer already waited for lws) by the writeable callback */
+static void sse_flush_dirty(struct sse_hub *h)
+{
+    struct sse_sub *s;
+
+    h->batching = 0;
+    while ((s = h->dirty)) {
+        h->dirty = s->dirty_next;
+        s->dirty = 0;
+        sse_send_now(s);
+        /* the writeable callback also resumes a paused replay and ends a
+         * finished stream, even when the send above took everything */
+        if ((s->len > 0 || s->replay_paused || s->phase == PH_ENDING) && s->wsi &&
+            s->headers_sent)
+            lws_callback_on_writable(s->wsi);
+    }
+}
+
 static void sse_on_wait(struct pgconn *c, PGresult *res, void *ud)
 {
     struct sse_hub *h = ud;
@@ -889,10 +930,12 @@ static void sse_on_wait(struct pgconn *c, PGresult *res, void *ud)
     n = PQntuples(res);
     if (n > 0)
         h->b->metrics.store_reads++;
+    h->batching = 1;
     for (i = 0; i < n; i++) {
         sse_fanout(h, res, i);
         h->last_seen = strtoll(PQgetvalue(res, i, 0), NULL, 10);
     }
+    sse_flush_dirty(h);
     sse_wait_next(h);
 }
 
