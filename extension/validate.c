@@ -146,10 +146,11 @@ numeric_compare(Numeric a, Numeric b)
 }
 
 /*
- * True when a finite number is within [low, high] (NULL: unbounded).  A
- * number inside the bounds also is after conversion to double (rounding is
- * monotonic and the bounds are exact doubles), so the checks below take this
- * as their quick yes and decide every other case with the double as before.
+ * True when a finite number is within [low, high] (NULL: unbounded).  The
+ * checks below take this as their quick yes and decide every other number
+ * as before; the answers agree because rounding to double is monotonic: a
+ * number in [0, 1] stays in [0, 1] (both are exact doubles), one in
+ * [0, 1e300] stays >= 0 and finite.
  */
 static bool
 numeric_within(Numeric num, Numeric low, Numeric high)
