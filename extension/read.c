@@ -39,12 +39,22 @@ typedef enum ReadPlan
 
 #define SQL_ALL "SELECT " EVENT_COLUMNS " FROM aegis.events " \
 	"WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3"
+/*
+ * Stream readers compare rows against events_stream_idx's key instead of
+ * "stream_kind = $4 AND stream_id = $5 AND id > $1": the generic plan of
+ * that form, with few streams in the statistics, walks the primary key from
+ * $1 and filters (measured: 3.3 ms for a new stream beside 9,300 events of
+ * three others, every replay of a new stream).  Row bounds and the row
+ * order can only be served by (stream_kind, stream_id, id).
+ */
+#define STREAM_RANGE "(stream_kind, stream_id, id) > ($4, $5, $1) " \
+	"AND (stream_kind, stream_id, id) <= ($4, $5, $2)"
 #define SQL_STREAM "SELECT " EVENT_COLUMNS " FROM aegis.events " \
-	"WHERE stream_kind = $4 AND stream_id = $5 AND id > $1 AND id <= $2 ORDER BY id LIMIT $3"
+	"WHERE " STREAM_RANGE " ORDER BY stream_kind, stream_id, id LIMIT $3"
 #define SQL_TOPIC "SELECT " EVENT_COLUMNS " FROM aegis.events " \
 	"WHERE topic IS NOT NULL AND id > $1 AND id <= $2 ORDER BY id LIMIT $3"
-#define SQL_POSITION "SELECT pg_catalog.max(id) FROM aegis.events " \
-	"WHERE stream_kind = $4 AND stream_id = $5 AND id > $1 AND id <= $2 AND $3 > 0"
+#define SQL_POSITION "SELECT id FROM aegis.events " \
+	"WHERE " STREAM_RANGE " ORDER BY stream_kind DESC, stream_id DESC, id DESC LIMIT $3"
 
 static const char *const plan_sql[PLAN_COUNT] = {SQL_ALL, SQL_STREAM, SQL_TOPIC, SQL_POSITION};
 

@@ -26,6 +26,30 @@ log="$AEGIS_TEST_TMP/pg-ext-$$/server.log"
 check "no reference leaks or assertion failures in the server log" \
     bash -c "! grep -E 'leak|TRAP|PANIC|server process .* was terminated' '$log'"
 
+# Stream readers use the stream index whatever the statistics say: with a
+# few big streams analyzed, a generic plan of "stream_id = $5 AND id > $1
+# ORDER BY id" walks the primary key through every event (seen: 3 ms per
+# replay of a new stream in bench-sse).
+psql -qX -c "CREATE DATABASE plans" && export PGDATABASE=plans
+psql -qX -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+CREATE EXTENSION aegis_events;
+SELECT count(aegis.publish_agent_status('big-' || s, 'running')) FROM generate_series(1, 3) s, generate_series(1, 3100);
+ANALYZE aegis.events;
+SQL
+idx_scans() { psql -XAt -c "SELECT pg_stat_force_next_flush()" -c "SELECT string_agg(indexrelname || '=' || idx_scan, ' ' ORDER BY indexrelname) FROM pg_stat_user_indexes WHERE relname = 'events' AND indexrelname IN ('events_pkey', 'events_stream_idx')" | tail -1; }
+before=$(idx_scans)
+out=$(psql -XAt -c "SELECT count(*) FROM aegis.read_stream('workspace', 'new-stream', 0, 200)" \
+    -c "SELECT aegis.stream_position('workspace', 'new-stream')" \
+    -c "SELECT count(*) FROM aegis.read_stream('workspace', 'big-2', 3000, 200)" \
+    -c "SELECT aegis.stream_position('workspace', 'big-2') - aegis.stream_position('workspace', 'big-1')")
+after=$(idx_scans)
+expect_eq "stream readers answer right beside big analyzed streams" "0 0 200 3100" "$(echo $out)"
+pk() { sed -E 's/.*events_pkey=([0-9]+).*/\1/' <<<"$1"; }
+st() { sed -E 's/.*events_stream_idx=([0-9]+).*/\1/' <<<"$1"; }
+expect_eq "stream readers never scan the primary key ($before -> $after)" "$(pk "$before")" "$(pk "$after")"
+check "stream readers scan the stream index ($before -> $after)" test "$(st "$after")" -ge $(( $(st "$before") + 5 ))
+unset PGDATABASE
+
 # Without shared_preload_libraries, CREATE EXTENSION fails with a clear hint.
 pg_start nopreload "shared_preload_libraries = ''"
 msg=$(psql -X -v ON_ERROR_STOP=1 -c "CREATE EXTENSION aegis_events" 2>&1)
