@@ -69,11 +69,16 @@ pg_restart_dir() {
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$1" -l "$1/../server.log" -m fast -w -t 60 restart >/dev/null
 }
 
-# pg_stop_all: stop every cluster this shell started
+# pg_stop_all: stop every cluster this shell started and remove its data
+# directory (benchmarks leave gigabytes); server.log stays beside it.
+# AEGIS_KEEP_CLUSTERS=1 keeps the data too.
 pg_stop_all() {
     local d
     [ -f "$AEGIS_TEST_TMP/clusters.$$" ] || return 0
-    while read -r d; do pg_stop_dir "$d"; done <"$AEGIS_TEST_TMP/clusters.$$"
+    while read -r d; do
+        pg_stop_dir "$d"
+        [ -n "${AEGIS_KEEP_CLUSTERS:-}" ] || rm -rf "$d"
+    done <"$AEGIS_TEST_TMP/clusters.$$"
     rm -f "$AEGIS_TEST_TMP/clusters.$$"
 }
 
