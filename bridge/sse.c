@@ -502,8 +502,11 @@ static int sse_result_ok(PGresult *res)
 /* the replay reached the store's end: queue what was held, then go live */
 static void sse_go_live(struct sse_sub *s)
 {
-    struct sse_held *list = sse_held_take(s), *e;
+    struct sse_held *list = s->held, *e;
 
+    LOG(LOG_DEBUG, "sse", "msg=\"stream live\" stream=%s delivered=%lld held_bytes=%zu queue=%d",
+        s->stream_id, s->delivered, s->held_bytes, pgconn_queue_length(s->h->pg));
+    sse_held_take(s);
     s->phase = PH_LIVE;
     if (s->status == 0)
         sse_decide(s, 200);

@@ -20,17 +20,20 @@
 # 2. Latency: commit -> receive, per delivery.  The client publishes at RATE
 #    events/s (event k due at k / RATE; PUBLISHERS threads with a connection
 #    each, one call at a time per thread, so a slow call does not lower the
-#    offered rate unless all are busy): bridge `SELECT
-#    aegis.publish_workspace_event(...)` in autocommit (returns after the
-#    commit), nchan `POST /pub/<channel>` (returns after the response).
-#    Latency = subscriber read() time - publish call return time, both
-#    CLOCK_MONOTONIC in the same process; also printed from the call's start
-#    (nchan fans out before it answers the POST, so its "from return" is
-#    about 0 or negative) and from the time the event was due (includes
-#    publisher lag when a server takes the calls slower than RATE).  For the
-#    bridge a separate LISTEN session times the extension's NOTIFY, to show
-#    where the time goes; server CPU per cell from /proc/PID/stat.  WARMUP
-#    events first, not counted.
+#    offered rate unless all are busy): bridge `BEGIN; SELECT
+#    aegis.publish_workspace_event(...); COMMIT`, nchan `POST /pub/<channel>`.
+#    Latency (the target) = subscriber read() time - the time the COMMIT /
+#    the POST was sent, both CLOCK_MONOTONIC in the same process: the event
+#    exists from its commit on, and nchan's publish is its POST.  Also
+#    printed: from the call's return (nchan fans out before it answers the
+#    POST, so its "from return" is about 0 or negative), from the bridge's
+#    BEGIN (the whole publishing transaction, three round trips), and from
+#    the time the event was due (includes publisher lag when a server takes
+#    the calls slower than RATE).  NOTIFY_PROBE=1 adds a separate LISTEN
+#    session timing the extension's NOTIFY (off by default: the bridge is
+#    woken by aegis.wait_all, and on 2 cores one more process woken per event
+#    costs the measured path).  Server CPU per cell from /proc/PID/stat.
+#    WARMUP events first, not counted.
 #    Cells: 1, 100, 1,000 subscribers on one stream; 1,000 subscribers over
 #    100 streams (10 each, event k on stream k % 100).  Fresh stream names
 #    per cell, so neither server replays anything.
@@ -39,7 +42,7 @@
 #   NCHAN_WORKERS (1: one event loop, like the bridge), PUBLISHERS (4), CELLS ("1:1 100:1
 #   1000:1 1000:100", subscribers:streams), IDLE_LAYOUTS ("per-stream one-stream"),
 #   SETTLE (60: at most this many seconds before a cell for the server to drop
-#   the previous cell's closed streams; 0 = do not wait).
+#   the previous cell's closed streams; 0 = do not wait), NOTIFY_PROBE (0).
 # Whole run: 1-2 minutes on 2 cores; every step has a deadline and the
 # whole script is killed (cleanly, by the trap) after 570 s.
 set -u
@@ -57,6 +60,7 @@ NCHAN_WORKERS=${NCHAN_WORKERS:-1}
 PUBLISHERS=${PUBLISHERS:-4}
 CELLS=${CELLS:-"1:1 100:1 1000:1 1000:100"}
 SETTLE=${SETTLE:-60}
+NOTIFY_PROBE=${NOTIFY_PROBE:-0}
 IDLE_LAYOUTS=${IDLE_LAYOUTS:-"per-stream one-stream"}
 BRIDGE=${AEGIS_BRIDGE:-$TOP/bridge/aegis-bridge}
 NCHAN_SO=/usr/lib/nginx/modules/ngx_nchan_module.so
@@ -232,6 +236,7 @@ for c in $CELLS; do
               --subs "$subs" --streams "$streams" --events "$EVENTS" --warmup "$WARMUP"
               --rate "$RATE" --pub "$srv" --publishers "$PUBLISHERS" --timeout 120)
         [ "$srv" = nchan ] && args+=(--pub-path "/pub/%s")
+        [ "$srv" = bridge ] && args+=(--notify-probe "$NOTIFY_PROBE")
         settle "$srv" "$c"
         cpu0=$(cpu_ticks "$srv")
         "$SSELOAD" "${args[@]}" >"$W/lat.out" 2>"$W/lat.err" &

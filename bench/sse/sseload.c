@@ -14,21 +14,27 @@
  *     at a time; thread j takes events j, j+K, ...) publish W + E events,
  *     event k due at t0 + k / R (late calls are made at once, never
  *     skipped), event k on stream k % S:
- *       bridge: SELECT aegis.publish_workspace_event(name, 'agent_status',
- *               payload) over libpq (PG* environment), autocommit, so the
- *               call returns after the commit;
+ *       bridge: BEGIN; SELECT aegis.publish_workspace_event(name,
+ *               'agent_status', payload); COMMIT over libpq (PG*
+ *               environment), three round trips; the "call" is the COMMIT
+ *               (the moment the event becomes an event);
  *       nchan:  POST FMT (%s = name) over one keep-alive connection; the
  *               call returns once the whole response has been read.
  *     Latency of one delivery = CLOCK_MONOTONIC at the subscriber's read()
  *     that completed the event's data line - CLOCK_MONOTONIC right after
- *     the publish call returned ("done"; same process, same clock), and
- *     also - the moment the call was issued ("start") and - the moment it
- *     was due on the schedule ("due": includes any publisher lag).  For the
- *     bridge a separate session LISTENs on aegis_events: "notify" = arrival
+ *     the call returned ("done"; same process, same clock), and also - the
+ *     moment the call was issued ("start": COMMIT sent / POST sent), - the
+ *     moment the bridge's transaction began ("txn": BEGIN sent; = start for
+ *     nchan) and - the moment it was due on the schedule ("due": includes
+ *     any publisher lag).  For the
+ *     bridge with --notify-probe 1 a separate session LISTENs on aegis_events
+ *     (off by default: one more process woken per event on a small machine,
+ *     and the bridge itself is woken by aegis.wait_all, not NOTIFY): "notify" = arrival
  *     of the first NOTIFY whose position covers the event's id - the call's
  *     return (the extension's notifier path alone).  The first W events
  *     are a warm-up and not counted.  Prints one line of key=value (ms):
- *       done_p50 done_p99 done_max start_p50 start_p99 start_max due_p50 due_p99 received
+ *       done_p50 done_p99 done_max start_p50 start_p99 start_max txn_p50 txn_p99
+ *       due_p50 due_p99 received
  *       expected rate (publish calls issued/s) pub_p50 pub_p99 (call duration)
  *       and for the bridge notify_p50 notify_p99 notifies
  *
@@ -79,7 +85,7 @@ typedef struct conn {
 
 typedef struct opts {
     const char *mode, *sub, *names, *pub, *pub_path;
-    int port, subs, streams, events, warmup, timeout, publishers;
+    int port, subs, streams, events, warmup, timeout, publishers, notify_probe;
     double rate;
 } opts;
 
@@ -88,6 +94,7 @@ static conn *C;
 static int ep = -1;
 static int64_t *pub_done;       /* per event: publish call returned (ns) */
 static int64_t *pub_start;      /* per event: publish call started (ns) */
+static int64_t *pub_begin;      /* per event: bridge: BEGIN sent; nchan: = pub_start */
 static int64_t *pub_due;        /* per event: when it was due (ns) */
 static int64_t *pub_took;       /* per event: duration of the call (ns) */
 static int64_t *recv_at;        /* [sub * total + event]: receipt (ns), 0 = none */
@@ -288,6 +295,18 @@ static int payload(char *out, size_t cap, int k)
                     "a payload of about the size of a progress update\", \"progress\": 0.5}", k);
 }
 
+/* checks and frees a result; 0 (and pub_failed set) when it is not `want` */
+static int pg_ok(PGresult *r, ExecStatusType want, const char *what, int k)
+{
+    int ok = PQresultStatus(r) == want;
+    if (!ok) {
+        fprintf(stderr, "sseload: %s %d: %s", what, k, PQresultErrorMessage(r));
+        pub_failed = 1;
+    }
+    PQclear(r);
+    return ok;
+}
+
 static void *pub_bridge(void *arg)
 {
     PGconn *pg = PQconnectdb("");
@@ -313,17 +332,19 @@ static void *pub_bridge(void *arg)
         stream_name(name, sizeof name, k % O.streams);
         payload(body, sizeof body, k);
         const char *vals[2] = {name, body};
-        int64_t t1 = pub_start[k] = now_ns();
+        pub_begin[k] = now_ns();
+        if (!pg_ok(PQexec(pg, "BEGIN"), PGRES_COMMAND_OK, "BEGIN", k))
+            break;
         r = PQexecPrepared(pg, "pub", 2, vals, NULL, NULL, 0);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK)
+            pub_id[k] = atoll(PQgetvalue(r, 0, 0));
+        if (!pg_ok(r, PGRES_TUPLES_OK, "publish", k))
+            break;
+        int64_t t1 = pub_start[k] = now_ns();
+        if (!pg_ok(PQexec(pg, "COMMIT"), PGRES_COMMAND_OK, "COMMIT", k))
+            break;
         pub_done[k] = now_ns();
         pub_took[k] = pub_done[k] - t1;
-        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            fprintf(stderr, "sseload: publish %d: %s", k, PQerrorMessage(pg));
-            pub_failed = 1;
-        } else {
-            pub_id[k] = atoll(PQgetvalue(r, 0, 0));
-        }
-        PQclear(r);
     }
     PQfinish(pg);
     __atomic_add_fetch(&pub_finished, 1, __ATOMIC_SEQ_CST);
@@ -419,7 +440,7 @@ static void *pub_nchan(void *arg)
         int n = snprintf(req, sizeof req,
                          "POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
                          "Content-Length: %d\r\n\r\n%s", path, O.port, bl, body);
-        int64_t t1 = pub_start[k] = now_ns();
+        int64_t t1 = pub_start[k] = pub_begin[k] = now_ns();
         int status = write(fd, req, (size_t)n) == n ? http_response(fd, resp, sizeof resp) : -1;
         pub_done[k] = now_ns();
         pub_took[k] = pub_done[k] - t1;
@@ -492,6 +513,8 @@ static void report(void)
     n = latencies(lat, exp, pub_start);
     printf("start_p50=%.3f start_p99=%.3f start_max=%.3f ", pct_ms(lat, n, 0.5),
            pct_ms(lat, n, 0.99), n ? (double)lat[n - 1] / 1e6 : -1);
+    n = latencies(lat, exp, pub_begin);
+    printf("txn_p50=%.3f txn_p99=%.3f ", pct_ms(lat, n, 0.5), pct_ms(lat, n, 0.99));
     n = latencies(lat, exp, pub_due);
     printf("due_p50=%.3f due_p99=%.3f ", pct_ms(lat, n, 0.5), pct_ms(lat, n, 0.99));
     size_t nn = 0;
@@ -542,6 +565,7 @@ static int mode_run(void)
     pub_done = calloc((size_t)total_events, sizeof(int64_t));
     pub_took = calloc((size_t)total_events, sizeof(int64_t));
     pub_start = calloc((size_t)total_events, sizeof(int64_t));
+    pub_begin = calloc((size_t)total_events, sizeof(int64_t));
     pub_due = calloc((size_t)total_events, sizeof(int64_t));
     pub_id = calloc((size_t)total_events, sizeof(int64_t));
     ntf_cap = (size_t)total_events * 2 + 1000;
@@ -550,7 +574,8 @@ static int mode_run(void)
     if (pub_id == NULL || ntf_at == NULL || ntf_pos == NULL)
         die("out of memory");
     recv_at = calloc((size_t)O.subs * (size_t)total_events, sizeof(int64_t));
-    if (pub_done == NULL || pub_took == NULL || pub_start == NULL || pub_due == NULL || recv_at == NULL)
+    if (pub_done == NULL || pub_took == NULL || pub_start == NULL || pub_begin == NULL ||
+        pub_due == NULL || recv_at == NULL)
         die("out of memory");
     int64_t deadline = now_ns() + (int64_t)O.timeout * 1000000000;
     connect_all(O.subs, deadline);
@@ -558,7 +583,7 @@ static int mode_run(void)
     while (now_ns() < settle)
         poll_once(50, &dead);
     pthread_t lt;
-    int listening = !strcmp(O.pub, "bridge") && pthread_create(&lt, NULL, listen_bridge, NULL) == 0;
+    int listening = O.notify_probe && !strcmp(O.pub, "bridge") && pthread_create(&lt, NULL, listen_bridge, NULL) == 0;
     pub_t0 = now_ns() + 50000000;   /* 50 ms for the publishers to connect */
     for (int k = 0; k < total_events; k++)
         pub_due[k] = pub_t0 + (int64_t)(k * 1e9 / O.rate);
@@ -644,6 +669,7 @@ static void parse(int argc, char **argv)
         else if (!strcmp(k, "--publishers")) O.publishers = int_arg(v, 1, 64, k);
         else if (!strcmp(k, "--pub")) O.pub = v;
         else if (!strcmp(k, "--pub-path")) O.pub_path = v;
+        else if (!strcmp(k, "--notify-probe")) O.notify_probe = int_arg(v, 0, 1, k);
         else usage();
     }
     if (O.port == 0 || O.sub == NULL || O.names == NULL || O.subs == 0)
