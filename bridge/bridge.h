@@ -11,7 +11,6 @@
 
 struct lws_context;
 struct lws_vhost;
-struct ev_loop;
 struct pgconn;
 struct sse_hub;
 struct drain;
@@ -37,7 +36,6 @@ struct bridge {
     struct bridge_config cfg;
     struct lws_context *ctx;
     struct lws_vhost *vhost;
-    struct ev_loop *evloop;           /* libev (epoll) loop lws runs on; NULL: lws's poll loop */
     struct pgconn *pg;                /* the SSE reader's connection */
     struct sse_hub *sse;
     struct drain *drain;              /* set by drain_start (kafka engineer) */
