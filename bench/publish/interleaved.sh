@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source test/lib.sh
+source bench/publish/setup.sh
 events=${BENCH_EVENTS:-100}
 clients=${BENCH_CLIENTS:-1}
 secs=${BENCH_SECONDS:-6}
@@ -17,17 +18,7 @@ repeat=${BENCH_REPEAT:-3}
 work=$(mktemp -d)
 trap 'pg_stop_all; rm -rf "$AEGIS_TEST_TMP/pg-interleaved-$$" "$work"' EXIT
 
-pg_start interleaved "max_connections = 100"
-psql -qX -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
-CREATE EXTENSION aegis_events;
-CREATE TABLE bench_plain (LIKE aegis.events INCLUDING ALL);
-CREATE SEQUENCE bench_seq;
-SQL
-
-# The same rows and calls as run.sh.
-payload='{"status": "running", "message": "Checking offset wells", "progress": 0.5, "item_index": 3, "agent": "rule37"}'
-ws_row="nextval('bench_seq'), 'workspace', 'chk-1', 'agent_status', '$payload'::jsonb, NULL, NULL, NULL, now()"
-tp_row="nextval('bench_seq'), 'topic', 'bench', 'agent_status', '$payload'::jsonb, 'bench', 'k', NULL, now()"
+bench_setup interleaved
 from=""
 [ "$events" -gt 1 ] && from=" FROM generate_series(1, $events)"
 echo "INSERT INTO bench_plain SELECT $ws_row$from;" >"$work/ws-plain.sql"

@@ -11,24 +11,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source test/lib.sh
+source bench/publish/setup.sh
 secs=${BENCH_SECONDS:-3}
 repeat=${BENCH_REPEAT:-3}
 work=$(mktemp -d)
 # The cluster grows by gigabytes in one run: remove it and the scripts at exit.
 trap 'pg_stop_all; rm -rf "$AEGIS_TEST_TMP/pg-bench-$$" "$work"' EXIT
 
-pg_start bench "max_connections = 100"
-psql -qX -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
-CREATE EXTENSION aegis_events;
-CREATE TABLE bench_plain (LIKE aegis.events INCLUDING ALL);
-CREATE SEQUENCE bench_seq;
-SQL
-
-payload='{"status": "running", "message": "Checking offset wells", "progress": 0.5, "item_index": 3, "agent": "rule37"}'
-# Baseline rows have the shape the function stores: a workspace event (no
-# topic), or a Kafka event (topic and key, so the topic index is written too).
-ws_row="nextval('bench_seq'), 'workspace', 'chk-1', 'agent_status', '$payload'::jsonb, NULL, NULL, NULL, now()"
-tp_row="nextval('bench_seq'), 'topic', 'bench', 'agent_status', '$payload'::jsonb, 'bench', 'k', NULL, now()"
+bench_setup bench
 
 script() { # name batch sql-for-one-event-or-row-values kind
     local name=$1 batch=$2 body=$3 kind=$4 from=""
