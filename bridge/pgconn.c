@@ -74,6 +74,17 @@ static void pgconn_query_free(struct pgconn_query *q)
     free(q);
 }
 
+/* at the tail of the FIFO; sent when the queries before it are done */
+static void pgconn_append(struct pgconn *c, struct pgconn_query *q)
+{
+    if (c->tail)
+        c->tail->next = q;
+    else
+        c->head = q;
+    c->tail = q;
+    c->qlen++;
+}
+
 static struct pgconn_query *pgconn_query_pop(struct pgconn *c)
 {
     struct pgconn_query *q = c->head;
@@ -169,12 +180,7 @@ static int pgconn_queue_listen(struct pgconn *c, const char *channel)
     snprintf(q->sql, n, "LISTEN %s", ident);
     PQfreemem(ident);
     q->internal = 1;
-    if (c->tail)
-        c->tail->next = q;
-    else
-        c->head = q;
-    c->tail = q;
-    c->qlen++;
+    pgconn_append(c, q);
     return 0;
 }
 
@@ -468,12 +474,7 @@ err:
 
 static void pgconn_enqueue(struct pgconn *c, struct pgconn_query *q)
 {
-    if (c->tail)
-        c->tail->next = q;
-    else
-        c->head = q;
-    c->tail = q;
-    c->qlen++;
+    pgconn_append(c, q);
     pgconn_send_next(c);
 }
 

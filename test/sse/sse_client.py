@@ -98,6 +98,31 @@ def split_head(raw):
     return status, headers, rest
 
 
+class Head:
+    """Collects the response head; feed() returns body bytes once it is complete."""
+
+    def __init__(self):
+        self.raw, self.status, self.headers = b"", None, {}
+
+    def feed(self, chunk):
+        if self.status is not None:
+            return chunk
+        self.raw += chunk
+        if b"\r\n\r\n" not in self.raw:
+            return None
+        self.status, self.headers, body = split_head(self.raw)
+        return body
+
+
+def recv_before(s, deadline):
+    """One recv before the deadline: bytes, b"" when the server closed, None on timeout."""
+    s.settimeout(max(0.01, deadline - time.monotonic()))
+    try:
+        return s.recv(65536)
+    except socket.timeout:
+        return None
+
+
 def mode_get(a):
     host, port, path = parse_url(a.url)
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -107,26 +132,22 @@ def mode_get(a):
     s.connect((host, port))
     s.sendall(request_bytes(host, port, path, a.H))
     deadline = time.monotonic() + a.timeout
-    raw, closed, p = b"", False, SSEParser()
+    head, closed, p = Head(), False, SSEParser()
     paused = a.pause <= 0
-    status, headers = None, {}
     while time.monotonic() < deadline:
-        s.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            chunk = s.recv(65536)
-        except socket.timeout:
+        chunk = recv_before(s, deadline)
+        if chunk is None:
             break
         if not chunk:
             closed = True
             break
-        if status is None:
-            raw += chunk
-            if b"\r\n\r\n" not in raw:
-                continue
-            status, headers, chunk = split_head(raw)
-            if headers.get("content-length") == "0" or status != 200:
-                closed = True
-                break
+        was_open = head.status is None
+        chunk = head.feed(chunk)
+        if chunk is None:
+            continue
+        if was_open and (head.headers.get("content-length") == "0" or head.status != 200):
+            closed = True
+            break
         if not paused:
             time.sleep(a.pause)
             paused = True
@@ -138,7 +159,7 @@ def mode_get(a):
         if a.events is not None and len(p.events) >= a.events:
             break
     s.close()
-    print(json.dumps({"status": status, "headers": headers, "events": p.events,
+    print(json.dumps({"status": head.status, "headers": head.headers, "events": p.events,
                       "comments": p.comments, "retry": p.retry, "id_only": p.id_only,
                       "closed": closed}))
 
@@ -152,20 +173,14 @@ def mode_resume(a):
         s = socket.create_connection((host, port), timeout=5)
         s.sendall(request_bytes(host, port, path, hdrs))
         connects += 1
-        raw, status, p, got = b"", None, SSEParser(), 0
+        head, p, got = Head(), SSEParser(), 0
         while got < a.chunk and len(ids) < a.expect and time.monotonic() < deadline:
-            s.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                break
+            chunk = recv_before(s, deadline)
             if not chunk:
                 break
-            if status is None:
-                raw += chunk
-                if b"\r\n\r\n" not in raw:
-                    continue
-                status, _, chunk = split_head(raw)
+            chunk = head.feed(chunk)
+            if chunk is None:
+                continue
             p.feed(chunk)
             while p.events and got < a.chunk:
                 ev = p.events.pop(0)
@@ -184,18 +199,18 @@ async def many_client(host, port, path, want, box, ready_evt, ready_counter, tot
         ready_counter[0] += 1
         return
     writer.write(request_bytes(host, port, path, []))
-    raw, status, p = b"", None, SSEParser()
+    head, p = Head(), SSEParser()
     try:
         while len(p.events) < want:
             chunk = await reader.read(65536)
             if not chunk:
                 box["error"] = "closed after %d events" % len(p.events)
                 break
-            if status is None:
-                raw += chunk
-                if b"\r\n\r\n" not in raw:
-                    continue
-                status, _, chunk = split_head(raw)
+            was_open = head.status is None
+            chunk = head.feed(chunk)
+            if chunk is None:
+                continue
+            if was_open:
                 ready_counter[0] += 1
                 if ready_counter[0] == total:
                     with open(ready_file, "w") as f:
@@ -203,7 +218,7 @@ async def many_client(host, port, path, want, box, ready_evt, ready_counter, tot
             p.feed(chunk)
     finally:
         box["ids"] = [int(e["id"]) for e in p.events]
-        box["status"] = status
+        box["status"] = head.status
         writer.close()
 
 
