@@ -11,6 +11,8 @@
 
 struct lws_context;
 struct lws_vhost;
+struct ev_loop;
+struct loop_sul_pump;
 struct pgconn;
 struct sse_hub;
 struct drain;
@@ -36,6 +38,8 @@ struct bridge {
     struct bridge_config cfg;
     struct lws_context *ctx;
     struct lws_vhost *vhost;
+    struct ev_loop *evloop;           /* libev (epoll) loop lws runs on; NULL: lws's poll loop */
+    struct loop_sul_pump *sul_pump;   /* loop.c: services lws timers on evloop */
     struct pgconn *pg;                /* the SSE reader's connection */
     struct sse_hub *sse;
     struct drain *drain;              /* set by drain_start (kafka engineer) */

@@ -1,12 +1,14 @@
 /*
  * loop.c: owns foreign descriptors and timers inside the libwebsockets
  * loop.  A watched fd is a dup() adopted as an LWS raw file; lws closes its
- * copy, never the caller's.  Timers are lws sorted-usec-list entries.
+ * copy, never the caller's.  Timers are lws sorted-usec-list entries; on
+ * the libev loop a pump of ours services them (loop_evlib_attach).
  */
 #define _GNU_SOURCE
 #include "loop.h"
 
 #include <errno.h>
+#include <ev.h>
 #include <libwebsockets.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,4 +169,86 @@ void loop_timer_free(struct loop_timer *t)
         return;
     lws_sul_cancel(&t->sul);
     free(t);
+}
+
+/*
+ * The sul pump (libev loop only).  lws 4.1.6's libev plugin services lws's
+ * timers (ours and its own: timeouts, LWS_TO_KILL_ASYNC) from an ev_idle
+ * watcher and one hrtimer.  Both fail here: ev_idle never runs while some
+ * descriptor stays readable (a closed SSE client, which lws 4.1 never reads,
+ * is readable until it is killed, and the kill is itself a timer), and the
+ * hrtimer is re-armed with ev_timer_set() on a watcher that may still be
+ * active, which libev ignores, so a timer due before the armed one waits
+ * (a 2-s drain lock retry never fired in one run of three).  Instead, before
+ * every poll we service what is ripe and arm a timer of our own for the next
+ * one.  __lws_sul_service_ripe() is exported for code that drives lws_sul
+ * itself; the owner lists are found through an anchor entry lws inserted.
+ */
+struct loop_sul_pump {
+    lws_sorted_usec_list_t anchor;     /* far in the future; its list owner is pt_sul_owner[0] */
+    ev_prepare prepare;
+    ev_timer due;
+    struct bridge *b;
+};
+
+#define LOOP_ANCHOR_US ((lws_usec_t)3600 * 24 * 365 * 1000000)
+
+static void loop_anchor_fire(lws_sorted_usec_list_t *sul)
+{
+    struct loop_sul_pump *p = (struct loop_sul_pump *)sul;
+
+    lws_sul_schedule(p->b->ctx, 0, &p->anchor, loop_anchor_fire, LOOP_ANCHOR_US);
+}
+
+static void loop_pump_prepare(struct ev_loop *evloop, ev_prepare *w, int revents)
+{
+    struct loop_sul_pump *p = w->data;
+    lws_dll2_owner_t *owners = p->anchor.list.owner;
+    lws_usec_t next;
+
+    (void)revents;
+    if (!owners)
+        return;
+    next = __lws_sul_service_ripe(owners, LWS_COUNT_PT_SUL_OWNERS, lws_now_usecs());
+    ev_timer_stop(evloop, &p->due);
+    if (next > 0) {
+        ev_timer_set(&p->due, (ev_tstamp)next / 1e6, 0.);
+        ev_timer_start(evloop, &p->due);
+    }
+}
+
+static void loop_pump_due(struct ev_loop *evloop, ev_timer *w, int revents)
+{
+    (void)evloop;
+    (void)w;
+    (void)revents;               /* only ends the poll; the next prepare services */
+}
+
+int loop_evlib_attach(struct bridge *b)
+{
+    struct loop_sul_pump *p = calloc(1, sizeof *p);
+
+    if (!p)
+        return -1;
+    p->b = b;
+    lws_sul_schedule(b->ctx, 0, &p->anchor, loop_anchor_fire, LOOP_ANCHOR_US);
+    ev_prepare_init(&p->prepare, loop_pump_prepare);
+    p->prepare.data = p;
+    ev_timer_init(&p->due, loop_pump_due, 0., 0.);
+    ev_prepare_start(b->evloop, &p->prepare);
+    b->sul_pump = p;
+    return 0;
+}
+
+void loop_evlib_detach(struct bridge *b)
+{
+    struct loop_sul_pump *p = b->sul_pump;
+
+    if (!p)
+        return;
+    ev_prepare_stop(b->evloop, &p->prepare);
+    ev_timer_stop(b->evloop, &p->due);
+    lws_sul_cancel(&p->anchor);
+    free(p);
+    b->sul_pump = NULL;
 }

@@ -29,6 +29,12 @@ void loop_timer_cancel(struct loop_timer *t);
 void loop_timer_free(struct loop_timer *t);                        /* NULL is fine */
 int64_t loop_now_us(void);                                         /* monotonic */
 
+/* On the libev loop (b->evloop): service lws's timers before every poll
+ * (lws 4.1.6's plugin can miss them; see loop.c).  Detach before the lws
+ * context is destroyed. */
+int loop_evlib_attach(struct bridge *b);
+void loop_evlib_detach(struct bridge *b);
+
 /* The lws protocol that carries adopted descriptors; main.c lists it. */
 struct lws_protocols;
 extern const struct lws_protocols loop_protocol;

@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(
     build-essential pkg-config
     postgresql-15 postgresql-server-dev-15 libpq-dev
-    libwebsockets-dev librdkafka-dev libjansson-dev
+    libwebsockets-dev libwebsockets-evlib-ev libev-dev librdkafka-dev libjansson-dev
     kcat curl jq python3 python3-yaml valgrind procps iproute2
     chromium
 )
