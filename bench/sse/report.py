@@ -6,18 +6,26 @@ Reads the results file run.sh writes (one line per measurement):
   mem LAYOUT nchan|bridge RSS_B PSS_B KB_BEFORE KB_AFTER
 and prints the latency and memory tables with bridge/nchan ratios and
 whether the targets (latency within 1.2x of nchan, memory per connection
-below nchan) were met.  Arguments: FILE RATE EVENTS IDLE_CONNS NCHAN_WORKERS.
+below nchan) were met.  A cell measured in several rounds has one "lat" line
+per round and server; every number reported is the median over the rounds.
+Arguments: FILE RATE EVENTS IDLE_CONNS NCHAN_WORKERS [ROUNDS].
 """
+import statistics
 import sys
 
 path, rate, events, conns, workers = sys.argv[1:6]
-lat, mem = {}, {}
+rounds = sys.argv[6] if len(sys.argv) > 6 else "1"
+runs, mem = {}, {}
 for line in open(path):
     f = line.split()
     if f[0] == "lat":
-        lat.setdefault(f[1], {})[f[2]] = {k: float(v) for k, v in (x.split("=") for x in f[3:])}
+        one = {k: float(v) for k, v in (x.split("=") for x in f[3:])}
+        runs.setdefault(f[1], {}).setdefault(f[2], []).append(one)
     elif f[0] == "mem":
         mem.setdefault(f[1], {})[f[2]] = [int(x) for x in f[3:]]
+# per cell and server: the median of each number over the rounds
+lat = {c: {srv: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for srv, rs in by.items()}
+       for c, by in runs.items()}
 
 
 def scenario(c):
@@ -45,10 +53,16 @@ def table(key, title):
 
 
 print(f"\nbench-sse: {events} events at {rate}/s per cell, nchan with {workers} worker process(es), "
-      "same client (bench/sse/sseload.c) for both")
+      f"same client (bench/sse/sseload.c) for both; {rounds} round(s) per cell and server, "
+      "medians over the rounds")
 met_start = table("start", "Commit -> receive: latency from the COMMIT sent (bridge: the "
                   "transaction that called publish_workspace_event) / the POST sent (nchan) to the "
                   "subscriber's read() (the target)")
+print("\nCommit -> receive p50 ratio (bridge / nchan) of each round, in order:")
+for c, by in runs.items():
+    per = [f"{b['start_p50'] / n['start_p50']:.2f}x" if n["start_p50"] > 0 else "n/a"
+           for n, b in zip(by["nchan"], by["bridge"])]
+    print(f"- {scenario(c)}: {' '.join(per)}")
 table("done", "Latency from the call's return (bridge: COMMIT returned; nchan: POST response read; "
       "nchan fans out before it answers, so its numbers are about 0 or negative)")
 table("txn", "Latency from the start of the whole publish (bridge: BEGIN sent, then the SELECT "

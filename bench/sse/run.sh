@@ -42,8 +42,10 @@
 #   NCHAN_WORKERS (1: one event loop, like the bridge), PUBLISHERS (4), CELLS ("1:1 100:1
 #   1000:1 1000:100", subscribers:streams), IDLE_LAYOUTS ("per-stream one-stream"),
 #   SETTLE (60: at most this many seconds before a cell for the server to drop
-#   the previous cell's closed streams; 0 = do not wait), NOTIFY_PROBE (0).
-# Whole run: 1-2 minutes on 2 cores; every step has a deadline and the
+#   the previous cell's closed streams; 0 = do not wait), NOTIFY_PROBE (0),
+#   ROUNDS (3: each latency cell runs this many times per server, alternating
+#   which server goes first; the report takes the median of each number).
+# Whole run: 2-4 minutes on 2 cores; every step has a deadline and the
 # whole script is killed (cleanly, by the trap) after 570 s.
 set -u
 # the whole run is bounded: re-run under timeout(1), whose SIGTERM fires the cleanup trap
@@ -60,6 +62,7 @@ NCHAN_WORKERS=${NCHAN_WORKERS:-1}
 PUBLISHERS=${PUBLISHERS:-4}
 CELLS=${CELLS:-"1:1 100:1 1000:1 1000:100"}
 SETTLE=${SETTLE:-60}
+ROUNDS=${ROUNDS:-3}
 NOTIFY_PROBE=${NOTIFY_PROBE:-0}
 IDLE_LAYOUTS=${IDLE_LAYOUTS:-"per-stream one-stream"}
 BRIDGE=${AEGIS_BRIDGE:-$TOP/bridge/aegis-bridge}
@@ -227,28 +230,34 @@ declare -A SETTLED
 start_nginx
 start_bridge
 declare -A LAT
+LAT_LINES=()
 cell=0
 for c in $CELLS; do
     subs=${c%%:*} streams=${c##*:}
     cell=$((cell + 1))
-    for srv in nchan bridge; do
-        args=(run --port "$(port_of "$srv")" --sub "$(sub_fmt "$srv")" --names "c$cell-$srv-"
-              --subs "$subs" --streams "$streams" --events "$EVENTS" --warmup "$WARMUP"
-              --rate "$RATE" --pub "$srv" --publishers "$PUBLISHERS" --timeout 120)
-        [ "$srv" = nchan ] && args+=(--pub-path "/pub/%s")
-        [ "$srv" = bridge ] && args+=(--notify-probe "$NOTIFY_PROBE")
-        settle "$srv" "$c"
-        cpu0=$(cpu_ticks "$srv")
-        "$SSELOAD" "${args[@]}" >"$W/lat.out" 2>"$W/lat.err" &
-        CL_PID=$!
-        wait "$CL_PID"; rc=$?; CL_PID=
-        cpu=$(( ($(cpu_ticks "$srv") - cpu0) * 1000 / $(getconf CLK_TCK) ))
-        LAT[$srv,$c]="$(cat "$W/lat.out") server_cpu_ms=$cpu settled_s=${SETTLED[$srv,$c]}"
-        if ! grep -q . "$W/lat.out"; then
-            echo "bench-sse: $srv $c failed:"; cat "$W/lat.err"; exit 1
-        fi
-        [ "$rc" -eq 0 ] || { echo "# $srv $c: not every delivery arrived (rc $rc)" >&2; cat "$W/lat.err" >&2; }
-        echo "# $srv $c: ${LAT[$srv,$c]}" >&2
+    for r in $(seq 1 "$ROUNDS"); do
+        # alternate which server goes first, so neither always runs on a fresher machine
+        order="nchan bridge"; [ $((r % 2)) -eq 0 ] && order="bridge nchan"
+        for srv in $order; do
+            args=(run --port "$(port_of "$srv")" --sub "$(sub_fmt "$srv")" --names "c$cell-r$r-$srv-"
+                  --subs "$subs" --streams "$streams" --events "$EVENTS" --warmup "$WARMUP"
+                  --rate "$RATE" --pub "$srv" --publishers "$PUBLISHERS" --timeout 120)
+            [ "$srv" = nchan ] && args+=(--pub-path "/pub/%s")
+            [ "$srv" = bridge ] && args+=(--notify-probe "$NOTIFY_PROBE")
+            settle "$srv" "$c"
+            cpu0=$(cpu_ticks "$srv")
+            "$SSELOAD" "${args[@]}" >"$W/lat.out" 2>"$W/lat.err" &
+            CL_PID=$!
+            wait "$CL_PID"; rc=$?; CL_PID=
+            cpu=$(( ($(cpu_ticks "$srv") - cpu0) * 1000 / $(getconf CLK_TCK) ))
+            LAT[$srv,$c]="$(cat "$W/lat.out") server_cpu_ms=$cpu settled_s=${SETTLED[$srv,$c]}"
+            if ! grep -q . "$W/lat.out"; then
+                echo "bench-sse: $srv $c failed:"; cat "$W/lat.err"; exit 1
+            fi
+            [ "$rc" -eq 0 ] || { echo "# $srv $c: not every delivery arrived (rc $rc)" >&2; cat "$W/lat.err" >&2; }
+            LAT_LINES+=("lat $c $srv ${LAT[$srv,$c]}")
+            echo "# $srv $c round $r: ${LAT[$srv,$c]}" >&2
+        done
     done
     curl -sf "http://127.0.0.1:$BR_PORT/metrics" | grep -E '^aegis_bridge_(sse_(events_sent|catchups|drops|replays)|store_reads)_total' \
         | tr '\n' ' ' | sed "s/^/# bridge counters after $c: /; s/aegis_bridge_//g; s/\$/\n/" >&2
@@ -258,8 +267,8 @@ grep -v 'module=drain off' "$W/bridge.log" | grep -q . && {
 
 # ---- report ----
 {
-    for c in $CELLS; do echo "lat $c nchan ${LAT[nchan,$c]}"; echo "lat $c bridge ${LAT[bridge,$c]}"; done
+    for l in "${LAT_LINES[@]}"; do echo "$l"; done
     for l in $IDLE_LAYOUTS; do echo "mem $l nchan ${MEM[nchan,$l]}"; echo "mem $l bridge ${MEM[bridge,$l]}"; done
 } >"$W/results.txt"
-python3 "$TOP/bench/sse/report.py" "$W/results.txt" "$RATE" "$EVENTS" "$IDLE_CONNS" "$NCHAN_WORKERS"
+python3 "$TOP/bench/sse/report.py" "$W/results.txt" "$RATE" "$EVENTS" "$IDLE_CONNS" "$NCHAN_WORKERS" "$ROUNDS"
 echo "# bench-sse: $(( $(date +%s) - RUN_START )) s on $(nproc) cores; load average (1/5/15 min) at start $LOAD_START, at end $(cut -d" " -f1-3 /proc/loadavg)"
