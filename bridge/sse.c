@@ -363,9 +363,9 @@ static void sse_consumed(struct sse_sub *s, size_t off)
 
 /*
  * Written by hand around lws on purpose: lws 4.1 lets a body be written only
- * from the WRITEABLE callback, one loop turn after lws_callback_on_writable,
- * and with its poll(2) backend every turn costs O(open connections) (perf:
- * most of the bridge's CPU with 1,000 subscribers).  On a plain-text HTTP/1
+ * from the WRITEABLE callback, one loop turn (two system calls, and on lws's
+ * poll(2) fallback O(open connections)) after lws_callback_on_writable, for
+ * every subscriber of every event.  On a plain-text HTTP/1
  * connection whose headers are out and with nothing pending inside lws, the
  * body of an SSE response (no content length, so no chunking or framing) is
  * exactly the bytes lws_write would send: send them now.  What the socket
