@@ -92,8 +92,8 @@ static struct lws_context *main_context_on_libev(struct bridge *b,
     b->evloop = NULL;
     info->options &= ~(uint64_t)LWS_SERVER_OPTION_LIBEV;
     info->foreign_loops = NULL;
-    LOG(LOG_WARN, "main", "msg=\"libev event library unavailable (package libwebsockets-evlib-ev), "
-        "serving on lws's poll loop\"");
+    LOG(LOG_WARN, "main", "msg=\"no lws context on the libev loop (is libwebsockets-evlib-ev "
+        "installed?), trying lws's poll loop\"");
     return NULL;
 }
 
