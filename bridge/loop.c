@@ -1,8 +1,9 @@
 /*
  * loop.c: owns foreign descriptors and timers inside the libwebsockets
  * loop.  A watched fd is a dup() adopted as an LWS raw file; lws closes its
- * copy, never the caller's.  Timers are lws sorted-usec-list entries; on
- * the libev loop a pump of ours services them (loop_evlib_attach).
+ * copy, never the caller's.  A peer watch is a second libev watcher on a
+ * descriptor lws owns.  Timers are lws sorted-usec-list entries; on the
+ * libev loop a pump of ours services them (loop_evlib_attach).
  */
 #define _GNU_SOURCE
 #include "loop.h"
@@ -129,6 +130,50 @@ void loop_watch_free(struct loop_watch *w)
     w->freeing = 1;
     /* lws closes its dup and calls RAW_CLOSE_FILE, which frees w */
     lws_set_timeout(w->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+}
+
+struct loop_peer {
+    ev_io io;                     /* first member: the watcher pointer is the peer */
+    struct bridge *b;
+    loop_fd_cb on_readable;
+    void *ud;
+};
+
+static void loop_peer_ready(struct ev_loop *evloop, ev_io *w, int revents)
+{
+    struct loop_peer *p = (struct loop_peer *)w;
+
+    (void)evloop;
+    (void)revents;
+    p->on_readable(p->ud);        /* may free p */
+}
+
+struct loop_peer *loop_watch_peer(struct bridge *b, int fd, loop_fd_cb on_readable, void *ud)
+{
+    struct loop_peer *p;
+
+    errno = 0;
+    if (!b->evloop)
+        return NULL;
+    p = calloc(1, sizeof *p);
+    if (!p) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    p->b = b;
+    p->on_readable = on_readable;
+    p->ud = ud;
+    ev_io_init(&p->io, loop_peer_ready, fd, EV_READ);
+    ev_io_start(b->evloop, &p->io);
+    return p;
+}
+
+void loop_peer_free(struct loop_peer *p)
+{
+    if (!p)
+        return;
+    ev_io_stop(p->b->evloop, &p->io);
+    free(p);
 }
 
 static void loop_timer_fire(lws_sorted_usec_list_t *sul)

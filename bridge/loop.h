@@ -21,6 +21,14 @@ struct loop_watch *loop_watch_fd(struct bridge *b, int fd, loop_fd_cb on_readabl
 int loop_watch_want_write(struct loop_watch *w, loop_fd_cb on_writable);
 void loop_watch_free(struct loop_watch *w);          /* stop watching; never closes the caller's fd */
 
+/* A second watch on a descriptor lws owns (a client connection): on_readable
+ * on every turn it is readable, until freed.  Only on the libev loop: NULL
+ * (errno 0) on lws's poll loop, NULL (errno ENOMEM) when out of memory.  Free
+ * it before lws closes the descriptor (its close callback is early enough). */
+struct loop_peer;
+struct loop_peer *loop_watch_peer(struct bridge *b, int fd, loop_fd_cb on_readable, void *ud);
+void loop_peer_free(struct loop_peer *p);                          /* NULL is fine */
+
 struct loop_timer;
 typedef void (*loop_timer_cb)(void *ud);
 struct loop_timer *loop_timer_new(struct bridge *b, loop_timer_cb cb, void *ud);

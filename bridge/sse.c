@@ -107,6 +107,7 @@ struct sse_sub {
     size_t held_bytes;
     unsigned held_drops;            /* times held events were dropped (overflow) */
     unsigned replay_drops;          /* held_drops when the replay query was sent */
+    struct loop_peer *peer;         /* libev loop, h1: watches the client's close */
 };
 
 struct sse_hub {
@@ -286,6 +287,7 @@ static void sse_sub_free(struct sse_sub *s)
 
     sse_held_free(sse_held_take(s));
     sse_unsubscribe(s);
+    loop_peer_free(s->peer);
     if (s->all_prev)
         s->all_prev->all_next = s->all_next;
     else
@@ -317,6 +319,8 @@ static void sse_sub_kill(struct sse_sub *s, const char *why)
     if (s->killed)
         return;
     s->killed = 1;
+    loop_peer_free(s->peer);
+    s->peer = NULL;
     s->phase = PH_ENDING;
     sse_unsubscribe(s);
     LOG(LOG_INFO, "sse", "msg=\"closing stream\" reason=%s stream=%s queued=%zu", why, s->stream_id,
@@ -806,6 +810,25 @@ static void sse_bound_socket(struct sse_sub *s)
         LOG(LOG_WARN, "sse", "msg=\"cannot bound the send buffer\" errno=%d", errno);
 }
 
+/*
+ * libev loop, h1: the client's socket is readable.  An SSE client sends
+ * nothing after its request, so this is its close (or bytes to discard:
+ * there is no next request on a connection whose response never ends).
+ */
+static void sse_peer_readable(void *ud)
+{
+    struct sse_sub *s = ud;
+    char buf[512];
+    ssize_t n;
+
+    if (!s->wsi)
+        return;
+    n = recv(lws_get_socket_fd(s->wsi), buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
+        return;
+    sse_sub_kill(s, "client_closed");        /* frees the watch */
+}
+
 int sse_writeable(struct sse_sub *s)
 {
     if (s->status == 0)
@@ -820,14 +843,19 @@ int sse_writeable(struct sse_sub *s)
          * for h1 connections, so it is used only for h2 streams) */
         lws_http_headers_detach(s->wsi);
         lws_set_timeout(s->wsi, NO_PENDING_TIMEOUT, 0);
-        /* lws 4.1 never reads a connection in the middle of a transaction,
-         * so a client's close leaves POLLIN set and spins the loop until
-         * the connection is closed (libwebsockets issue 2455):
-         * sse_liveness_cb notices closed clients within a second. */
-        if (lws_get_network_wsi(s->wsi) != s->wsi)
+        /* lws 4.1 never reads an h1 connection in the middle of a
+         * transaction, so a client's close leaves POLLIN set and spins the
+         * loop until the connection is closed (libwebsockets issue 2455):
+         * on the libev loop sse_peer_readable notices it on the same turn,
+         * on lws's poll loop sse_liveness_cb within a second. */
+        if (lws_get_network_wsi(s->wsi) != s->wsi) {
             lws_http_mark_sse(s->wsi);
-        else
+        } else {
             sse_bound_socket(s);
+            s->peer = loop_watch_peer(s->h->b, lws_get_socket_fd(s->wsi), sse_peer_readable, s);
+            if (!s->peer && errno == ENOMEM)
+                return -1;
+        }
         lws_callback_on_writable(s->wsi);
         return 0;
     }
@@ -850,6 +878,8 @@ void sse_closed(struct sse_sub *s)
 {
     struct sse_hub *h = s->h;
 
+    loop_peer_free(s->peer);        /* lws closes the descriptor after this */
+    s->peer = NULL;
     if (h->b->metrics.sse_connections > 0)
         h->b->metrics.sse_connections--;
     s->wsi = NULL;
@@ -1059,10 +1089,12 @@ static void sse_heartbeat_cb(void *ud)
 }
 
 /*
- * Closed clients: lws does not read an SSE connection (see sse_writeable), so
- * once a second each stream's socket is peeked for end of file, which is
- * cheap (one non-blocking recv each) and frees a closed client's resources
- * within a second instead of at the next failed heartbeat write.
+ * Closed clients: lws does not read an SSE connection (see sse_writeable).
+ * On lws's poll loop, once a second each stream's socket is peeked for end
+ * of file, which is cheap (one non-blocking recv each) and frees a closed
+ * client's resources within a second instead of at the next failed
+ * heartbeat write; the loop spins meanwhile.  On the libev loop a watch of
+ * our own on each socket (sse_peer_readable) sees the close at once.
  */
 #define SSE_LIVENESS_US 1000000
 
@@ -1109,7 +1141,8 @@ struct sse_hub *sse_hub_new(struct bridge *b)
         goto err;
     b->pg = h->pg;
     loop_timer_schedule(h->heartbeat, (int64_t)b->cfg.heartbeat_seconds * 1000000);
-    loop_timer_schedule(h->liveness, SSE_LIVENESS_US);
+    if (!b->evloop)
+        loop_timer_schedule(h->liveness, SSE_LIVENESS_US);
     return h;
 err:
     sse_hub_free(h);

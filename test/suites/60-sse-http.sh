@@ -364,18 +364,26 @@ check "bridge still serves after the flood" curl -sf -o /dev/null "$B/healthz"
 # ---- clients that go away ----
 # libwebsockets 4.1 does not read an SSE connection, so the bridge must notice
 # closed clients itself: 200 clients close, their streams are released
-# within seconds (no CLOSE-WAIT left) and the idle bridge does not spin.
+# within seconds (no CLOSE-WAIT left), and the bridge does not spin while
+# the idle streams are open, while they close, or after.
 conn_before=$(metric aegis_bridge_sse_connections | cut -d. -f1)
 gone=()
 for i in $(seq 1 200); do curl -sN -o /dev/null "$B/workspaces/gone-$((i % 7))/stream" & gone+=($!); done
 BG_PIDS+=("${gone[@]}")
 wait_for 30 sh -c "[ \"\$(curl -s $B/metrics | awk '\$1 == \"aegis_bridge_sse_connections\" {print int(\$2)}')\" -ge $((conn_before + 200)) ]"
+ticks() { awk '{print $14 + $15}' "/proc/$BRIDGE_PID/stat"; }
+t0=$(ticks); sleep 2; t1=$(ticks)
+check "idle streams: the bridge does not spin with 200 open ($((t1 - t0)) CPU ticks in 2 s)" \
+    test $((t1 - t0)) -lt 50
+t0=$(ticks)
 kill "${gone[@]}" 2>/dev/null; wait "${gone[@]}" 2>/dev/null
 released() { [ "$(metric aegis_bridge_sse_connections | cut -d. -f1)" -le "$conn_before" ]; }
 check "closed clients: their 200 streams are released" wait_for 10 released
+t1=$(ticks)
+check "closed clients: the bridge does not spin while they close ($((t1 - t0)) CPU ticks)" \
+    test $((t1 - t0)) -lt 50
 expect_eq "closed clients: no connection left in CLOSE-WAIT" 0 \
     "$(ss -tan state close-wait "( sport = :$PORT )" | tail -n +2 | wc -l)"
-ticks() { awk '{print $14 + $15}' "/proc/$BRIDGE_PID/stat"; }
 t0=$(ticks); sleep 2; t1=$(ticks)
 check "closed clients: the idle bridge does not spin ($((t1 - t0)) CPU ticks in 2 s)" test $((t1 - t0)) -lt 50
 
