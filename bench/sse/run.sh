@@ -63,6 +63,7 @@ PUBLISHERS=${PUBLISHERS:-4}
 CELLS=${CELLS:-"1:1 100:1 1000:1 1000:100"}
 SETTLE=${SETTLE:-60}
 ROUNDS=${ROUNDS:-3}
+[[ "$ROUNDS" =~ ^[1-9][0-9]?$ ]] || { echo "bench-sse: ROUNDS must be 1-99, got '$ROUNDS'" >&2; exit 2; }
 NOTIFY_PROBE=${NOTIFY_PROBE:-0}
 IDLE_LAYOUTS=${IDLE_LAYOUTS:-"per-stream one-stream"}
 BRIDGE=${AEGIS_BRIDGE:-$TOP/bridge/aegis-bridge}
