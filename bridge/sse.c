@@ -1132,8 +1132,9 @@ struct sse_hub *sse_hub_new(struct bridge *b)
     h->b = b;
     h->heartbeat = loop_timer_new(b, sse_heartbeat_cb, h);
     h->reread = loop_timer_new(b, sse_reread_cb, h);
-    h->liveness = loop_timer_new(b, sse_liveness_cb, h);
-    if (!h->heartbeat || !h->reread || !h->liveness)
+    if (!b->evloop)                 /* the libev loop watches each socket instead */
+        h->liveness = loop_timer_new(b, sse_liveness_cb, h);
+    if (!h->heartbeat || !h->reread || (!b->evloop && !h->liveness))
         goto err;
     h->pg = pgconn_new(b, b->cfg.database_url, "sse", &cbs, h);
     h->live = pgconn_new(b, b->cfg.database_url, "sse-live", &live_cbs, h);
@@ -1141,7 +1142,7 @@ struct sse_hub *sse_hub_new(struct bridge *b)
         goto err;
     b->pg = h->pg;
     loop_timer_schedule(h->heartbeat, (int64_t)b->cfg.heartbeat_seconds * 1000000);
-    if (!b->evloop)
+    if (h->liveness)
         loop_timer_schedule(h->liveness, SSE_LIVENESS_US);
     return h;
 err:
