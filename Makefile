@@ -9,9 +9,12 @@ OBJS       = extension/aegis_events.o extension/order.o extension/notify.o \
              extension/payload.o
 DATA       = $(wildcard sql/aegis_events--*.sql)
 
-REGRESS      = install publish validate_workspace validate_conversation readers trigger guard upgrade
+REGRESS      = install publish validate_workspace validate_conversation \
+               readers trigger guard \
+               upgrade
 REGRESS_OPTS = --inputdir=test
-ISOLATION    = order_reverse_commit order_three order_abort order_savepoint order_long_running order_prepare
+ISOLATION    = order_reverse_commit order_three order_abort order_savepoint \
+               order_long_running order_prepare
 ISOLATION_OPTS = --inputdir=test --load-extension=aegis_events
 
 PG_CONFIG ?= pg_config
