@@ -41,6 +41,17 @@ extern void notify_commit_wakeup(void);
 extern void notify_database_dropped(Oid dboid);
 extern PGDLLEXPORT void aegis_notifier_main(Datum main_arg);
 
+/* runs.c: claiming and waiting for agent runs */
+extern bool aegis_require_configured_agents;
+extern int	aegis_max_open_runs;
+extern void runs_init(void);
+
+/* maint.c: the maintenance worker (aegis.maintain() every naptime) */
+extern char *aegis_database_name;
+extern int	aegis_maintenance_naptime;
+extern void maint_init(void);
+extern PGDLLEXPORT void aegis_maint_main(Datum main_arg);
+
 /* store.c: writing one event row */
 typedef struct AegisEvent
 {

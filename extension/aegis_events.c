@@ -93,6 +93,9 @@ aegis_define_settings(void)
 void
 _PG_init(void)
 {
+	/* before aegis_define_settings reserves the prefix */
+	runs_init();
+	maint_init();
 	aegis_define_settings();
 	if (!process_shared_preload_libraries_in_progress)
 		return;
