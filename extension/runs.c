@@ -33,6 +33,7 @@
 PG_FUNCTION_INFO_V1(aegis_claim_run);
 PG_FUNCTION_INFO_V1(aegis_wait_run);
 PG_FUNCTION_INFO_V1(aegis_wake_run_waiters);
+PG_FUNCTION_INFO_V1(aegis_validate_run_request);
 
 #define RUNS_MAX_CLAIM 1000
 #define RUNS_WAIT_MAX_MS 60000
@@ -167,6 +168,28 @@ aegis_wake_run_waiters(PG_FUNCTION_ARGS)
 {
 	aegis_require_preload();
 	xact_wakes_waiters = true;
+	PG_RETURN_VOID();
+}
+
+/*
+ * aegis.validate_run_request(conversation_id, message, agent_id, agent_type):
+ * the checks of publish_run_request, so that aegis.request_run reports bad
+ * input before any rule about open runs or configured agents.
+ */
+Datum
+aegis_validate_run_request(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("run request needs conversation_id and message"),
+				 errhint("Pass ?message=… on the conversation stream.")));
+	validate_stream_id("conversation_id", PG_GETARG_TEXT_PP(0));
+	if (!PG_ARGISNULL(3))
+		validate_stream_id("agent_type", PG_GETARG_TEXT_PP(3));
+	if (!PG_ARGISNULL(2))
+		validate_stream_id("agent_id", PG_GETARG_TEXT_PP(2));
+	validate_size("message", VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(1)));
 	PG_RETURN_VOID();
 }
 

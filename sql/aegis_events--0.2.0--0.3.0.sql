@@ -116,6 +116,13 @@ SELECT r.event_id AS run_id,
   FROM aegis.run_requests r
   LEFT JOIN aegis.agents a ON a.agent_type = coalesce(r.agent_type, 'default');
 
+/* The input checks of aegis.publish_run_request, alone (an error, or nothing). */
+CREATE FUNCTION aegis.validate_run_request(conversation_id text, message text,
+                                           agent_id text, agent_type text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'aegis_validate_run_request'
+LANGUAGE C STABLE PARALLEL SAFE;
+
 /* Wakes aegis.wait_run callers when the calling transaction commits. */
 CREATE FUNCTION aegis.wake_run_waiters()
 RETURNS void
@@ -234,14 +241,8 @@ DECLARE
     open_runs integer;
     max_open integer := current_setting('aegis.max_open_runs')::integer;
 BEGIN
-    IF conversation_id IS NULL OR message IS NULL THEN
-        RAISE EXCEPTION 'run request needs conversation_id and message'
-            USING ERRCODE = 'not_null_violation',
-                  HINT = 'Pass ?message=… on the conversation stream.';
-    END IF;
-    /* (an agent type that is not a valid id fails in publish_run_request) */
+    PERFORM aegis.validate_run_request(conversation_id, message, agent_id, agent_type);
     IF current_setting('aegis.require_configured_agents')::boolean
-       AND coalesce(request_run.agent_type, 'default') ~ '^[A-Za-z0-9_.:-]{1,128}$'
        AND NOT EXISTS (SELECT 1 FROM aegis.agents a
                         WHERE a.agent_type = coalesce(request_run.agent_type, 'default')) THEN
         RAISE EXCEPTION 'agent type "%" is not configured', coalesce(request_run.agent_type, 'default')
