@@ -14,7 +14,9 @@ REGRESS      = install publish validate_workspace validate_conversation \
                upgrade
 REGRESS_OPTS = --inputdir=test
 ISOLATION    = order_reverse_commit order_three order_abort order_savepoint \
-               order_long_running order_prepare
+               order_long_running order_prepare \
+               runs_claim \
+               runs_lease
 ISOLATION_OPTS = --inputdir=test --load-extension=aegis_events
 
 PG_CONFIG ?= pg_config
