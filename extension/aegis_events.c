@@ -96,6 +96,7 @@ _PG_init(void)
 	/* before aegis_define_settings reserves the prefix */
 	runs_init();
 	maint_init();
+	retention_init();
 	aegis_define_settings();
 	if (!process_shared_preload_libraries_in_progress)
 		return;
