@@ -699,7 +699,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Name a topic events were published to, or * for every topic.';
     END IF;
-    IF topic <> '*'
+    IF topic <> '*' AND keep IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM aegis.retention_policies p
+                        WHERE p.target = 'topic' AND p.name = set_topic_retention.topic)
        AND NOT EXISTS (SELECT 1 FROM aegis.topics t WHERE t.topic = set_topic_retention.topic)
        AND NOT EXISTS (SELECT 1 FROM aegis.events e WHERE e.topic = set_topic_retention.topic) THEN
         RAISE EXCEPTION 'topic "%" is unknown', topic
