@@ -785,13 +785,11 @@ AS $$
 $$;
 
 /*
- * Deletes the events of [lo, hi] that match, records the streams' horizons,
- * returns the count.  Only enforce_retention's helpers call it (the guard
- * lets the delete through because aegis.retention_deleting is on there).
+ * Deletes the given events and records their streams' horizons; returns
+ * the count.  Only enforce_retention's helpers call it (the guard lets the
+ * delete through because aegis.retention_deleting is on there).
  */
-CREATE FUNCTION aegis.retention_delete(lo bigint, hi bigint, kinds text[], topic_name text,
-                                       topics_excluded text[], only_topics boolean,
-                                       delivered bigint, created_before timestamptz)
+CREATE FUNCTION aegis.retention_delete(ids bigint[])
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -799,15 +797,11 @@ AS $$
 DECLARE
     n bigint;
 BEGIN
+    IF cardinality(ids) = 0 THEN
+        RETURN 0;
+    END IF;
     WITH gone AS (
-        DELETE FROM aegis.events e
-         WHERE e.id >= lo AND e.id <= hi
-           AND (kinds IS NULL OR e.stream_kind = ANY (kinds))
-           AND (NOT only_topics OR e.topic IS NOT NULL)
-           AND (topic_name IS NULL OR e.topic = topic_name)
-           AND (topics_excluded IS NULL OR NOT (e.topic = ANY (topics_excluded)))
-           AND (e.topic IS NULL OR e.id <= delivered)
-           AND (created_before IS NULL OR e.created_at < created_before)
+        DELETE FROM aegis.events e WHERE e.id = ANY (ids)
         RETURNING e.stream_kind, e.stream_id, e.id),
     streams AS (
         INSERT INTO aegis.stream_horizons AS h (stream_kind, stream_id, horizon)
@@ -821,28 +815,51 @@ END;
 $$;
 
 /*
- * The end of the next window of at most `batch` events after `after` and
- * at most `upto` (topic events only when only_topics): walks the primary
- * key (or the topic index) for at most `batch` entries.
+ * One window: the next `batch` events after `after` in id order (topic
+ * events only when only_topics), walked on the primary key (or the topic
+ * index) and never beyond `upto`.  Returns the window's end (upto when the
+ * window reached it), the first covered event not expired yet by created_at
+ * (when by_time; the window then ends before it), and the covered events
+ * before that which may go (topic events only at or below `delivered`).
+ * Plan settings pin the index walk: a bitmap scan of "id > after" with stale
+ * statistics would read every newer row (and with those costs, no JIT).
  */
-CREATE FUNCTION aegis.retention_window(after bigint, upto bigint, batch integer, only_topics boolean)
-RETURNS bigint
+CREATE FUNCTION aegis.retention_window(after bigint, upto bigint, batch integer,
+                                       only_topics boolean, kinds text[], topic_name text,
+                                       excluded text[], by_time boolean, cutoff timestamptz,
+                                       delivered bigint,
+                                       OUT hi bigint, OUT stop bigint, OUT ids bigint[])
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_sort = off
+SET jit = off
 AS $$
-DECLARE
-    hi bigint;
 BEGIN
-    IF only_topics THEN
-        SELECT e.id INTO hi FROM aegis.events e
-         WHERE e.topic IS NOT NULL AND e.id > after AND e.id <= upto
-         ORDER BY e.id OFFSET batch - 1 LIMIT 1;
-    ELSE
-        SELECT e.id INTO hi FROM aegis.events e
-         WHERE e.id > after AND e.id <= upto
-         ORDER BY e.id OFFSET batch - 1 LIMIT 1;
-    END IF;
-    RETURN coalesce(hi, upto);
+    WITH w AS (
+        SELECT e.id, e.stream_kind, e.created_at, e.topic
+          FROM aegis.events e
+         WHERE e.id > after AND (NOT only_topics OR e.topic IS NOT NULL)
+         ORDER BY e.id LIMIT batch),
+    c AS (
+        SELECT w.id, w.created_at, w.topic,
+               (kinds IS NULL OR w.stream_kind = ANY (kinds))
+               AND (NOT only_topics OR w.topic IS NOT NULL)
+               AND (topic_name IS NULL OR w.topic = topic_name)
+               AND (excluded IS NULL OR NOT (w.topic = ANY (excluded))) AS covered
+          FROM w WHERE w.id <= upto),
+    s AS (
+        SELECT CASE WHEN (SELECT count(*) FROM w) < batch OR (SELECT max(w.id) FROM w) > upto
+                    THEN upto ELSE (SELECT max(c.id) FROM c) END AS hi,
+               (SELECT min(c.id) FROM c WHERE by_time AND c.covered AND c.created_at >= cutoff) AS stop)
+    SELECT coalesce(s.stop - 1, s.hi, upto), s.stop,
+           ARRAY(SELECT c.id FROM c
+                  WHERE c.covered AND (c.topic IS NULL OR c.id <= delivered)
+                    AND (s.stop IS NULL OR c.id < s.stop)
+                  ORDER BY c.id)
+      INTO hi, stop, ids
+      FROM s;
 END;
 $$;
 
@@ -852,7 +869,7 @@ $$;
  * expired; a delivery-based sweep (topic policies) goes up to the position
  * the drain had delivered `keep` ago.  Stream policies then remove topic
  * events they had to leave while undelivered, as the drain delivers them.
- * Returns the events removed; *budget counts windows.
+ * Returns the events removed; budget counts windows.
  */
 CREATE FUNCTION aegis.retention_sweep(p aegis.retention_policies, safe bigint, delivered bigint,
                                       batch integer, INOUT budget integer, OUT removed bigint)
@@ -868,9 +885,8 @@ DECLARE
     cutoff timestamptz := now() - p.keep;
     upto bigint := safe;
     sweep bigint := p.swept_through;
-    hi bigint;
-    stop bigint;
     tdone bigint := p.topic_through;
+    w record;
 BEGIN
     removed := 0;
     IF p.target = 'stream' THEN
@@ -887,37 +903,26 @@ BEGIN
     END IF;
     WHILE sweep < upto AND budget > 0 LOOP
         budget := budget - 1;
-        hi := aegis.retention_window(sweep, upto, batch, only_topics);
-        stop := NULL;
-        IF by_time THEN
-            SELECT min(e.id) INTO stop FROM aegis.events e
-             WHERE e.id > sweep AND e.id <= hi AND e.created_at >= cutoff
-               AND (kinds IS NULL OR e.stream_kind = ANY (kinds))
-               AND (NOT only_topics OR e.topic IS NOT NULL)
-               AND (topic_name IS NULL OR e.topic = topic_name)
-               AND (excluded IS NULL OR NOT (e.topic = ANY (excluded)));
-            hi := coalesce(stop - 1, hi);
-        END IF;
-        removed := removed + aegis.retention_delete(sweep + 1, hi, kinds, topic_name, excluded,
-                                                    only_topics,
-                                                    CASE WHEN p.force THEN hi ELSE delivered END,
-                                                    NULL);
-        sweep := hi;
-        EXIT WHEN stop IS NOT NULL;
+        w := aegis.retention_window(sweep, upto, batch, only_topics, kinds, topic_name, excluded,
+                                    by_time, cutoff,
+                                    CASE WHEN p.force OR NOT by_time THEN upto ELSE delivered END);
+        removed := removed + aegis.retention_delete(w.ids);
+        sweep := w.hi;
+        EXIT WHEN w.stop IS NOT NULL;
     END LOOP;
     /* stream policies: topic events left undelivered, now delivered */
     IF p.target = 'stream' THEN
         WHILE tdone < least(sweep, delivered) AND budget > 0 LOOP
             budget := budget - 1;
-            hi := aegis.retention_window(tdone, least(sweep, delivered), batch, true);
-            removed := removed + aegis.retention_delete(tdone + 1, hi, kinds, NULL, NULL, true,
-                                                        delivered, NULL);
-            tdone := hi;
+            w := aegis.retention_window(tdone, least(sweep, delivered), batch, true, kinds,
+                                        NULL, NULL, false, NULL, delivered);
+            removed := removed + aegis.retention_delete(w.ids);
+            tdone := w.hi;
         END LOOP;
     END IF;
     UPDATE aegis.retention_policies q
-       SET swept_through = sweep, topic_through = tdone, removed = q.removed + retention_sweep.removed,
-           enforced_at = now()
+       SET swept_through = sweep, topic_through = tdone,
+           removed = q.removed + retention_sweep.removed, enforced_at = now()
      WHERE q.target = p.target AND q.name = p.name;
 END;
 $$;
