@@ -18,7 +18,8 @@ REGRESS_OPTS = --inputdir=test
 ISOLATION    = order_reverse_commit order_three order_abort order_savepoint \
                order_long_running order_prepare \
                runs_claim \
-               runs_lease
+               runs_lease \
+               retention_order
 ISOLATION_OPTS = --inputdir=test --load-extension=aegis_events
 
 PG_CONFIG ?= pg_config
