@@ -28,7 +28,7 @@ PG_CPPFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-ini
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: bridge install-bridge deps test demo bench-publish bench-drain bench-sse bench-consume
+.PHONY: bridge install-bridge deps test demo bench-publish bench-drain bench-sse bench-consume bench-retention
 
 all: bridge
 
@@ -66,3 +66,7 @@ bench-sse:
 
 bench-consume:
 	bash bench/consume/run.sh
+
+bench-retention:
+	bash scripts/install-deps.sh python3-matplotlib
+	bash bench/retention/run.sh
