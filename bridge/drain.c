@@ -758,9 +758,8 @@ err:
     return NULL;
 }
 
-static const char *drain_state_hook(void *ud)
+static const char *drain_state_name(const struct drain *d)
 {
-    struct drain *d = ud;
     if (d->phase == DRAIN_STANDBY || (d->phase == DRAIN_LOCKING && d->standby_logged))
         return "standby";
     if (d->k == NULL)
@@ -793,8 +792,6 @@ int drain_start(struct bridge *b)
         LOG(LOG_ERROR, "drain", "start_failed reason=\"out of memory\"");
         return -1;
     }
-    b->kafka_state = drain_state_hook;
-    b->kafka_state_ud = b->drain;
     drain_producer_open(b->drain, 1);
     LOG(LOG_INFO, "drain", "started bootstrap=\"%s\" batch=%d window=%zu",
         cfg->kafka_bootstrap_servers, cfg->drain_batch, b->drain->win.cap);
@@ -820,8 +817,6 @@ void drain_stop(struct bridge *b)
     LOG(LOG_INFO, "drain", "stopped cursor=%" PRId64 " produced=%" PRIu64 " delivered=%" PRIu64
         " failed=%" PRIu64 " restarts=%" PRIu64 " unflushed=%d", d->stored, d->produced,
         d->delivered, d->failed, d->restarts, left);
-    b->kafka_state = NULL;
-    b->kafka_state_ud = NULL;
     loop_watch_free(d->kwatch);
     kafka_free(d->k, 0);
     pgconn_free(d->pg);
@@ -837,9 +832,9 @@ void drain_stop(struct bridge *b)
     b->drain = NULL;
 }
 
-const char *drain_kafka_state(struct bridge *b)
+const char *drain_kafka_state(const struct bridge *b)
 {
     if (b->drain == NULL)
         return "off";
-    return drain_state_hook(b->drain);
+    return drain_state_name(b->drain);
 }

@@ -19,6 +19,6 @@ int drain_start(struct bridge *b);
 void drain_stop(struct bridge *b);
 
 /* "off", "standby", "connecting", "up" or "down" (for /healthz). */
-const char *drain_kafka_state(struct bridge *b);
+const char *drain_kafka_state(const struct bridge *b);
 
 #endif

@@ -18,9 +18,7 @@
 #include "log.h"
 #include "pgconn.h"
 #include "sse.h"
-#ifdef HAVE_DRAIN
 #include "drain.h"
-#endif
 
 #define HTTP_MESSAGE_MAX 8192
 
@@ -41,17 +39,6 @@ struct http_session {
 struct http_async {
     struct lws *wsi;              /* NULL once the connection closed */
 };
-
-const char *bridge_kafka_state(const struct bridge *b)
-{
-    if (b->kafka_state)
-        return b->kafka_state(b->kafka_state_ud);
-#ifdef HAVE_DRAIN
-    return drain_kafka_state((struct bridge *)b);
-#else
-    return "off";
-#endif
-}
 
 static struct bridge *http_bridge(struct lws *wsi)
 {
@@ -296,7 +283,7 @@ static int http_healthz(struct lws *wsi, struct http_session *ss)
     struct bridge *b = http_bridge(wsi);
     int up = sse_pg_ready(b->sse);
     json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "status", up ? "ok" : "unavailable",
-                          "postgres", up ? "connected" : "down", "kafka", bridge_kafka_state(b),
+                          "postgres", up ? "connected" : "down", "kafka", drain_kafka_state(b),
                           "sse_connections", (json_int_t)b->metrics.sse_connections);
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     int rc;
