@@ -87,8 +87,8 @@ static const char *kafka_prop_refused(const char *key, const char *value)
     return NULL;
 }
 
-static int kafka_conf_set1(rd_kafka_conf_t *conf, const char *key, const char *value,
-                           const char *origin, char **errmsg)
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, const char *origin,
+                   char **errmsg)
 {
     char err[512];
     if (rd_kafka_conf_set(conf, key, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
@@ -113,10 +113,10 @@ static rd_kafka_conf_t *kafka_conf_build(const char *bootstrap, const struct con
         goto err;
     }
     for (i = 0; i < sizeof(kafka_defaults) / sizeof(kafka_defaults[0]); i++)
-        if (kafka_conf_set1(conf, kafka_defaults[i].key, kafka_defaults[i].value, "default",
+        if (kafka_conf_set(conf, kafka_defaults[i].key, kafka_defaults[i].value, "default",
                             errmsg) < 0)
             goto err;
-    if (kafka_conf_set1(conf, "bootstrap.servers", bootstrap, "KAFKA_BOOTSTRAP_SERVERS", errmsg) < 0)
+    if (kafka_conf_set(conf, "bootstrap.servers", bootstrap, "KAFKA_BOOTSTRAP_SERVERS", errmsg) < 0)
         goto err;
     for (i = 0; i < nprops; i++) {
         why = kafka_prop_refused(props[i].key, props[i].value);
@@ -124,7 +124,7 @@ static rd_kafka_conf_t *kafka_conf_build(const char *bootstrap, const struct con
             *errmsg = kafka_strdup_printf("-X %s=%s refused: %s", props[i].key, props[i].value, why);
             goto err;
         }
-        if (kafka_conf_set1(conf, props[i].key, props[i].value, "-X", errmsg) < 0)
+        if (kafka_conf_set(conf, props[i].key, props[i].value, "-X", errmsg) < 0)
             goto err;
     }
     return conf;
@@ -347,6 +347,14 @@ static void kafka_on_dr_event(struct kafka *k, rd_kafka_event_t *ev)
     }
 }
 
+enum log_level kafka_log_level(int syslog_level)
+{
+    return syslog_level <= 3   ? LOG_ERROR
+           : syslog_level == 4 ? LOG_WARN
+           : syslog_level <= 6 ? LOG_INFO
+                               : LOG_DEBUG;
+}
+
 static void kafka_on_log_event(rd_kafka_event_t *ev)
 {
     const char *fac = "", *str = "";
@@ -354,7 +362,7 @@ static void kafka_on_log_event(rd_kafka_event_t *ev)
     enum log_level l;
     if (rd_kafka_event_log(ev, &fac, &str, &level) != 0)
         return;
-    l = level <= 3 ? LOG_ERROR : level == 4 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG;
+    l = kafka_log_level(level);
     if (l == LOG_WARN && strcmp(fac, "CONFWARN") == 0 && strstr(str, "enable.gapless.guarantee"))
         l = LOG_INFO; /* "experimental": our deliberate default, not news */
     if (l == LOG_ERROR && strcmp(fac, "FAIL") == 0)

@@ -1,6 +1,7 @@
 /*
- * consumer_test.c: unit tests of consumer.c's batch encoding, the part that
- * turns Kafka messages into the JSON arguments of aegis.consume_batch: valid
+ * consumer_test.c: unit tests of consumer_batch.c, the consumer's batch
+ * encoder that turns Kafka messages into the JSON arguments of
+ * aegis.consume_batch: valid
  * JSON spliced in byte for byte, everything else routed to the dead letters
  * with a reason and its exact bytes, keys and headers that are not text in
  * base64, per-partition offset ranges, text mode, the fast path's binary
@@ -13,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "consumer.h"
+#include "consumer_batch.h"
 
 #include "check.h"
 
