@@ -127,32 +127,14 @@ static const char consumer_offsets_sql[] =
 static void consumer_pump(struct consumer_worker *w);
 static void consumer_pump_all(struct consumer *c);
 
-/* a copy of s fit for a quoted log field: '"' and control characters become ' ' */
-static char *consumer_log_text(const char *s)
-{
-    char *t = strdup(s ? s : ""), *p;
-    size_t n;
-
-    if (!t)
-        return NULL;
-    for (p = t; *p; p++)
-        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
-            *p = (*p == '"') ? '\'' : ' ';
-    n = strlen(t);
-    while (n > 0 && t[n - 1] == ' ')
-        t[--n] = '\0';
-    return t;
-}
-
 static void consumer_log_pg_error(struct consumer *c, const char *what, const PGresult *res,
                                   int64_t retry_ms)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    char *msg = consumer_log_text(res ? PQresultErrorMessage(res) : "connection lost");
 
     LOG(LOG_ERROR, "consumer", "msg=\"%s\" group=%s sqlstate=%s error=\"%s\" retry_ms=%" PRId64,
-        what, c->cfg->group, state ? state : "-", msg ? msg : "", retry_ms);
-    free(msg);
+        what, c->cfg->group, state ? log_text(state) : "-",
+        log_text(res ? PQresultErrorMessage(res) : "connection lost"), retry_ms);
 }
 
 static void consumer_slot_drop(struct consumer_slot *s)
@@ -259,7 +241,7 @@ static int consumer_apply_offsets(struct consumer *c, const PGresult *res)
     err = rd_kafka_assign(c->rk, c->pending);
     if (err) {
         LOG(LOG_ERROR, "consumer", "msg=\"assign failed\" group=%s error=\"%s\"", c->cfg->group,
-            rd_kafka_err2str(err));
+            log_text(rd_kafka_err2str(err)));
         return -1;
     }
     consumer_log_assigned(c, c->pending);
@@ -361,7 +343,7 @@ static void consumer_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         return;
     }
     LOG(LOG_INFO, "consumer", "msg=\"partitions revoked\" group=%s reason=\"%s\"", c->cfg->group,
-        rd_kafka_err2str(err));
+        log_text(rd_kafka_err2str(err)));
     rd_kafka_assign(rk, NULL);
     if (c->assigned)
         rd_kafka_topic_partition_list_destroy(c->assigned);
@@ -451,16 +433,13 @@ static int consumer_encode(struct consumer_worker *w, struct consumer_slot *s)
 static void consumer_on_prepared(struct pgconn *pg, PGresult *res, void *ud)
 {
     struct consumer_worker *w = ud;
-    char *msg;
 
     (void)pg;
     if (!res || PQresultStatus(res) == PGRES_COMMAND_OK)
         return;                            /* lost: on_connected prepares again */
     w->prepared = -1;
-    msg = consumer_log_text(PQresultErrorMessage(res));
     LOG(LOG_WARN, "consumer", "msg=\"fast path refused, using aegis.consume_batch\" group=%s "
-        "worker=%d error=\"%s\"", w->c->cfg->group, w->idx, msg ? msg : "");
-    free(msg);
+        "worker=%d error=\"%s\"", w->c->cfg->group, w->idx, log_text(PQresultErrorMessage(res)));
 }
 
 /* queues the fast statement's preparation (once per connection) */
@@ -556,12 +535,10 @@ static void consumer_slot_slow(struct consumer_worker *w, struct consumer_slot *
                                const PGresult *res)
 {
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    char *msg = consumer_log_text(PQresultErrorMessage(res));
 
     LOG(LOG_DEBUG, "consumer", "msg=\"fast path failed, batch goes to aegis.consume_batch\" "
         "group=%s worker=%d sqlstate=%s error=\"%s\"", w->c->cfg->group, w->idx,
-        state ? state : "-", msg ? msg : "");
-    free(msg);
+        state ? log_text(state) : "-", log_text(PQresultErrorMessage(res)));
     if (state && strcmp(state, "26000") == 0 && w->prepared == 1)
         w->prepared = 0;                   /* the statement is gone: prepare it again */
     if (++w->fast_failures >= CONSUMER_FAST_FAILURES && w->prepared == 1) {
@@ -649,7 +626,8 @@ static void consumer_kafka_error(struct consumer *c, const rd_kafka_message_t *m
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
         return;
     LOG(LOG_WARN, "consumer", "msg=\"kafka consumer error\" group=%s topic=%s error=\"%s\"",
-        c->cfg->group, m->rkt ? rd_kafka_topic_name(m->rkt) : "-", rd_kafka_err2str(m->err));
+        c->cfg->group, m->rkt ? rd_kafka_topic_name(m->rkt) : "-",
+        log_text(rd_kafka_err2str(m->err)));
 }
 
 static void consumer_fill(struct consumer_worker *w, struct consumer_slot *s)
@@ -802,25 +780,17 @@ static void consumer_on_lost(struct pgconn *pg, void *ud)
 static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     struct consumer *c = opaque;
-    char *r = consumer_log_text(reason);
 
     (void)rk;
     LOG(LOG_WARN, "consumer", "msg=\"kafka error\" group=%s error=\"%s\" reason=\"%s\"",
-        c->cfg->group, rd_kafka_err2str((rd_kafka_resp_err_t)err), r ? r : "");
-    free(r);
+        c->cfg->group, log_text(rd_kafka_err2str((rd_kafka_resp_err_t)err)), log_text(reason));
 }
 
 static void consumer_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    enum log_level l = kafka_log_level(level);
-    char *t;
-
     (void)rk;
-    if (!log_enabled(l))
-        return;
-    t = consumer_log_text(buf);
-    LOG(l, "consumer", "msg=\"librdkafka\" facility=%s text=\"%s\"", fac, t ? t : "");
-    free(t);
+    LOG(kafka_log_level(level), "consumer", "msg=librdkafka facility=\"%s\" text=\"%s\"",
+        log_text(fac), log_text(buf));
 }
 
 /* ---- creation ---- */
@@ -831,8 +801,8 @@ static int consumer_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v
 
     if (kafka_conf_set(conf, k, v, "consumer", &err) == 0)
         return 0;
-    LOG(LOG_ERROR, "consumer", "msg=\"bad Kafka property\" property=%s error=\"%s\"", k,
-        err ? err : "out of memory");
+    LOG(LOG_ERROR, "consumer", "msg=\"bad Kafka property\" property=\"%s\" error=\"%s\"",
+        log_text(k), err ? log_text(err) : "out of memory");
     free(err);
     return -1;
 }
@@ -878,7 +848,7 @@ static int consumer_subscribe(struct consumer *c)
     rd_kafka_topic_partition_list_destroy(topics);
     if (err) {
         LOG(LOG_ERROR, "consumer", "msg=\"cannot subscribe\" group=%s error=\"%s\"",
-            c->cfg->group, rd_kafka_err2str(err));
+            c->cfg->group, log_text(rd_kafka_err2str(err)));
         return -1;
     }
     return 0;
@@ -929,7 +899,7 @@ static int consumer_kafka_start(struct consumer *c)
     if (!c->rk) {
         rd_kafka_conf_destroy(conf);
         LOG(LOG_ERROR, "consumer", "msg=\"cannot create Kafka consumer\" group=%s error=\"%s\"",
-            c->cfg->group, errstr);
+            c->cfg->group, log_text(errstr));
         return -1;
     }
     rd_kafka_poll_set_consumer(c->rk);
@@ -1032,18 +1002,15 @@ static int consumers_check_handlers(struct bridge *b, char **resolved)
     const char *vals[] = { b->cfg.database_url, "10", "aegis-bridge consumer check", NULL };
     PGconn *conn;
     PGresult *res;
-    char *msg;
     size_t i;
     int rc = 0;
 
     conn = PQconnectdbParams(b->cfg.database_url ? keys : keys + 1,
                              b->cfg.database_url ? vals : vals + 1, 1);
     if (PQstatus(conn) != CONNECTION_OK) {
-        msg = consumer_log_text(PQerrorMessage(conn));
         LOG(LOG_ERROR, "consumer",
             "msg=\"cannot check consumer handlers: PostgreSQL unreachable\" error=\"%s\"",
-            msg ? msg : "");
-        free(msg);
+            log_text(PQerrorMessage(conn)));
         PQfinish(conn);
         return -1;
     }
@@ -1054,11 +1021,10 @@ static int consumers_check_handlers(struct bridge *b, char **resolved)
         if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
             resolved[i] = strdup(PQgetvalue(res, 0, 0));
         } else {
-            msg = consumer_log_text(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
             LOG(LOG_ERROR, "consumer",
                 "msg=\"consumer handler refused\" group=%s handler=%s error=\"%s\"",
-                b->cfg.consumers[i].group, param, msg ? msg : "");
-            free(msg);
+                b->cfg.consumers[i].group, param,
+                log_text(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)));
             rc = -1;
         }
         PQclear(res);

@@ -142,7 +142,8 @@ static void drain_cursor_done(struct pgconn *c, PGresult *res, void *ud)
     d->cursor_busy = 0;
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         if (res != NULL)
-            LOG(LOG_WARN, "drain", "cursor_advance_failed error=\"%s\"", PQresultErrorMessage(res));
+            LOG(LOG_WARN, "drain", "msg=cursor_advance_failed error=\"%s\"",
+                log_text(PQresultErrorMessage(res)));
         return;
     }
     d->stored = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -199,8 +200,8 @@ static void drain_cursor_store_now(struct drain *d)
     snprintf(pos, sizeof(pos), "%" PRId64, d->win.acked);
     conn = PQconnectdbParams(keys, vals, 1);
     if (PQstatus(conn) != CONNECTION_OK) {
-        LOG(LOG_WARN, "drain", "cursor_not_stored position=%s reason=\"%s\"", pos,
-            PQerrorMessage(conn));
+        LOG(LOG_WARN, "drain", "msg=cursor_not_stored position=%s reason=\"%s\"", pos,
+            log_text(PQerrorMessage(conn)));
         PQfinish(conn);
         return;
     }
@@ -208,8 +209,8 @@ static void drain_cursor_store_now(struct drain *d)
     if (PQresultStatus(res) == PGRES_TUPLES_OK)
         d->stored = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     else
-        LOG(LOG_WARN, "drain", "cursor_not_stored position=%s reason=\"%s\"", pos,
-            PQresultErrorMessage(res));
+        LOG(LOG_WARN, "drain", "msg=cursor_not_stored position=%s reason=\"%s\"", pos,
+            log_text(PQresultErrorMessage(res)));
     PQclear(res);
     PQfinish(conn);
 }
@@ -222,8 +223,8 @@ static void drain_on_delivery(void *ud, uint64_t seq, int err, const char *errst
     if (err != 0) {
         d->failed++;
         if (d->failed_here++ == 0)   /* the first one per producer; the restart line counts them */
-            LOG(LOG_WARN, "drain", "delivery_failed event_id=%" PRId64 " reason=\"%s\"",
-                ackwin_id(&d->win, seq), errstr);
+            LOG(LOG_WARN, "drain", "msg=delivery_failed event_id=%" PRId64 " reason=\"%s\"",
+                ackwin_id(&d->win, seq), log_text(errstr));
         if (d->restart_reason == NULL)
             d->restart_reason = strdup(errstr ? errstr : "delivery failed");
         return;
@@ -244,8 +245,8 @@ static void drain_on_fatal(void *ud, const char *errstr)
 
 static void drain_topic_retry(struct drain *d, const char *topic, const char *why)
 {
-    LOG(LOG_WARN, "drain", "topic_not_ready topic=\"%s\" reason=\"%s\" retry_ms=%" PRId64, topic,
-        why ? why : "", d->topic_backoff_us / 1000);
+    LOG(LOG_WARN, "drain", "msg=topic_not_ready topic=\"%s\" reason=\"%s\" retry_ms=%" PRId64,
+        log_text(topic), log_text(why), d->topic_backoff_us / 1000);
     loop_timer_schedule(d->t_topic, d->topic_backoff_us);
     d->topic_backoff_us *= 2;
     if (d->topic_backoff_us > DRAIN_BACKOFF_MAX_US)
@@ -260,13 +261,13 @@ static void drain_on_topic(void *ud, const char *topic, int err, const char *err
     if (err != 0 && kafka_err_cannot_create(err)) {
         /* an existing topic still works; a missing one fails its deliveries,
          * which restarts the producer with backoff: nothing is skipped */
-        LOG(LOG_WARN, "drain", "topic_create_not_allowed topic=\"%s\" reason=\"%s\" "
-            "action=\"producing anyway\"", d->ensuring, errstr ? errstr : "");
+        LOG(LOG_WARN, "drain", "msg=topic_create_not_allowed topic=\"%s\" reason=\"%s\" "
+            "action=\"producing anyway\"", log_text(d->ensuring), log_text(errstr));
     } else if (err != 0) {
         drain_topic_retry(d, d->ensuring, errstr);
         return;
     } else {
-        LOG(LOG_INFO, "drain", "topic_ready topic=\"%s\"", d->ensuring);
+        LOG(LOG_INFO, "drain", "msg=topic_ready topic=\"%s\"", log_text(d->ensuring));
     }
     if (drain_topic_add(d, d->ensuring) < 0) {
         drain_topic_retry(d, d->ensuring, "out of memory");
@@ -319,7 +320,8 @@ static void drain_producer_open(struct drain *d, int early)
     if (d->k != NULL)
         d->kwatch = loop_watch_fd(d->b, kafka_fd(d->k), drain_on_kafka_readable, d);
     if (d->k == NULL || d->kwatch == NULL) {
-        LOG(LOG_ERROR, "drain", "producer_failed reason=\"%s\"", err ? err : "cannot watch its queue");
+        LOG(LOG_ERROR, "drain", "msg=producer_failed reason=\"%s\"",
+            err ? log_text(err) : "cannot watch its queue");
         free(err);
         kafka_free(d->k, 0);
         d->k = NULL;
@@ -329,12 +331,12 @@ static void drain_producer_open(struct drain *d, int early)
         return;
     }
     if (early) {
-        LOG(LOG_INFO, "drain", "producer_started bootstrap=\"%s\" early=1",
-            cfg->kafka_bootstrap_servers);
+        LOG(LOG_INFO, "drain", "msg=producer_started bootstrap=\"%s\" early=1",
+            log_text(cfg->kafka_bootstrap_servers));
         return;
     }
-    LOG(LOG_INFO, "drain", "producer_started bootstrap=\"%s\" from=%" PRId64,
-        cfg->kafka_bootstrap_servers, d->win.acked);
+    LOG(LOG_INFO, "drain", "msg=producer_started bootstrap=\"%s\" from=%" PRId64,
+        log_text(cfg->kafka_bootstrap_servers), d->win.acked);
     d->want_read = 1;
     drain_maybe_read(d);
 }
@@ -359,8 +361,8 @@ static void drain_producer_drop_early(struct drain *d)
  * acknowledged prefix with a new producer after a backoff (at-least-once). */
 static void drain_restart_producer(struct drain *d, const char *reason)
 {
-    LOG(LOG_WARN, "drain", "producer_restart reason=\"%s\" failed_deliveries=%" PRIu64
-        " rewind_to=%" PRId64 " abandoned=%zu retry_ms=%" PRId64, reason, d->failed_here,
+    LOG(LOG_WARN, "drain", "msg=producer_restart reason=\"%s\" failed_deliveries=%" PRIu64
+        " rewind_to=%" PRId64 " abandoned=%zu retry_ms=%" PRId64, log_text(reason), d->failed_here,
         d->win.acked, ackwin_count(&d->win), d->backoff_us / 1000);
     d->failed_here = 0;
     loop_watch_free(d->kwatch);
@@ -397,8 +399,8 @@ static void drain_topic_declared(struct pgconn *c, PGresult *res, void *ud)
         partitions = atoi(PQgetvalue(res, 0, 0));
         rf = atoi(PQgetvalue(res, 0, 1));
     }
-    LOG(LOG_INFO, "drain", "topic_create topic=\"%s\" partitions=%d replication_factor=%d",
-        d->ensuring, partitions, rf);
+    LOG(LOG_INFO, "drain", "msg=topic_create topic=\"%s\" partitions=%d replication_factor=%d",
+        log_text(d->ensuring), partitions, rf);
     if (kafka_create_topic(d->k, d->ensuring, partitions, rf) < 0)
         drain_topic_retry(d, d->ensuring, "CreateTopics refused the request");
 }
@@ -459,8 +461,8 @@ static int drain_produce_row(struct drain *d, PGresult *res, int i)
         return -1;
     }
     if (r == KAFKA_PRODUCE_ERROR) {
-        LOG(LOG_ERROR, "drain", "produce_refused event_id=%" PRId64 " topic=\"%s\" reason=\"%s\"",
-            id, m.topic, errbuf);
+        LOG(LOG_ERROR, "drain", "msg=produce_refused event_id=%" PRId64 " topic=\"%s\" "
+            "reason=\"%s\"", id, log_text(m.topic), log_text(errbuf));
         if (d->restart_reason == NULL)
             d->restart_reason = strdup(errbuf);
         return -1;
@@ -522,7 +524,8 @@ static void drain_read_done(struct pgconn *c, PGresult *res, void *ud)
     d->reading--;
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
         if (res != NULL)
-            LOG(LOG_ERROR, "drain", "read_failed error=\"%s\"", PQresultErrorMessage(res));
+            LOG(LOG_ERROR, "drain", "msg=read_failed error=\"%s\"",
+                log_text(PQresultErrorMessage(res)));
         return;   /* the poll timer or the next wake-up retries */
     }
     if (after != d->read_pos) {   /* a prefetch that no longer fits */
@@ -535,7 +538,7 @@ static void drain_read_done(struct pgconn *c, PGresult *res, void *ud)
     for (i = 0; i < n; i++)
         if (drain_produce_row(d, res, i) < 0)
             break;
-    LOG(LOG_DEBUG, "drain", "batch rows=%d produced=%d in_flight=%zu acked=%" PRId64, n, i,
+    LOG(LOG_DEBUG, "drain", "msg=batch rows=%d produced=%d in_flight=%zu acked=%" PRId64, n, i,
         ackwin_count(&d->win), d->win.acked);
     if (d->restart_reason != NULL) {
         reason = d->restart_reason;
@@ -585,7 +588,8 @@ static void drain_activate(struct drain *d, int64_t cursor)
     d->stored = cursor;
     d->ever_active = 1;
     d->phase = DRAIN_ACTIVE;
-    LOG(LOG_INFO, "drain", "active cursor=%" PRId64 " in_flight=%zu", cursor, ackwin_count(&d->win));
+    LOG(LOG_INFO, "drain", "msg=active cursor=%" PRId64 " in_flight=%zu", cursor,
+        ackwin_count(&d->win));
     d->want_read = 1;
     loop_timer_schedule(d->t_poll, DRAIN_POLL_US);
     drain_cursor_arm(d);
@@ -606,8 +610,8 @@ static void drain_cursor_loaded(struct pgconn *c, PGresult *res, void *ud)
     if (d->phase != DRAIN_LOADING)
         return;
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        LOG(LOG_ERROR, "drain", "cursor_read_failed error=\"%s\"",
-            res ? PQresultErrorMessage(res) : "connection lost");
+        LOG(LOG_ERROR, "drain", "msg=cursor_read_failed error=\"%s\"",
+            res ? log_text(PQresultErrorMessage(res)) : "connection lost");
         d->phase = res ? DRAIN_RETRY : DRAIN_WAIT_PG;
         if (res)
             loop_timer_schedule(d->t_lock, DRAIN_LOCK_RETRY_US);
@@ -637,10 +641,11 @@ static void drain_lock_done(struct pgconn *c, PGresult *res, void *ud)
     won = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
           strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        LOG(LOG_ERROR, "drain", "lock_failed error=\"%s\"", PQresultErrorMessage(res));
+        LOG(LOG_ERROR, "drain", "msg=lock_failed error=\"%s\"",
+            log_text(PQresultErrorMessage(res)));
     if (!won) {
         if (!d->standby_logged)
-            LOG(LOG_INFO, "drain", "standby reason=\"another bridge holds the drain lock\"");
+            LOG(LOG_INFO, "drain", "msg=standby reason=\"another bridge holds the drain lock\"");
         d->standby_logged = 1;
         d->phase = DRAIN_STANDBY;
         drain_producer_drop_early(d);
@@ -699,7 +704,7 @@ static void drain_pg_lost(struct pgconn *c, void *ud)
     if (d->phase == DRAIN_STOPPING)
         return;
     if (d->phase == DRAIN_ACTIVE)
-        LOG(LOG_WARN, "drain", "paused reason=\"PostgreSQL connection lost\" acked=%" PRId64
+        LOG(LOG_WARN, "drain", "msg=paused reason=\"PostgreSQL connection lost\" acked=%" PRId64
             " in_flight=%zu", d->win.acked, ackwin_count(&d->win));
     /* the session's advisory lock is gone with it; in-flight messages stay */
     d->phase = DRAIN_WAIT_PG;
@@ -773,28 +778,28 @@ int drain_start(struct bridge *b)
     char *err = NULL;
 
     if (cfg->kafka_bootstrap_servers == NULL) {
-        LOG(LOG_WARN, "drain", "off reason=\"KAFKA_BOOTSTRAP_SERVERS is not set: events wait "
+        LOG(LOG_WARN, "drain", "msg=off reason=\"KAFKA_BOOTSTRAP_SERVERS is not set: events wait "
                                "in the store until a bridge with Kafka drains them\"");
         return 0;
     }
     if (!cfg->drain_enabled) {
-        LOG(LOG_INFO, "drain", "off reason=\"--no-drain\"");
+        LOG(LOG_INFO, "drain", "msg=off reason=\"--no-drain\"");
         return 0;
     }
     if (kafka_config_check(cfg->kafka_bootstrap_servers, cfg->rdkafka_props, cfg->nrdkafka_props,
                            &err) < 0) {
-        LOG(LOG_ERROR, "drain", "bad_kafka_config reason=\"%s\"", err);
+        LOG(LOG_ERROR, "drain", "msg=bad_kafka_config reason=\"%s\"", log_text(err));
         free(err);
         return -1;
     }
     b->drain = drain_new(b);
     if (b->drain == NULL) {
-        LOG(LOG_ERROR, "drain", "start_failed reason=\"out of memory\"");
+        LOG(LOG_ERROR, "drain", "msg=start_failed reason=\"out of memory\"");
         return -1;
     }
     drain_producer_open(b->drain, 1);
-    LOG(LOG_INFO, "drain", "started bootstrap=\"%s\" batch=%d window=%zu",
-        cfg->kafka_bootstrap_servers, cfg->drain_batch, b->drain->win.cap);
+    LOG(LOG_INFO, "drain", "msg=started bootstrap=\"%s\" batch=%d window=%zu",
+        log_text(cfg->kafka_bootstrap_servers), cfg->drain_batch, b->drain->win.cap);
     return 0;
 }
 
@@ -814,7 +819,7 @@ void drain_stop(struct bridge *b)
     }
     if (d->ever_active)
         drain_cursor_store_now(d);
-    LOG(LOG_INFO, "drain", "stopped cursor=%" PRId64 " produced=%" PRIu64 " delivered=%" PRIu64
+    LOG(LOG_INFO, "drain", "msg=stopped cursor=%" PRId64 " produced=%" PRIu64 " delivered=%" PRIu64
         " failed=%" PRIu64 " restarts=%" PRIu64 " unflushed=%d", d->stored, d->produced,
         d->delivered, d->failed, d->restarts, left);
     loop_watch_free(d->kwatch);

@@ -191,7 +191,7 @@ struct kafka *kafka_new(const char *bootstrap, const struct config_kv *props, si
     /* events queued before this point (configuration warnings) would never
      * wake the pipe: the queue only signals going from empty to non-empty */
     if (write(k->pipe_wr, "1", 1) < 0)
-        LOG(LOG_DEBUG, "kafka", "wakeup_write_failed errno=%d", errno);
+        LOG(LOG_DEBUG, "kafka", "msg=wakeup_write_failed errno=%d", errno);
     return k;
 err:
     if (*errmsg == NULL)
@@ -323,7 +323,7 @@ static void kafka_on_error_event(struct kafka *k, rd_kafka_event_t *ev)
 
     if (rd_kafka_event_error_is_fatal(ev)) {
         rd_kafka_fatal_error(k->rk, fatal, sizeof(fatal));
-        LOG(LOG_ERROR, "kafka", "fatal_error reason=\"%s\"", fatal);
+        LOG(LOG_ERROR, "kafka", "msg=fatal_error reason=\"%s\"", log_text(fatal));
         if (k->cbs.on_fatal)
             k->cbs.on_fatal(k->ud, fatal);
         return;
@@ -331,8 +331,9 @@ static void kafka_on_error_event(struct kafka *k, rd_kafka_event_t *ev)
     if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         k->state = KAFKA_DOWN;
     if (kafka_errlog_allow(k, code, &suppressed))
-        LOG(LOG_WARN, "kafka", "broker_error code=%s reason=\"%s\" suppressed=%u",
-            rd_kafka_err2name(code), rd_kafka_event_error_string(ev), suppressed);
+        LOG(LOG_WARN, "kafka", "msg=broker_error code=%s reason=\"%s\" suppressed=%u",
+            log_text(rd_kafka_err2name(code)), log_text(rd_kafka_event_error_string(ev)),
+            suppressed);
 }
 
 static void kafka_on_dr_event(struct kafka *k, rd_kafka_event_t *ev)
@@ -367,7 +368,7 @@ static void kafka_on_log_event(rd_kafka_event_t *ev)
         l = LOG_INFO; /* "experimental": our deliberate default, not news */
     if (l == LOG_ERROR && strcmp(fac, "FAIL") == 0)
         l = LOG_WARN; /* a broker connection failed: librdkafka retries (and de-duplicates these) */
-    LOG(l, "rdkafka", "%s msg=\"%s\"", fac, str);
+    LOG(l, "rdkafka", "msg=librdkafka facility=\"%s\" text=\"%s\"", log_text(fac), log_text(str));
 }
 
 /* Broker states from the statistics JSON: up when any broker is UP. */
@@ -452,7 +453,7 @@ static int kafka_headers_add_json(rd_kafka_headers_t *hdrs, const char *headers_
         return 0;
     obj = json_loads(headers_json, JSON_DECODE_ANY, &jerr);
     if (obj == NULL || !json_is_object(obj)) {
-        LOG(LOG_WARN, "kafka", "bad_headers reason=\"not a JSON object\"");
+        LOG(LOG_WARN, "kafka", "msg=bad_headers reason=\"not a JSON object\"");
         json_decref(obj);
         return -1;
     }
@@ -534,8 +535,9 @@ int kafka_create_topic(struct kafka *k, const char *topic, int partitions, int r
              ? NULL
              : rd_kafka_NewTopic_new(topic, partitions, replication_factor, err, sizeof(err));
     if (nt == NULL) {
-        LOG(LOG_ERROR, "kafka", "create_topic_refused topic=\"%s\" partitions=%d "
-            "replication_factor=%d reason=\"%s\"", topic, partitions, replication_factor, err);
+        LOG(LOG_ERROR, "kafka", "msg=create_topic_refused topic=\"%s\" partitions=%d "
+            "replication_factor=%d reason=\"%s\"", log_text(topic), partitions, replication_factor,
+            log_text(err));
         return -1;
     }
     opts = rd_kafka_AdminOptions_new(k->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);

@@ -134,7 +134,7 @@ static void pgconn_lost(struct pgconn *c, const char *why)
     int was_ready = c->state == PGC_READY;
 
     LOG(LOG_WARN, "pgconn", "msg=\"connection lost\" name=%s reason=\"%s\" retry_ms=%lld", c->name,
-        why, (long long)(c->backoff_us / 1000));
+        log_text(why), (long long)(c->backoff_us / 1000));
     c->failing = 0;
     loop_timer_cancel(c->fail);
     pgconn_teardown(c);
@@ -148,16 +148,10 @@ static void pgconn_lost(struct pgconn *c, const char *why)
         c->backoff_us = 5000000;
 }
 
+/* libpq's message, raw: pgconn_lost logs it through log_text */
 static const char *pgconn_error(const struct pgconn *c)
 {
-    const char *e = c->conn ? PQerrorMessage(c->conn) : "out of memory";
-    static char one_line[256];
-    size_t i;
-
-    for (i = 0; e[i] && i < sizeof one_line - 1; i++)
-        one_line[i] = (e[i] == '\n' || e[i] == '"') ? ' ' : e[i];
-    one_line[i] = '\0';
-    return one_line;
+    return c->conn ? PQerrorMessage(c->conn) : "out of memory";
 }
 
 static int pgconn_queue_listen(struct pgconn *c, const char *channel)
@@ -230,11 +224,9 @@ static void pgconn_connect_step(void *ud)
 static void pgconn_notice(void *arg, const char *message)
 {
     struct pgconn *c = arg;
-    size_t n = strlen(message);
 
-    while (n > 0 && message[n - 1] == '\n')
-        n--;
-    LOG(LOG_WARN, "pgconn", "msg=\"server notice\" name=%s notice=\"%.*s\"", c->name, (int)n, message);
+    LOG(LOG_WARN, "pgconn", "msg=\"server notice\" name=%s notice=\"%s\"", c->name,
+        log_text(message));
 }
 
 static void pgconn_start(struct pgconn *c)
@@ -324,7 +316,7 @@ static void pgconn_finish_query(struct pgconn *c)
     c->busy = 0;
     if (q && q->internal && res && PQresultStatus(res) != PGRES_COMMAND_OK)
         LOG(LOG_ERROR, "pgconn", "msg=\"LISTEN failed\" name=%s error=\"%s\"", c->name,
-            PQresultErrorMessage(res));
+            log_text(PQresultErrorMessage(res)));
     if (q && q->cb)
         q->cb(c, res, q->ud);
     if (res)

@@ -489,7 +489,7 @@ static void sse_decide(struct sse_sub *s, int status)
 static void sse_fail(struct sse_sub *s, PGresult *res, const char *what)
 {
     LOG(LOG_ERROR, "sse", "msg=\"query failed\" query=%s stream=%s error=\"%s\"", what,
-        s->stream_id, res ? PQresultErrorMessage(res) : "connection lost");
+        s->stream_id, res ? log_text(PQresultErrorMessage(res)) : "connection lost");
     if (!s->headers_sent)
         sse_decide(s, res ? 500 : 503);
     else
@@ -973,7 +973,8 @@ static void sse_on_wait(struct pgconn *c, PGresult *res, void *ud)
     if (!res)
         return;                                    /* reconnect re-reads from last_seen */
     if (!sse_result_ok(res)) {
-        LOG(LOG_ERROR, "sse", "msg=\"wait_all failed\" error=\"%s\"", PQresultErrorMessage(res));
+        LOG(LOG_ERROR, "sse", "msg=\"wait_all failed\" error=\"%s\"",
+            log_text(PQresultErrorMessage(res)));
         loop_timer_schedule(h->reread, 1000000);
         return;
     }
@@ -1013,7 +1014,7 @@ static void sse_on_position(struct pgconn *c, PGresult *res, void *ud)
     if (!sse_result_ok(res) || PQntuples(res) != 1) {
         if (res) {
             LOG(LOG_ERROR, "sse", "msg=\"safe_position failed\" error=\"%s\"",
-                PQresultErrorMessage(res));
+                log_text(PQresultErrorMessage(res)));
             loop_timer_schedule(h->reread, 1000000);
         }
         return;
@@ -1042,7 +1043,7 @@ static void sse_on_prepared(struct pgconn *c, PGresult *res, void *ud)
     (void)ud;
     if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
         LOG(LOG_ERROR, "sse", "msg=\"cannot prepare the live reader (is the extension at 0.2.0?)\" "
-            "error=\"%s\"", PQresultErrorMessage(res));
+            "error=\"%s\"", log_text(PQresultErrorMessage(res)));
 }
 
 /* prepared statements live per session: prepare again after every connect

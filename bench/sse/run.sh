@@ -263,8 +263,8 @@ for c in $CELLS; do
     curl -sf "http://127.0.0.1:$BR_PORT/metrics" | grep -E '^aegis_bridge_(sse_(events_sent|catchups|drops|replays)|store_reads)_total' \
         | tr '\n' ' ' | sed "s/^/# bridge counters after $c: /; s/aegis_bridge_//g; s/\$/\n/" >&2
 done
-grep -v 'module=drain off' "$W/bridge.log" | grep -q . && {
-    echo "# bridge log (warnings):"; grep -v 'module=drain off' "$W/bridge.log" | head -20; }
+grep -v 'module=drain msg=off' "$W/bridge.log" | grep -q . && {
+    echo "# bridge log (warnings):"; grep -v 'module=drain msg=off' "$W/bridge.log" | head -20; }
 
 # ---- report ----
 {
