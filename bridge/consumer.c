@@ -1,8 +1,8 @@
 /*
  * consumer.c: owns the Kafka -> PostgreSQL consumers: one librdkafka group
- * member each, with partitions assigned from the offsets in
- * aegis.consumer_offsets and spread over CONSUMER_WORKERS PostgreSQL
- * connections; messages are encoded a batch at a time (consumer_batch.c)
+ * member each, with partitions assigned from the offsets stored in
+ * PostgreSQL (aegis.consumer_positions) and spread over CONSUMER_WORKERS
+ * PostgreSQL connections; messages are encoded a batch at a time (consumer_batch.c)
  * and applied in one statement (handler effects, dead letters and offsets
  * in one transaction):
  * the fast path, a statement prepared once per connection around
@@ -119,10 +119,7 @@ static const char consumer_fast_sql[] =
 #define CONSUMER_HANDLER_ARGS "(pg_catalog.jsonb,pg_catalog.jsonb)"
 
 static const char consumer_offsets_sql[] =
-    "SELECT p.topic, p.partition, o.next_offset"
-    "  FROM jsonb_to_recordset($2::jsonb) AS p(topic text, partition integer)"
-    "  LEFT JOIN aegis.consumer_offsets o"
-    "    ON o.group_id = $1 AND o.topic = p.topic AND o.partition = p.partition";
+    "SELECT topic, partition, next_offset FROM aegis.consumer_positions($1, $2::jsonb)";
 
 static void consumer_pump(struct consumer_worker *w);
 static void consumer_pump_all(struct consumer *c);
@@ -579,7 +576,7 @@ static void consumer_batch_done(struct consumer_worker *w, const PGresult *res)
     c->skipped += (uint64_t)skipped;
     c->batches++;
     if (dead)
-        LOG(LOG_WARN, "consumer", "msg=\"messages went to aegis.dead_letters\" group=%s count=%lld",
+        LOG(LOG_WARN, "consumer", "msg=\"messages went to the dead letters\" group=%s count=%lld",
             c->cfg->group, (long long)dead);
     LOG(LOG_DEBUG, "consumer",
         "msg=batch group=%s worker=%d path=%s messages=%zu handled=%lld dead=%lld skipped=%lld",

@@ -24,7 +24,7 @@
 #define DRAIN_LOCK_SQL "SELECT pg_try_advisory_lock(1095059273, 1)"
 #define DRAIN_CURSOR_SQL "SELECT aegis.cursor_position('kafka-drain')"
 #define DRAIN_ADVANCE_SQL "SELECT aegis.cursor_advance('kafka-drain', $1::bigint)"
-#define DRAIN_TOPIC_SQL "SELECT partitions, replication_factor FROM aegis.topics WHERE topic = $1"
+#define DRAIN_TOPIC_SQL "SELECT partitions, replication_factor FROM aegis.topic_settings($1)"
 #define DRAIN_READ_SQL \
     "SELECT id, topic, key, headers::text, event_type, payload::text " \
     "FROM aegis.read_topic_events($1::bigint, $2::int)"

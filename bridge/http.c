@@ -391,7 +391,7 @@ static int http_metrics(struct lws *wsi, struct http_session *ss)
 {
     static const char sql[] =
         "SELECT cursor_position, pending_events, extract(epoch from oldest_pending_age) "
-        "FROM aegis.drain_lag";
+        "FROM aegis.drain_status()";
     struct bridge *b = http_bridge(wsi);
     struct http_async *a;
     char *text;

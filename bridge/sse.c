@@ -45,22 +45,12 @@ static const char SQL_READ_STREAM[] =
 static const char SQL_REQUEST_RUN[] = "SELECT aegis.request_run($1, $2, $3, $4)";
 /* finished: the last conversation event at or before N is done/error, no run
  * was requested after it up to N, and nothing follows N */
-static const char SQL_FINISHED_AT[] =
-    "WITH p AS (SELECT least($2::bigint, aegis.safe_position()) AS pos), "
-    "last AS (SELECT e.id, e.event_type FROM aegis.events e, p "
-    "  WHERE e.stream_kind = 'conversation' AND e.stream_id = $1 AND e.id <= p.pos "
-    "  ORDER BY e.id DESC LIMIT 1) "
-    "SELECT coalesce((SELECT last.event_type IN ('done', 'error') AND NOT EXISTS "
-    "  (SELECT 1 FROM aegis.run_requests r WHERE r.conversation_id = $1 "
-    "   AND r.event_id > last.id AND r.event_id <= $2::bigint) FROM last), false) "
-    "AND NOT EXISTS (SELECT 1 FROM aegis.read_stream('conversation', $1, $2::bigint, 1))";
+static const char SQL_FINISHED_AT[] = "SELECT aegis.conversation_finished($1, $2::bigint)";
 /* the conversation's latest run request id (0: none): a request without
  * message and without Last-Event-ID replays the events after it, so a page
  * opened after the run ended still shows it (and the stream ends after its
  * done/error like a live run's) */
-static const char SQL_LATEST_RUN[] =
-    "SELECT coalesce(max(r.event_id), 0) FROM aegis.run_requests r "
-    "WHERE r.conversation_id = $1 AND r.event_id <= (SELECT aegis.safe_position())";
+static const char SQL_LATEST_RUN[] = "SELECT aegis.conversation_latest_run($1)";
 
 enum sse_phase { PH_STARTING, PH_REPLAY, PH_LIVE, PH_ENDING };
 
