@@ -140,13 +140,12 @@ static void drain_cursor_done(struct pgconn *c, PGresult *res, void *ud)
     struct drain *d = ud;
     (void)c;
     d->cursor_busy = 0;
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+    if (pgconn_result_int8(res, &d->stored) < 0) {
         if (res != NULL)
             LOG(LOG_WARN, "drain", "msg=cursor_advance_failed error=\"%s\"",
                 log_text(PQresultErrorMessage(res)));
         return;
     }
-    d->stored = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     if (d->win.acked > d->stored && d->phase == DRAIN_ACTIVE)
         drain_cursor_arm(d);
 }
@@ -206,9 +205,7 @@ static void drain_cursor_store_now(struct drain *d)
         return;
     }
     res = PQexecParams(conn, DRAIN_ADVANCE_SQL, 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) == PGRES_TUPLES_OK)
-        d->stored = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    else
+    if (pgconn_result_int8(res, &d->stored) < 0)   /* one row, not NULL: or not stored */
         LOG(LOG_WARN, "drain", "msg=cursor_not_stored position=%s reason=\"%s\"", pos,
             log_text(PQresultErrorMessage(res)));
     PQclear(res);
@@ -606,10 +603,12 @@ static void drain_activate(struct drain *d, int64_t cursor)
 static void drain_cursor_loaded(struct pgconn *c, PGresult *res, void *ud)
 {
     struct drain *d = ud;
+    int64_t cursor;
+
     (void)c;
     if (d->phase != DRAIN_LOADING)
         return;
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+    if (pgconn_result_int8(res, &cursor) < 0) {
         LOG(LOG_ERROR, "drain", "msg=cursor_read_failed error=\"%s\"",
             res ? log_text(PQresultErrorMessage(res)) : "connection lost");
         d->phase = res ? DRAIN_RETRY : DRAIN_WAIT_PG;
@@ -617,7 +616,7 @@ static void drain_cursor_loaded(struct pgconn *c, PGresult *res, void *ud)
             loop_timer_schedule(d->t_lock, DRAIN_LOCK_RETRY_US);
         return;
     }
-    drain_activate(d, strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+    drain_activate(d, cursor);
 }
 
 static void drain_load_cursor(struct drain *d)

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "pgconn.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -554,6 +555,24 @@ int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *con
     q->cb = cb;
     q->ud = ud;
     pgconn_enqueue(c, q);
+    return 0;
+}
+
+int pgconn_result_int8(const PGresult *res, int64_t *out)
+{
+    const char *v;
+    char *end;
+    long long n;
+
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+        PQnfields(res) < 1 || PQgetisnull(res, 0, 0))
+        return -1;
+    v = PQgetvalue(res, 0, 0);
+    errno = 0;
+    n = strtoll(v, &end, 10);
+    if (end == v || *end != '\0' || errno != 0)
+        return -1;
+    *out = n;
     return 0;
 }
 
