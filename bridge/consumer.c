@@ -31,8 +31,8 @@
 #include "loop.h"
 #include "pgconn.h"
 
-#define CONSUMER_BACKOFF_MIN_MS 200
-#define CONSUMER_BACKOFF_MAX_MS 10000
+#define CONSUMER_BACKOFF_MIN_US 200000
+#define CONSUMER_BACKOFF_MAX_US 10000000
 /* PostgreSQL connections per consumer; partitions are spread over them
  * (3: measured 0.47 -> 0.68 of COPY at batch=100 over 2, bench/consume) */
 #define CONSUMER_WORKERS 3
@@ -70,7 +70,8 @@ struct consumer_worker {
     int inflight;                   /* slot[cur] is at PostgreSQL */
     int prepared;                   /* the fast statement: 0 not yet, 1 queued/ok, -1 off */
     int fast_failures;              /* in a row: CONSUMER_FAST_FAILURES turn it off */
-    int64_t backoff_ms;
+    struct loop_backoff backoff;    /* retries of a failed batch */
+    int64_t retry_ms;               /* the last retry's delay (logged) */
     int64_t retry_after_us;         /* no send before this (after a failure) */
 };
 
@@ -90,7 +91,7 @@ struct consumer {
     unsigned pending_gen;
     int pending_query;              /* the offsets query is queued */
     int64_t pending_retry_us;
-    int64_t pending_backoff_ms;
+    struct loop_backoff pending_backoff;   /* retries of the offsets query */
     rd_kafka_topic_partition_list_t *assigned;  /* what we assigned (with PG offsets) */
     int stopping;
     uint64_t handled, dead, skipped, batches;
@@ -160,18 +161,11 @@ static void consumer_drop_idle(struct consumer *c)
     }
 }
 
-static int64_t consumer_next_backoff(int64_t *backoff_ms)
-{
-    *backoff_ms = *backoff_ms ? *backoff_ms * 2 : CONSUMER_BACKOFF_MIN_MS;
-    if (*backoff_ms > CONSUMER_BACKOFF_MAX_MS)
-        *backoff_ms = CONSUMER_BACKOFF_MAX_MS;
-    return *backoff_ms;
-}
-
 static void consumer_backoff(struct consumer_worker *w)
 {
-    int64_t ms = consumer_next_backoff(&w->backoff_ms);
+    int64_t ms = loop_backoff_next(&w->backoff) / 1000;
 
+    w->retry_ms = ms;
     w->retry_after_us = loop_now_us() + ms * 1000;
     loop_timer_schedule(w->c->tick, ms * 1000);
 }
@@ -253,7 +247,7 @@ static void consumer_read_offsets(struct consumer *c);
 
 static void consumer_offsets_retry(struct consumer *c, const char *why, const PGresult *res)
 {
-    int64_t ms = consumer_next_backoff(&c->pending_backoff_ms);
+    int64_t ms = loop_backoff_next(&c->pending_backoff) / 1000;
 
     c->pending_retry_us = loop_now_us() + ms * 1000;
     loop_timer_schedule(c->tick, ms * 1000);
@@ -280,7 +274,7 @@ static void consumer_on_offsets(struct pgconn *pg, PGresult *res, void *ud)
         consumer_offsets_retry(c, "cannot assign partitions", NULL);
         return;
     }
-    c->pending_backoff_ms = 0;
+    loop_backoff_reset(&c->pending_backoff);
     consumer_pump_all(c);
 }
 
@@ -584,7 +578,7 @@ static void consumer_batch_done(struct consumer_worker *w, const PGresult *res)
         (long long)dead, (long long)skipped);
     consumer_slot_drop(s);
     w->cur ^= 1;                           /* the prepared batch goes next */
-    w->backoff_ms = 0;
+    loop_backoff_reset(&w->backoff);
 }
 
 static void consumer_on_batch(struct pgconn *pg, PGresult *res, void *ud)
@@ -609,7 +603,7 @@ static void consumer_on_batch(struct pgconn *pg, PGresult *res, void *ud)
             consumer_slot_text_mode(s);    /* a value PostgreSQL cannot take as jsonb */
         } else {
             consumer_backoff(w);
-            consumer_log_pg_error(w->c, "batch failed, will retry it", res, w->backoff_ms);
+            consumer_log_pg_error(w->c, "batch failed, will retry it", res, w->retry_ms);
             return;
         }
     }
@@ -970,8 +964,11 @@ static struct consumer *consumer_new(struct bridge *b, const struct config_consu
     c->b = b;
     c->cfg = cfg;
     c->pipefd[0] = c->pipefd[1] = -1;
-    for (i = 0; i < CONSUMER_WORKERS; i++)
+    loop_backoff_init(&c->pending_backoff, CONSUMER_BACKOFF_MIN_US, CONSUMER_BACKOFF_MAX_US);
+    for (i = 0; i < CONSUMER_WORKERS; i++) {
         c->w[i].pipefd[0] = c->w[i].pipefd[1] = -1;
+        loop_backoff_init(&c->w[i].backoff, CONSUMER_BACKOFF_MIN_US, CONSUMER_BACKOFF_MAX_US);
+    }
     c->handler = strdup(handler);
     if (asprintf(&c->name, "consumer:%s", cfg->group) < 0)
         c->name = NULL;

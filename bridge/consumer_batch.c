@@ -19,46 +19,6 @@ struct consumer_pos {
     int64_t first, last;
 };
 
-/* room for n more bytes and a NUL */
-static int consumer_buf_reserve(struct consumer_buf *sb, size_t n)
-{
-    size_t cap;
-    char *p;
-
-    if (sb->len + n + 1 <= sb->cap)
-        return 0;
-    cap = sb->cap ? sb->cap : 256;
-    while (cap < sb->len + n + 1)
-        cap *= 2;
-    p = realloc(sb->p, cap);
-    if (!p)
-        return -1;
-    sb->p = p;
-    sb->cap = cap;
-    return 0;
-}
-
-int consumer_buf_add(struct consumer_buf *sb, const char *s, size_t n)
-{
-    if (consumer_buf_reserve(sb, n) < 0)
-        return -1;
-    memcpy(sb->p + sb->len, s, n);
-    sb->len += n;
-    sb->p[sb->len] = '\0';
-    return 0;
-}
-
-static int consumer_buf_str(struct consumer_buf *sb, const char *s)
-{
-    return consumer_buf_add(sb, s, strlen(s));
-}
-
-void consumer_buf_free(struct consumer_buf *sb)
-{
-    free(sb->p);
-    memset(sb, 0, sizeof *sb);
-}
-
 /* UTF-8 as PostgreSQL accepts it (no overlongs, no surrogates), without NUL */
 static int consumer_is_text(const void *bytes, size_t n)
 {
@@ -97,43 +57,43 @@ static int consumer_is_text(const void *bytes, size_t n)
 }
 
 /* a JSON string of text that consumer_is_text accepted */
-static int consumer_buf_string(struct consumer_buf *sb, const char *p, size_t n)
+static int consumer_buf_string(struct buf *sb, const char *p, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     char esc[7] = "\\u00";
     size_t i, from = 0;
 
-    if (consumer_buf_add(sb, "\"", 1) < 0)
+    if (buf_add(sb, "\"", 1) < 0)
         return -1;
     for (i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)p[i];
         if (ch >= 0x20 && ch != '"' && ch != '\\')
             continue;
-        if (consumer_buf_add(sb, p + from, i - from) < 0)
+        if (buf_add(sb, p + from, i - from) < 0)
             return -1;
         if (ch == '"' || ch == '\\') {
             esc[0] = '\\', esc[1] = (char)ch;
-            if (consumer_buf_add(sb, esc, 2) < 0)
+            if (buf_add(sb, esc, 2) < 0)
                 return -1;
         } else {
             esc[0] = '\\', esc[1] = 'u', esc[4] = hex[ch >> 4], esc[5] = hex[ch & 15];
-            if (consumer_buf_add(sb, esc, 6) < 0)
+            if (buf_add(sb, esc, 6) < 0)
                 return -1;
         }
         from = i + 1;
     }
-    if (consumer_buf_add(sb, p + from, n - from) < 0)
+    if (buf_add(sb, p + from, n - from) < 0)
         return -1;
-    return consumer_buf_add(sb, "\"", 1);
+    return buf_add(sb, "\"", 1);
 }
 
 /* base64 text, unquoted */
-static int consumer_buf_b64(struct consumer_buf *sb, const void *p, size_t n)
+static int consumer_buf_b64(struct buf *sb, const void *p, size_t n)
 {
     size_t room = 4 * ((n + 2) / 3) + 4;   /* lws wants room past the text */
     int len;
 
-    if (n > (size_t)INT32_MAX / 2 || consumer_buf_reserve(sb, room) < 0)
+    if (n > (size_t)INT32_MAX / 2 || buf_reserve(sb, room, 0) < 0)
         return -1;
     len = lws_b64_encode_string(p, (int)n, sb->p + sb->len, (int)room);
     if (len < 0)
@@ -142,50 +102,50 @@ static int consumer_buf_b64(struct consumer_buf *sb, const void *p, size_t n)
     return 0;
 }
 
-static int consumer_buf_base64(struct consumer_buf *sb, const void *p, size_t n)
+static int consumer_buf_base64(struct buf *sb, const void *p, size_t n)
 {
-    return consumer_buf_add(sb, "\"", 1) < 0 || consumer_buf_b64(sb, p, n) < 0
-                   || consumer_buf_add(sb, "\"", 1) < 0
+    return buf_add(sb, "\"", 1) < 0 || consumer_buf_b64(sb, p, n) < 0
+                   || buf_add(sb, "\"", 1) < 0
                ? -1
                : 0;
 }
 
-int consumer_buf_bytes(struct consumer_buf *sb, const void *p, size_t n)
+int consumer_buf_bytes(struct buf *sb, const void *p, size_t n)
 {
     if (!p)
-        return consumer_buf_str(sb, "null");
+        return buf_str(sb, "null");
     if (consumer_is_text(p, n))
         return consumer_buf_string(sb, p, n);
-    return consumer_buf_str(sb, "{\"base64\":") < 0 || consumer_buf_base64(sb, p, n) < 0
-                   || consumer_buf_str(sb, "}") < 0
+    return buf_str(sb, "{\"base64\":") < 0 || consumer_buf_base64(sb, p, n) < 0
+                   || buf_str(sb, "}") < 0
                ? -1
                : 0;
 }
 
 /* a header name as an object key: itself, or "base64:..." when not text */
-static int consumer_buf_header_name(struct consumer_buf *sb, const char *name)
+static int consumer_buf_header_name(struct buf *sb, const char *name)
 {
-    struct consumer_buf b64 = { 0 };
+    struct buf b64 = { 0 };
     int rc;
 
     if (consumer_is_text(name, strlen(name)))
         return consumer_buf_string(sb, name, strlen(name));
-    rc = consumer_buf_str(&b64, "base64:") < 0 || consumer_buf_b64(&b64, name, strlen(name)) < 0
+    rc = buf_str(&b64, "base64:") < 0 || consumer_buf_b64(&b64, name, strlen(name)) < 0
              ? -1
              : consumer_buf_string(sb, b64.p, b64.len);
-    consumer_buf_free(&b64);
+    buf_free(&b64);
     return rc;
 }
 
 /* {name: value}; a repeated name collects its values in an array; null when none */
-static int consumer_buf_headers(struct consumer_buf *sb, const struct consumer_msg *m)
+static int consumer_buf_headers(struct buf *sb, const struct consumer_msg *m)
 {
     size_t i, j, count;
     int first = 1;
 
     if (m->nheaders == 0)
-        return consumer_buf_str(sb, "null");
-    if (consumer_buf_str(sb, "{") < 0)
+        return buf_str(sb, "null");
+    if (buf_str(sb, "{") < 0)
         return -1;
     for (i = 0; i < m->nheaders; i++) {
         for (j = 0; j < i && strcmp(m->header_names[j], m->header_names[i]) != 0; j++)
@@ -194,42 +154,42 @@ static int consumer_buf_headers(struct consumer_buf *sb, const struct consumer_m
             continue;                      /* written with its first occurrence */
         for (count = 0, j = i; j < m->nheaders; j++)
             count += strcmp(m->header_names[j], m->header_names[i]) == 0;
-        if ((!first && consumer_buf_str(sb, ",") < 0)
+        if ((!first && buf_str(sb, ",") < 0)
             || consumer_buf_header_name(sb, m->header_names[i]) < 0
-            || consumer_buf_str(sb, count > 1 ? ":[" : ":") < 0)
+            || buf_str(sb, count > 1 ? ":[" : ":") < 0)
             return -1;
         first = 0;
         for (count = 0, j = i; j < m->nheaders; j++) {
             if (strcmp(m->header_names[j], m->header_names[i]) != 0)
                 continue;
-            if ((count++ && consumer_buf_str(sb, ",") < 0)
+            if ((count++ && buf_str(sb, ",") < 0)
                 || consumer_buf_bytes(sb, m->header_values[j], m->header_sizes[j]) < 0)
                 return -1;
         }
-        if (count > 1 && consumer_buf_str(sb, "]") < 0)
+        if (count > 1 && buf_str(sb, "]") < 0)
             return -1;
     }
-    return consumer_buf_str(sb, "}");
+    return buf_str(sb, "}");
 }
 
 /* {"topic", "partition", "offset", "key", "headers", "timestamp"} */
-static int consumer_buf_meta(struct consumer_buf *sb, const struct consumer_msg *m)
+static int consumer_buf_meta(struct buf *sb, const struct consumer_msg *m)
 {
     char num[96];
 
-    if (consumer_buf_str(sb, "{\"topic\":") < 0
+    if (buf_str(sb, "{\"topic\":") < 0
         || consumer_buf_bytes(sb, m->topic, strlen(m->topic)) < 0)
         return -1;
     snprintf(num, sizeof num, ",\"partition\":%d,\"offset\":%" PRId64 ",\"key\":",
              (int)m->partition, m->offset);
-    if (consumer_buf_str(sb, num) < 0 || consumer_buf_bytes(sb, m->key, m->key_len) < 0
-        || consumer_buf_str(sb, ",\"headers\":") < 0 || consumer_buf_headers(sb, m) < 0)
+    if (buf_str(sb, num) < 0 || consumer_buf_bytes(sb, m->key, m->key_len) < 0
+        || buf_str(sb, ",\"headers\":") < 0 || consumer_buf_headers(sb, m) < 0)
         return -1;
     if (m->timestamp_ms >= 0)
         snprintf(num, sizeof num, ",\"timestamp\":%" PRId64 "}", m->timestamp_ms);
     else
         snprintf(num, sizeof num, ",\"timestamp\":null}");
-    return consumer_buf_str(sb, num);
+    return buf_str(sb, num);
 }
 
 static int consumer_batch_note_pos(struct consumer_batch *bt, const struct consumer_msg *m)
@@ -275,14 +235,14 @@ static void consumer_put32(char *p, uint32_t v)
 }
 
 /* reserves the array header, written by consumer_array_close */
-static int consumer_array_open(struct consumer_buf *sb)
+static int consumer_array_open(struct buf *sb)
 {
     static const char zero[CONSUMER_ARRAY_HEADER];
 
-    return consumer_buf_add(sb, zero, sizeof zero);
+    return buf_add(sb, zero, sizeof zero);
 }
 
-static int consumer_array_close(struct consumer_buf *sb, size_t n)
+static int consumer_array_close(struct buf *sb, size_t n)
 {
     if (sb->len < CONSUMER_ARRAY_HEADER || n > INT32_MAX)
         return -1;
@@ -299,13 +259,13 @@ static int consumer_array_close(struct consumer_buf *sb, size_t n)
 }
 
 /* the element's length and jsonb's version byte; returns where the length goes */
-static int consumer_element_open(struct consumer_buf *sb, size_t *at)
+static int consumer_element_open(struct buf *sb, size_t *at)
 {
     *at = sb->len;
-    return consumer_buf_add(sb, "\0\0\0\0\1", 5);
+    return buf_add(sb, "\0\0\0\0\1", 5);
 }
 
-static int consumer_element_close(struct consumer_buf *sb, size_t at)
+static int consumer_element_close(struct buf *sb, size_t at)
 {
     size_t n = sb->len - at - 4;
 
@@ -323,7 +283,7 @@ static int consumer_batch_fast(struct consumer_batch *bt, const struct consumer_
     if ((bt->nmessages == 0 && (consumer_array_open(&bt->messages) < 0
                                 || consumer_array_open(&bt->metas) < 0))
         || consumer_element_open(&bt->messages, &at) < 0
-        || consumer_buf_add(&bt->messages, m->value, m->value_len) < 0
+        || buf_add(&bt->messages, m->value, m->value_len) < 0
         || consumer_element_close(&bt->messages, at) < 0
         || consumer_element_open(&bt->metas, &at) < 0 || consumer_buf_meta(&bt->metas, m) < 0
         || consumer_element_close(&bt->metas, at) < 0)
@@ -336,39 +296,39 @@ static int consumer_batch_fast(struct consumer_batch *bt, const struct consumer_
 static int consumer_batch_dead(struct consumer_batch *bt, const struct consumer_msg *m,
                                const char *why)
 {
-    struct consumer_buf *sb = &bt->dead;
+    struct buf *sb = &bt->dead;
 
-    if (consumer_buf_str(sb, bt->ndead++ ? ",{\"m\":" : "[{\"m\":") < 0
-        || consumer_buf_meta(sb, m) < 0 || consumer_buf_str(sb, ",\"e\":") < 0
+    if (buf_str(sb, bt->ndead++ ? ",{\"m\":" : "[{\"m\":") < 0
+        || consumer_buf_meta(sb, m) < 0 || buf_str(sb, ",\"e\":") < 0
         || consumer_buf_string(sb, why, strlen(why)) < 0)
         return -1;
     if (m->value && consumer_is_text(m->value, m->value_len)) {
-        if (consumer_buf_str(sb, ",\"t\":") < 0 || consumer_buf_string(sb, m->value, m->value_len) < 0)
+        if (buf_str(sb, ",\"t\":") < 0 || consumer_buf_string(sb, m->value, m->value_len) < 0)
             return -1;
     } else if (m->value) {
-        if (consumer_buf_str(sb, ",\"b\":") < 0 || consumer_buf_base64(sb, m->value, m->value_len) < 0)
+        if (buf_str(sb, ",\"b\":") < 0 || consumer_buf_base64(sb, m->value, m->value_len) < 0)
             return -1;
     }
-    return consumer_buf_str(sb, "}");
+    return buf_str(sb, "}");
 }
 
 /* Valid JSON is spliced in as received ("v"), or as a JSON string ("t"). */
 static int consumer_batch_good(struct consumer_batch *bt, const struct consumer_msg *m)
 {
-    struct consumer_buf *sb = &bt->messages;
+    struct buf *sb = &bt->messages;
 
     if (bt->fast)
         return consumer_batch_fast(bt, m);
-    if (consumer_buf_str(sb, bt->nmessages++ ? ",{\"m\":" : "[{\"m\":") < 0
+    if (buf_str(sb, bt->nmessages++ ? ",{\"m\":" : "[{\"m\":") < 0
         || consumer_buf_meta(sb, m) < 0)
         return -1;
     if (bt->text_mode)
-        return consumer_buf_str(sb, ",\"t\":") < 0 || consumer_buf_string(sb, m->value, m->value_len) < 0
-                       || consumer_buf_str(sb, "}") < 0
+        return buf_str(sb, ",\"t\":") < 0 || consumer_buf_string(sb, m->value, m->value_len) < 0
+                       || buf_str(sb, "}") < 0
                    ? -1
                    : 0;
-    return consumer_buf_str(sb, ",\"v\":") < 0 || consumer_buf_add(sb, m->value, m->value_len) < 0
-                   || consumer_buf_str(sb, "}") < 0
+    return buf_str(sb, ",\"v\":") < 0 || buf_add(sb, m->value, m->value_len) < 0
+                   || buf_str(sb, "}") < 0
                ? -1
                : 0;
 }
@@ -409,30 +369,30 @@ int consumer_batch_finish(struct consumer_batch *bt)
             || consumer_array_close(&bt->messages, bt->nmessages) < 0
             || consumer_array_close(&bt->metas, bt->nmessages) < 0)
             return -1;
-    } else if (consumer_buf_str(&bt->messages, bt->nmessages ? "]" : "[]") < 0) {
+    } else if (buf_str(&bt->messages, bt->nmessages ? "]" : "[]") < 0) {
         return -1;
     }
-    if (consumer_buf_str(&bt->dead, bt->ndead ? "]" : "[]") < 0
-        || consumer_buf_str(&bt->positions, "[") < 0)
+    if (buf_str(&bt->dead, bt->ndead ? "]" : "[]") < 0
+        || buf_str(&bt->positions, "[") < 0)
         return -1;
     for (i = 0; i < bt->npos; i++) {
-        if (consumer_buf_str(&bt->positions, i ? ",{\"topic\":" : "{\"topic\":") < 0
+        if (buf_str(&bt->positions, i ? ",{\"topic\":" : "{\"topic\":") < 0
             || consumer_buf_bytes(&bt->positions, bt->pos[i].topic, strlen(bt->pos[i].topic)) < 0)
             return -1;
         snprintf(num, sizeof num, ",\"partition\":%d,\"first\":%" PRId64 ",\"last\":%" PRId64 "}",
                  (int)bt->pos[i].partition, bt->pos[i].first, bt->pos[i].last);
-        if (consumer_buf_str(&bt->positions, num) < 0)
+        if (buf_str(&bt->positions, num) < 0)
             return -1;
     }
-    return consumer_buf_str(&bt->positions, "]");
+    return buf_str(&bt->positions, "]");
 }
 
 void consumer_batch_free(struct consumer_batch *bt)
 {
-    consumer_buf_free(&bt->messages);
-    consumer_buf_free(&bt->metas);
-    consumer_buf_free(&bt->dead);
-    consumer_buf_free(&bt->positions);
+    buf_free(&bt->messages);
+    buf_free(&bt->metas);
+    buf_free(&bt->dead);
+    buf_free(&bt->positions);
     free(bt->pos);
     memset(bt, 0, sizeof *bt);
 }

@@ -1,7 +1,7 @@
 /*
  * consumer_batch.h: the consumer's batch encoder, pure and unit-tested:
  * Kafka messages (views) -> the arguments of aegis.consume_batch or of the
- * fast path's prepared statement, plus the growing text buffer it writes.
+ * fast path's prepared statement, written into struct bufs (buf.h).
  */
 #ifndef AEGIS_CONSUMER_BATCH_H
 #define AEGIS_CONSUMER_BATCH_H
@@ -9,13 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A growing text buffer (no fixed size a message could overflow). */
-struct consumer_buf {
-    char *p;
-    size_t len, cap;
-};
-int consumer_buf_add(struct consumer_buf *sb, const char *s, size_t n);
-void consumer_buf_free(struct consumer_buf *sb);
+#include "buf.h"
+
 
 /* One Kafka message as the encoder sees it (a view, nothing owned). */
 struct consumer_msg {
@@ -46,10 +41,10 @@ enum consumer_mode {
  * (CONSUMER_FAST: positions, messages, metas; dead is filled as in the other
  * modes, and a batch with dead letters goes to consume_batch instead). */
 struct consumer_batch {
-    struct consumer_buf messages;   /* [{"m": meta, "v": value} or {"m", "t"}] */
-    struct consumer_buf metas;      /* CONSUMER_FAST: jsonb[] of the metas */
-    struct consumer_buf dead;       /* [{"m": meta, "t" or "b", "e": error}] */
-    struct consumer_buf positions;  /* [{"topic", "partition", "first", "last"}] */
+    struct buf messages;   /* [{"m": meta, "v": value} or {"m", "t"}] */
+    struct buf metas;      /* CONSUMER_FAST: jsonb[] of the metas */
+    struct buf dead;       /* [{"m": meta, "t" or "b", "e": error}] */
+    struct buf positions;  /* [{"topic", "partition", "first", "last"}] */
     size_t nmessages, ndead;
     struct consumer_pos *pos;       /* per partition first/last offsets */
     size_t npos, pos_cap;
@@ -70,6 +65,6 @@ void consumer_batch_free(struct consumer_batch *bt);
 
 /* Appends Kafka bytes as JSON: a string when UTF-8 without NUL, else
  * {"base64": "..."}; null for NULL.  Returns 0, or -1 when out of memory. */
-int consumer_buf_bytes(struct consumer_buf *sb, const void *p, size_t n);
+int consumer_buf_bytes(struct buf *sb, const void *p, size_t n);
 
 #endif

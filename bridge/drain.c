@@ -78,11 +78,11 @@ struct drain {
     int64_t cursor_written_us;        /* when the last cursor update was sent */
     int kafka_full;                   /* producer queue full: wait for reports */
     char *restart_reason;             /* set from kafka callbacks, acted on after serving */
-    int64_t backoff_us;
+    struct loop_backoff backoff;      /* producer restarts */
     char **topics;                    /* topics known to exist for this producer */
     size_t ntopics, captopics;
     char *ensuring;                   /* topic being created */
-    int64_t topic_backoff_us;
+    struct loop_backoff topic_backoff;
     uint64_t produced, delivered, failed, restarts;
     uint64_t failed_here;             /* failed deliveries of the current producer */
 };
@@ -228,7 +228,7 @@ static void drain_on_delivery(void *ud, uint64_t seq, int err, const char *errst
     }
     d->delivered++;
     if (ackwin_ack(&d->win, seq) > 0) {   /* progress: the next restart starts fast again */
-        d->backoff_us = DRAIN_BACKOFF_MIN_US;
+        loop_backoff_reset(&d->backoff);
         drain_cursor_arm(d);
     }
 }
@@ -243,11 +243,8 @@ static void drain_on_fatal(void *ud, const char *errstr)
 static void drain_topic_retry(struct drain *d, const char *topic, const char *why)
 {
     LOG(LOG_WARN, "drain", "msg=topic_not_ready topic=\"%s\" reason=\"%s\" retry_ms=%" PRId64,
-        log_text(topic), log_text(why), d->topic_backoff_us / 1000);
-    loop_timer_schedule(d->t_topic, d->topic_backoff_us);
-    d->topic_backoff_us *= 2;
-    if (d->topic_backoff_us > DRAIN_BACKOFF_MAX_US)
-        d->topic_backoff_us = DRAIN_BACKOFF_MAX_US;
+        log_text(topic), log_text(why), loop_backoff_peek(&d->topic_backoff) / 1000);
+    loop_timer_schedule(d->t_topic, loop_backoff_next(&d->topic_backoff));
 }
 
 static void drain_on_topic(void *ud, const char *topic, int err, const char *errstr)
@@ -272,7 +269,7 @@ static void drain_on_topic(void *ud, const char *topic, int err, const char *err
     }
     free(d->ensuring);
     d->ensuring = NULL;
-    d->topic_backoff_us = DRAIN_BACKOFF_MIN_US;
+    loop_backoff_reset(&d->topic_backoff);
     d->want_read = 1;
 }
 
@@ -324,7 +321,7 @@ static void drain_producer_open(struct drain *d, int early)
         d->k = NULL;
         d->gen++;   /* a first read issued with the producer is abandoned */
         d->reading = 0;
-        loop_timer_schedule(d->t_restart, d->backoff_us);
+        loop_timer_schedule(d->t_restart, loop_backoff_peek(&d->backoff));
         return;
     }
     if (early) {
@@ -360,7 +357,7 @@ static void drain_restart_producer(struct drain *d, const char *reason)
 {
     LOG(LOG_WARN, "drain", "msg=producer_restart reason=\"%s\" failed_deliveries=%" PRIu64
         " rewind_to=%" PRId64 " abandoned=%zu retry_ms=%" PRId64, log_text(reason), d->failed_here,
-        d->win.acked, ackwin_count(&d->win), d->backoff_us / 1000);
+        d->win.acked, ackwin_count(&d->win), loop_backoff_peek(&d->backoff) / 1000);
     d->failed_here = 0;
     loop_watch_free(d->kwatch);
     d->kwatch = NULL;
@@ -373,10 +370,7 @@ static void drain_restart_producer(struct drain *d, const char *reason)
     d->reading = 0;
     d->kafka_full = 0;
     d->restarts++;
-    loop_timer_schedule(d->t_restart, d->backoff_us);
-    d->backoff_us *= 2;
-    if (d->backoff_us > DRAIN_BACKOFF_MAX_US)
-        d->backoff_us = DRAIN_BACKOFF_MAX_US;
+    loop_timer_schedule(d->t_restart, loop_backoff_next(&d->backoff));
 }
 
 /* ---- topic creation ---- */
@@ -731,7 +725,8 @@ static struct drain *drain_new(struct bridge *b)
         return NULL;
     d->b = b;
     d->phase = DRAIN_WAIT_PG;
-    d->backoff_us = d->topic_backoff_us = DRAIN_BACKOFF_MIN_US;
+    loop_backoff_init(&d->backoff, DRAIN_BACKOFF_MIN_US, DRAIN_BACKOFF_MAX_US);
+    loop_backoff_init(&d->topic_backoff, DRAIN_BACKOFF_MIN_US, DRAIN_BACKOFF_MAX_US);
     window = (size_t)b->cfg.drain_batch * DRAIN_WINDOW_BATCHES;
     if (window < DRAIN_WINDOW_MIN)
         window = DRAIN_WINDOW_MIN;

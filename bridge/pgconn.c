@@ -46,7 +46,7 @@ struct pgconn {
     int failing;                        /* send failed: loss reported soon */
     char fail_reason[256];
     enum pgconn_state state;
-    int64_t backoff_us;
+    struct loop_backoff backoff;      /* reconnects: 100 ms .. 5 s */
     struct pgconn_query *head, *tail;   /* head is on the wire when busy */
     int busy;
     PGresult *last;                     /* last result of the query on the wire */
@@ -135,7 +135,7 @@ static void pgconn_lost(struct pgconn *c, const char *why)
     int was_ready = c->state == PGC_READY;
 
     LOG(LOG_WARN, "pgconn", "msg=\"connection lost\" name=%s reason=\"%s\" retry_ms=%lld", c->name,
-        log_text(why), (long long)(c->backoff_us / 1000));
+        log_text(why), (long long)(loop_backoff_peek(&c->backoff) / 1000));
     c->failing = 0;
     loop_timer_cancel(c->fail);
     pgconn_teardown(c);
@@ -143,10 +143,7 @@ static void pgconn_lost(struct pgconn *c, const char *why)
     pgconn_fail_all(c);
     if (was_ready && c->cbs.on_lost)
         c->cbs.on_lost(c, c->ud);
-    loop_timer_schedule(c->retry, c->backoff_us);
-    c->backoff_us *= 2;
-    if (c->backoff_us > 5000000)
-        c->backoff_us = 5000000;
+    loop_timer_schedule(c->retry, loop_backoff_next(&c->backoff));
 }
 
 /* libpq's message, raw: pgconn_lost logs it through log_text */
@@ -188,7 +185,7 @@ static void pgconn_became_ready(struct pgconn *c)
         return;
     }
     c->state = PGC_READY;
-    c->backoff_us = 100000;
+    loop_backoff_reset(&c->backoff);
     LOG(LOG_INFO, "pgconn", "msg=connected name=%s server_version=%d", c->name,
         PQserverVersion(c->conn));
     for (i = 0; i < c->nchannels; i++)
@@ -389,7 +386,7 @@ struct pgconn *pgconn_new(struct bridge *b, const char *conninfo, const char *na
     if (cbs)
         c->cbs = *cbs;
     c->ud = ud;
-    c->backoff_us = 100000;
+    loop_backoff_init(&c->backoff, 100000, 5000000);
     pgconn_start(c);
     return c;
 err:

@@ -35,7 +35,7 @@ static struct consumer_msg msg(const char *topic, int partition, long long offse
     return m;
 }
 
-static json_t *parse(const struct consumer_buf *b)
+static json_t *parse(const struct buf *b)
 {
     return json_loads(b->p, JSON_DECODE_INT_AS_REAL, NULL);   /* a 100-bit integer is in there */
 }
@@ -43,12 +43,12 @@ static json_t *parse(const struct consumer_buf *b)
 /* consumer_buf_bytes(p, n) as text */
 static int bytes_are(const char *p, size_t n, const char *expected)
 {
-    struct consumer_buf b = { 0 };
+    struct buf b = { 0 };
     int same = consumer_buf_bytes(&b, p, n) == 0 && strcmp(b.p, expected) == 0;
 
     if (!same)
         printf("# got %s, expected %s\n", b.p ? b.p : "(nothing)", expected);
-    consumer_buf_free(&b);
+    buf_free(&b);
     return same;
 }
 
@@ -172,7 +172,7 @@ static uint32_t get32(const char *p)
 }
 
 /* element i of a binary jsonb[] (array_send layout); NULL when malformed */
-static const char *element(const struct consumer_buf *b, size_t i, uint32_t *len)
+static const char *element(const struct buf *b, size_t i, uint32_t *len)
 {
     size_t at = 20, k;
 
