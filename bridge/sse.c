@@ -761,7 +761,8 @@ static int sse_write_some(struct sse_sub *s)
 
     while (s->out.len - off > 0 && rounds-- > 0) {
         n = s->out.len - off < SSE_WRITE_CHUNK ? s->out.len - off : SSE_WRITE_CHUNK;
-        if (lws_write(s->wsi, (unsigned char *)s->out.p + LWS_PRE + off, n, LWS_WRITE_HTTP) < (int)n)
+        if (lws_write(s->wsi, (unsigned char *)s->out.p + LWS_PRE + off, n, LWS_WRITE_HTTP)
+            < (int)n)
             return -1;
         off += n;
         if (lws_send_pipe_choked(s->wsi))
