@@ -232,12 +232,15 @@ AS $$
 $$;
 
 /*
- * The bridge's needs are EXECUTE on functions: the ones that write the
- * extension's tables run with the owner's rights.  (aegis.consume_batch and
+ * The bridge's and the publishers' needs are EXECUTE on functions: the
+ * ones that write the extension's tables run with the owner's rights.  (aegis.consume_batch and
  * aegis.consumer_claim stay the caller's: the consumer's handler runs with
  * its role's rights.)
  */
 ALTER FUNCTION aegis.request_run(text, text, text, text) SECURITY DEFINER;
+/* declares a topic in aegis.topics: a publisher needs EXECUTE only */
+ALTER FUNCTION aegis.ensure_topic(text, integer, integer) SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION aegis.cursor_advance(text, bigint) SECURITY DEFINER;
 ALTER FUNCTION aegis.cursor_position(text) SECURITY DEFINER;
 

@@ -31,7 +31,7 @@ SELECT p.oid::regprocedure AS function, p.prosecdef, p.proconfig,
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname = 'aegis'
    AND p.proname IN ('publisher_slots', 'open_publishers', 'publisher_status',
-                     'request_run', 'cursor_advance', 'cursor_position')
+                     'request_run', 'cursor_advance', 'cursor_position', 'ensure_topic')
  ORDER BY p.oid::regprocedure::text;
 SELECT has_table_privilege('public', 'aegis.open_publishers', 'SELECT') AS public_select;
 -- a role with EXECUTE only: run requests, cursors, the open publishers
@@ -58,6 +58,21 @@ SELECT aegis.request_run(NULL, 'Hello');
 SELECT aegis.cursor_advance('hd-cursor', -1);
 RESET ROLE;
 SELECT conversation_id, message FROM aegis.run_requests WHERE event_id = :run1;
+-- a publisher with EXECUTE on ensure_topic declares topics
+CREATE ROLE regress_hd_app;
+GRANT USAGE ON SCHEMA aegis TO regress_hd_app;
+GRANT EXECUTE ON FUNCTION aegis.ensure_topic(text, integer, integer) TO regress_hd_app;
+SET ROLE regress_hd_app;
+SELECT aegis.ensure_topic('hd-topic', 2, 1);
+SELECT aegis.ensure_topic('hd-topic', 2, 1);
+SELECT aegis.ensure_topic('hd-topic', 3, 1);
+SELECT aegis.ensure_topic('', 3, 1);
+SELECT count(*) FROM aegis.topics;
+RESET ROLE;
+SELECT topic, partitions, replication_factor FROM aegis.topics WHERE topic = 'hd-topic';
+REVOKE ALL ON SCHEMA aegis FROM regress_hd_app;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA aegis FROM regress_hd_app;
+DROP ROLE regress_hd_app;
 CREATE ROLE regress_hd_nobody;
 GRANT USAGE ON SCHEMA aegis TO regress_hd_nobody;
 SET ROLE regress_hd_nobody;

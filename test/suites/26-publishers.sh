@@ -30,6 +30,8 @@ above() { [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -gt "$2" ]; }
 check "its position is above the stored ones ($out > $max)" above "$out" "$max"
 out=$(psql -XAt -U app -c "SELECT aegis.publish_done('conv-r', 'x', 'completed')" 2>&1)
 check "a typed helper works for it too ($out)" grep -qxE '[0-9]+' <<<"$out"
+out=$(psql -XAt -U app -c "SELECT aegis.ensure_topic('roles-topic', 2, 1)" 2>&1)
+check "and it declares a topic ($out)" test -z "$out"
 out=$(psql -XAt -U app -c "SELECT count(*) FROM aegis.events" 2>&1)
 check "while it cannot read the table ($out)" grep -q "permission denied for table events" <<<"$out"
 
