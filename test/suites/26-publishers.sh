@@ -51,8 +51,9 @@ hold() {    # hold ROLE OUTFILE: a session that publishes, then sits idle in its
     echo "SELECT pg_backend_pid();" >&7
     echo "BEGIN;" >&7
     echo "SELECT aegis.publish('freeze', '{\"who\": \"holder\"}');" >&7
-    wait_for 20 test "$(grep -cxE '[0-9]+' "$2")" -eq 2
+    wait_for 20 lines_are 2 "$2"
 }
+lines_are() { [ "$(grep -cxE '[0-9]+' "$2")" -eq "$1" ]; }
 hold postgres "$AEGIS_TEST_TMP/hold1.$$"
 hpid=$(sed -n 1p "$AEGIS_TEST_TMP/hold1.$$"); a=$(sed -n 2p "$AEGIS_TEST_TMP/hold1.$$")
 check "the holder published (pid $hpid, position $a)" test -n "$a"
