@@ -6,11 +6,11 @@ MODULE_big = aegis_events
 OBJS       = extension/aegis_events.o extension/order.o extension/notify.o \
              extension/validate.o extension/store.o extension/publish.o \
              extension/read.o extension/trigger.o \
-             extension/payload.o
+             extension/payload.o extension/monitor.o
 DATA       = $(wildcard sql/aegis_events--*.sql)
 
 REGRESS      = install publish validate_workspace validate_conversation \
-               readers trigger guard bridge_interface \
+               readers trigger guard bridge_interface hardening \
                upgrade
 REGRESS_OPTS = --inputdir=test
 ISOLATION    = order_reverse_commit order_three order_abort order_savepoint \

@@ -38,6 +38,17 @@ extern int64 order_last_position(void);
 extern void order_check_reader_isolation(void);
 extern int64 order_wait_for_position(int64 seen, TimestampTz deadline);
 
+typedef struct OrderPublisher
+{
+	int			pid;
+	Oid			database;
+	int64		first_position; /* the lowest position it holds open */
+	TimestampTz since;			/* start of the statement that took it */
+} OrderPublisher;
+
+extern int	order_slot_capacity(void);
+extern int	order_open_publishers(OrderPublisher *out, int max);
+
 /* notify.c: coalesced NOTIFY from a per-database background worker */
 extern void notify_init(void);
 extern Size notify_shmem_size(void);

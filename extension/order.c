@@ -53,6 +53,7 @@ typedef struct OrderShared
 	int			ndatabases;
 	Oid		   *databases;		/* databases whose counter floor is set */
 	pg_atomic_uint64 *slots;	/* per pgprocno: lowest open position, 0 none */
+	pg_atomic_uint64 *since;	/* per pgprocno: when that slot was set */
 } OrderShared;
 
 static OrderShared *order = NULL;
@@ -106,7 +107,7 @@ order_shmem_size(void)
 	Size		size = MAXALIGN(sizeof(OrderShared));
 
 	size = add_size(size, MAXALIGN(mul_size(aegis_max_databases, sizeof(Oid))));
-	size = add_size(size, mul_size(order_slot_count(), sizeof(pg_atomic_uint64)));
+	size = add_size(size, mul_size(order_slot_count(), 2 * sizeof(pg_atomic_uint64)));
 	return size;
 }
 
@@ -122,6 +123,7 @@ order_shmem_init(void)
 	order->slots = (pg_atomic_uint64 *)
 		(base + MAXALIGN(sizeof(OrderShared)) +
 		 MAXALIGN(mul_size(aegis_max_databases, sizeof(Oid))));
+	order->since = order->slots + order_slot_count();
 	if (found)
 		return;
 	order->lock = &(GetNamedLWLockTranche("aegis_events"))->lock;
@@ -131,7 +133,10 @@ order_shmem_init(void)
 	order->nslots = order_slot_count();
 	order->ndatabases = 0;
 	for (int i = 0; i < order->nslots; i++)
+	{
 		pg_atomic_init_u64(&order->slots[i], 0);
+		pg_atomic_init_u64(&order->since[i], 0);
+	}
 }
 
 static pg_atomic_uint64 *
@@ -327,6 +332,8 @@ order_assign_position(void)
 	LWLockAcquire(order->lock, LW_EXCLUSIVE);
 	position = (int64) pg_atomic_add_fetch_u64(&order->counter, 1);
 	pg_atomic_write_u64(my_slot(), (uint64) position);
+	pg_atomic_write_u64(&order->since[MyProc->pgprocno],
+						(uint64) GetCurrentStatementStartTimestamp());
 	LWLockRelease(order->lock);
 	xact_first_position = position;
 	return position;
@@ -416,4 +423,50 @@ order_check_reader_isolation(void)
 				 errdetail("At %s the snapshot predates the safe position, so a late commit could be skipped.",
 						   IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
 				 errhint("Read events in a READ COMMITTED transaction.")));
+}
+
+/*
+ * The open publishing transactions (monitoring): up to max entries, lowest
+ * position first.  A slot can clear while it is read; an entry whose
+ * backend has gone by then shows pid 0 and is left out.
+ */
+int
+order_open_publishers(OrderPublisher *out, int max)
+{
+	int			n = 0;
+
+	order_require_preload();
+	LWLockAcquire(order->lock, LW_SHARED);
+	for (int i = 0; i < order->nslots && n < max; i++)
+	{
+		uint64		first = pg_atomic_read_u64(&order->slots[i]);
+		PGPROC	   *proc = &ProcGlobal->allProcs[i];
+
+		if (first == 0 || proc->pid == 0)
+			continue;
+		out[n].pid = proc->pid;
+		out[n].database = proc->databaseId;
+		out[n].first_position = (int64) first;
+		out[n].since = (TimestampTz) pg_atomic_read_u64(&order->since[i]);
+		n++;
+	}
+	LWLockRelease(order->lock);
+	for (int i = 1; i < n; i++)		/* insertion sort: few entries */
+	{
+		OrderPublisher p = out[i];
+		int			j = i;
+
+		for (; j > 0 && out[j - 1].first_position > p.first_position; j--)
+			out[j] = out[j - 1];
+		out[j] = p;
+	}
+	return n;
+}
+
+/* Slots the open-publisher list may need (one per backend). */
+int
+order_slot_capacity(void)
+{
+	order_require_preload();
+	return order->nslots;
 }

@@ -169,6 +169,86 @@ REVOKE ALL ON FUNCTION aegis.conversation_finished(text, bigint),
 
 /* ---- hardening ---- */
 
+/*
+ * Open publishing transactions.  Each holds the safe position below its
+ * first event until it commits or aborts, so one that sits idle holds back
+ * every reader (SSE streams, the Kafka drain, wait_all) in every database
+ * of the cluster.  aegis.publisher_slots() is order.c's shared memory:
+ * backend pid, database, the lowest position the transaction holds open,
+ * and the start of the statement that took it.  Internal: granted to nobody.
+ */
+CREATE FUNCTION aegis.publisher_slots(OUT pid integer, OUT database oid,
+                                      OUT first_position bigint,
+                                      OUT publishing_since timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'aegis_publisher_slots'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+/*
+ * The open publishers, the one holding the safe position back first, with
+ * what an operator needs to end it (pg_terminate_backend(pid)): database,
+ * role, since when, the session's state ('idle in transaction' is the
+ * freeze to look for).  No query text, client address or application name.
+ * SECURITY DEFINER so that a role granted this sees the state of every
+ * session (pg_stat_activity shows it only to the same role or
+ * pg_read_all_stats).
+ */
+CREATE FUNCTION aegis.open_publishers()
+RETURNS TABLE (pid integer, database name, role name, first_position bigint,
+               publishing_since timestamptz, publishing_for interval,
+               xact_start timestamptz, state text, state_since timestamptz)
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.pid, d.datname, a.usename, s.first_position, s.publishing_since,
+           pg_catalog.clock_timestamp() - s.publishing_since,
+           a.xact_start, a.state, a.state_change
+      FROM aegis.publisher_slots() s
+      LEFT JOIN pg_catalog.pg_database d ON d.oid = s.database
+      LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = s.pid
+     ORDER BY s.first_position
+$$;
+
+/* SELECT * FROM aegis.open_publishers (needs SELECT on it and EXECUTE on the function). */
+CREATE VIEW aegis.open_publishers AS SELECT * FROM aegis.open_publishers();
+
+/*
+ * One row for metrics (aegis-bridge's /metrics): how many publishing
+ * transactions are open, and the one holding the safe position back (pid,
+ * database, how long it has held it); NULLs when none is open.
+ */
+CREATE FUNCTION aegis.publisher_status()
+RETURNS TABLE (open_publishers integer, oldest_pid integer, oldest_database name,
+               oldest_age interval)
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH s AS (SELECT * FROM aegis.publisher_slots())
+    SELECT (SELECT pg_catalog.count(*) FROM s)::pg_catalog.int4, o.pid, d.datname,
+           pg_catalog.clock_timestamp() - o.publishing_since
+      FROM (SELECT 1) one
+      LEFT JOIN (SELECT * FROM s ORDER BY s.first_position LIMIT 1) o ON true
+      LEFT JOIN pg_catalog.pg_database d ON d.oid = o.database
+$$;
+
+/*
+ * The bridge's and the publishers' needs are EXECUTE on functions: the
+ * ones that write the extension's tables run with the owner's rights.  (aegis.consume_batch and
+ * aegis.consumer_claim stay the caller's: the consumer's handler runs with
+ * its role's rights.)
+ */
+ALTER FUNCTION aegis.request_run(text, text, text, text) SECURITY DEFINER;
+/* declares a topic in aegis.topics: a publisher needs EXECUTE only */
+ALTER FUNCTION aegis.ensure_topic(text, integer, integer) SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION aegis.cursor_advance(text, bigint) SECURITY DEFINER;
+ALTER FUNCTION aegis.cursor_position(text) SECURITY DEFINER;
+
+REVOKE ALL ON FUNCTION aegis.publisher_slots(), aegis.open_publishers(),
+    aegis.publisher_status() FROM PUBLIC;
+REVOKE ALL ON aegis.open_publishers FROM PUBLIC;
+
+
 
 /* ---- agent runs: claims, leases, retries ---- */
 
