@@ -52,6 +52,11 @@ static const char SQL_FINISHED_AT[] = "SELECT aegis.conversation_finished($1, $2
  * opened after the run ended still shows it (and the stream ends after its
  * done/error like a live run's) */
 static const char SQL_LATEST_RUN[] = "SELECT aegis.conversation_latest_run($1)";
+/* a resume point below the stream's retention horizon: the horizon, and where
+ * the replay of what is retained starts (a conversation: its latest run) */
+static const char SQL_HORIZON[] = "SELECT aegis.stream_horizon($1, $2), 0";
+static const char SQL_HORIZON_CONV[] =
+    "SELECT h, aegis.conversation_latest_run($2) FROM aegis.stream_horizon($1, $2) AS h";
 
 enum sse_phase { PH_STARTING, PH_REPLAY, PH_LIVE, PH_ENDING };
 
@@ -586,6 +591,56 @@ static void sse_start_replay(struct sse_sub *s, long long after, int send_id_lin
     sse_replay_next(s);
 }
 
+/* ---------- resume below the retention horizon ---------- */
+
+/* Events at or below the horizon may have been removed by retention: a
+ * client resuming below it gets `event: reset` and the retained events. */
+static void sse_on_horizon(struct pgconn *c, PGresult *res, void *ud)
+{
+    struct sse_sub *s = ud;
+    long long horizon;
+    char msg[96];
+    int n;
+
+    (void)c;
+    if (sse_sub_release(s) || s->killed)
+        return;
+    if (!sse_result_ok(res) || PQntuples(res) != 1) {
+        sse_fail(s, res, "stream_horizon");
+        return;
+    }
+    horizon = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    if (horizon <= s->last_id) {
+        sse_start_replay(s, s->last_id, 0);
+        return;
+    }
+    n = snprintf(msg, sizeof msg,
+                 "event: reset\ndata: {\"horizon\": %lld, \"reason\": \"retention\"}\n\n", horizon);
+    sse_append(s, msg, (size_t)n, 0);
+    LOG(LOG_INFO, "sse", "msg=\"resume below the retention horizon: reset\" stream=%s last_id=%lld horizon=%lld",
+        s->stream_id, s->last_id, horizon);
+    sse_start_replay(s, strtoll(PQgetvalue(res, 0, 1), NULL, 10), 0);
+}
+
+/* replay after the client's Last-Event-ID, unless retention removed part of it */
+static void sse_resume(struct sse_sub *s)
+{
+    const char *params[2];
+
+    if (!s->has_last_id || s->last_id <= 0) {
+        sse_start_replay(s, 0, 0);
+        return;
+    }
+    params[0] = s->kind == SSE_WORKSPACE ? "workspace" : "conversation";
+    params[1] = s->stream_id;
+    s->pending++;
+    if (pgconn_query(s->h->pg, s->kind == SSE_WORKSPACE ? SQL_HORIZON : SQL_HORIZON_CONV, 2, params,
+                     sse_on_horizon, s) < 0) {
+        s->pending--;
+        sse_fail(s, NULL, "stream_horizon");
+    }
+}
+
 /* ---------- conversation start ---------- */
 
 static void sse_on_run_request(struct pgconn *c, PGresult *res, void *ud)
@@ -618,7 +673,7 @@ static void sse_on_finished_at(struct pgconn *c, PGresult *res, void *ud)
         sse_decide(s, 204);
         return;
     }
-    sse_start_replay(s, s->last_id, 0);
+    sse_resume(s);
 }
 
 static void sse_on_latest_run(struct pgconn *c, PGresult *res, void *ud)
@@ -644,7 +699,7 @@ static int sse_start(struct sse_sub *s)
     int n;
 
     if (s->kind == SSE_WORKSPACE) {
-        sse_start_replay(s, s->has_last_id ? s->last_id : 0, 0);
+        sse_resume(s);
         return 0;
     }
     snprintf(last, sizeof last, "%lld", s->last_id);
