@@ -983,7 +983,7 @@ $$;
 /* The position at or below which events of the stream may have been removed; 0 if none were. */
 CREATE FUNCTION aegis.stream_horizon(stream_kind text, stream_id text)
 RETURNS bigint
-LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -996,6 +996,38 @@ BEGIN
     RETURN coalesce((SELECT h.horizon FROM aegis.stream_horizons h
                       WHERE h.stream_kind = stream_horizon.stream_kind
                         AND h.stream_id = stream_horizon.stream_id), 0);
+END;
+$$;
+
+/*
+ * A resuming SSE client's first replay batch: aegis.read_stream's rows
+ * after `after`, then the stream's horizon read in a statement of its own
+ * (VOLATILE: a snapshot taken after the rows').  When the horizon is above
+ * `after` the rows are not to be trusted (retention may have removed some of
+ * them before they were read): then the result ends with one row whose id
+ * is NULL, event_type 'reset', payload the position to replay the retained
+ * events after (0; a conversation: its latest run request) and horizon the
+ * horizon.  A removal either committed before the rows were read (the
+ * horizon read after them shows it) or after (the rows have the events).
+ */
+CREATE FUNCTION aegis.read_stream_resume(stream_kind text, stream_id text, after bigint,
+                                         max_events integer DEFAULT 1000)
+RETURNS TABLE (id bigint, event_type text, payload text, horizon bigint)
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    h bigint;
+BEGIN
+    RETURN QUERY SELECT r.id, r.event_type, r.payload::text, NULL::bigint
+                   FROM aegis.read_stream(stream_kind, stream_id, after, max_events) r;
+    h := aegis.stream_horizon(stream_kind, stream_id);
+    IF h > after THEN
+        RETURN QUERY SELECT NULL::bigint, 'reset'::text,
+                            (CASE WHEN stream_kind = 'conversation'
+                                  THEN aegis.conversation_latest_run(stream_id) ELSE 0 END)::text,
+                            h;
+    END IF;
 END;
 $$;
 

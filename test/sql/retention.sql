@@ -32,6 +32,12 @@ SELECT aegis.stream_horizon('workspace', 'ret-w1') = (SELECT max(id) FROM aegis.
        aegis.stream_horizon('workspace', 'ret-w2') = (SELECT max(id) FROM aegis.events) - 4 AS w2_horizon,
        aegis.stream_horizon('conversation', 'ret-c1') AS c1_horizon,
        aegis.stream_horizon('workspace', 'never-seen') AS unknown_stream;
+-- a resuming SSE client's first batch: a reset marker below the horizon, rows at or above it
+SELECT id IS NULL AS marker, event_type, payload, horizon = aegis.stream_horizon('workspace', 'ret-w1') AS at_horizon
+  FROM aegis.read_stream_resume('workspace', 'ret-w1', aegis.stream_horizon('workspace', 'ret-w1') - 1, 10);
+SELECT count(*) AS rows_at_horizon
+  FROM aegis.read_stream_resume('conversation', 'ret-c1', aegis.stream_horizon('conversation', 'ret-c1'), 10);
+SELECT * FROM aegis.read_stream_resume('bogus', 'x', 0, 10);
 -- readers after retention: the retained stream reads whole, the removed one reads empty
 SELECT count(*) AS c1_read FROM aegis.read_stream('conversation', 'ret-c1', 0, 100);
 SELECT count(*) AS w1_read FROM aegis.read_stream('workspace', 'ret-w1', 0, 100);
