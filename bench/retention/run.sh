@@ -11,8 +11,12 @@
 #   2. publish throughput with retention running vs off, same cluster:
 #      unthrottled pgbench, 8 clients, ROUNDS rounds of SECS seconds each,
 #      off and on alternating; medians and their ratio (goal: >= 0.9).
-#   p99 commit -> SSE latency with and without retention is not measured here
-#   (see docs/retention.md).
+#   3. p99 commit -> SSE latency with retention running vs off, same cluster:
+#      the plain bridge (--no-drain) and bench/sse/sseload (100 subscribers
+#      over 10 fresh workspace streams, SSE_EVENTS events at SSE_RATE/s, from
+#      the COMMIT sent to the subscriber's read), while pgbench publishes RATE
+#      events/s in the background; LAT_ROUNDS rounds, off and on alternating;
+#      medians of the rounds' p99 and their ratio (goal: within 10%).
 # autovacuum_naptime is 2 s on this cluster: with a 30 s window the default
 # (1 min) lets two windows of dead rows pile up before space is reused; for
 # windows of hours the default is enough.
@@ -24,10 +28,13 @@ RATE=${RATE:-2000}
 PER_TX=${PER_TX:-10}
 ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-10}
+SSE_EVENTS=${SSE_EVENTS:-2000}
+SSE_RATE=${SSE_RATE:-200}
+LAT_ROUNDS=${LAT_ROUNDS:-3}
 OUT=${OUT:-docs/retention-size.csv}
 work=$(mktemp -d)
-SAMPLER=
-trap 'kill_pid "$SAMPLER"; pg_stop_all; rm -rf "$work"' EXIT
+SAMPLER= BR= BG=
+trap 'kill_pid "$SAMPLER"; kill_pid "$BG"; kill_pid "$BR"; pg_stop_all; rm -rf "$work"' EXIT
 
 pg_start bench-retention "max_connections = 100" "aegis.retention_interval = '1s'" \
     "autovacuum_naptime = '2s'" "shared_buffers = '256MB'" >/dev/null
@@ -77,3 +84,34 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1
 mo=$(median "${off[@]}"); mn=$(median "${on[@]}")
 echo "publish throughput, median of $ROUNDS: off $mo tps, on $mn tps, ratio $(echo "scale=3; $mn / $mo" | bc) (goal >= 0.9)"
 echo "removed in total: $(q "SELECT removed_total FROM aegis.retention_state") events; table now $(( $(size) / 1048576 )) MiB"
+
+# ---- 3. commit -> SSE latency, retention running vs off ----
+make -s -C bridge all >/dev/null
+cc -std=gnu11 -O2 -Wall -Wextra -Werror -I"$(pg_config --includedir)" -o "$work/sseload" \
+    bench/sse/sseload.c -lpq -lpthread
+BR_PORT=$(free_port)
+bridge/aegis-bridge --listen "127.0.0.1:$BR_PORT" --no-drain --max-clients 2000 >"$work/bridge.log" 2>&1 &
+BR=$!
+for i in $(seq 1 100); do curl -sf "http://127.0.0.1:$BR_PORT/healthz" >/dev/null && break; sleep 0.1; done
+pgbench -n -f "$work/pub.sql" -c 2 -j 1 -R "$tps" -T 100000 postgres >/dev/null 2>&1 &
+BG=$!
+lat_off=(); lat_on=()
+for r in $(seq 1 "$LAT_ROUNDS"); do
+    for mode in off on; do
+        if [ "$mode" = on ]; then
+            q "SELECT aegis.set_retention('workspace', '$WINDOW s')" >/dev/null
+        else
+            q "SELECT aegis.set_retention('workspace', NULL)" >/dev/null
+        fi
+        out=$("$work/sseload" run --port "$BR_PORT" --sub "/workspaces/%s/stream" --names "r$r-$mode-" \
+              --subs 100 --streams 10 --events "$SSE_EVENTS" --warmup 200 --rate "$SSE_RATE" \
+              --pub bridge --publishers 4 --timeout 120 2>"$work/lat.err")
+        p99=$(sed -n 's/.*start_p99=\([0-9.]*\).*/\1/p' <<<"$out")
+        [ -n "$p99" ] || { echo "sseload failed:"; cat "$work/lat.err"; exit 1; }
+        if [ "$mode" = on ]; then lat_on+=("$p99"); else lat_off+=("$p99"); fi
+        echo "latency round $r, retention $mode: $(grep -o 'start_p50=[0-9.]* start_p99=[0-9.]*' <<<"$out") received=$(sed -n 's/.*received=\([0-9]*\).*/\1/p' <<<"$out")"
+    done
+done
+kill_pid "$BG"; BG=
+lo=$(median "${lat_off[@]}"); ln=$(median "${lat_on[@]}")
+echo "commit -> SSE p99 (ms), median of $LAT_ROUNDS: off $lo, on $ln, ratio $(echo "scale=3; $ln / $lo" | bc) (goal <= 1.1)"
