@@ -26,7 +26,7 @@ PG_CPPFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-ini
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: bridge install-bridge deps test demo bench-publish bench-drain bench-sse bench-consume
+.PHONY: bridge install-bridge deps test demo bench-publish bench-drain bench-sse bench-consume bench-runs
 
 all: bridge
 
@@ -64,3 +64,6 @@ bench-sse:
 
 bench-consume:
 	bash bench/consume/run.sh
+
+bench-runs:
+	bash bench/runs/run.sh
