@@ -12,8 +12,12 @@
 # Both queues are filled before each measurement (not timed) with more jobs
 # than the workers take, so no claim finds the queue empty.  Runs/s at 1, 4
 # and 16 workers; each cell the median of BENCH_REPEAT (3) measurements of
-# BENCH_RUNS (3000) runs, aegis and baseline alternating.  The maintenance
-# worker runs its clock every second during the measurement, as deployed.
+# BENCH_RUNS (3000) runs, aegis and baseline alternating.  Then the steadier
+# interleaved measure: one pgbench session whose workers pick aegis or the
+# baseline per run (-f aegis.sql -f baseline.sql), so both see the same
+# moments of a shared machine; the ratio of their average run latencies is
+# the baseline's runs/s over aegis's.  The maintenance worker runs its clock
+# every second during the measurement, as deployed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source test/lib.sh
@@ -99,6 +103,24 @@ for w in 1 4 16; do
     printf '%-8s %22s %22s %8s\n' "$w" "$b" "$a" "$(awk -v x="$a" -v y="$b" 'BEGIN {printf "%.2f", (y > 0 ? x / y : 0)}')"
     echo "         rounds: baseline ${bs[*]}; aegis ${as[*]}"
 done
+# interleaved KIND... : "ratio" of one mixed session (baseline latency / aegis latency)
+interleaved() {
+    local w=$1 r=$2 per=$(( runs / $1 )) jobs=$(( $1 < 2 ? 1 : 2 ))
+    fill aegis $(( per * w + w )) "mix-$w-$r"
+    fill baseline $(( per * w + w )) "mix-$w-$r"
+    "$PG_BIN/pgbench" -n -M prepared ${BENCH_PGBENCH_OPTS:-} -c "$w" -j "$jobs" -t "$per" \
+        -f "$work/aegis.sql" -f "$work/baseline.sql" 2>&1 | tee -a "$work/pgbench.log" \
+        | awk '/^SQL script/ {k = ($4 ~ /aegis[.]sql$/) ? "a" : "b"} /^ - latency average/ {lat[k] = $5}
+               END {printf "%.2f", (lat["a"] > 0 ? lat["b"] / lat["a"] : 0)}'
+}
+printf '\ninterleaved (aegis and baseline runs mixed in one pgbench session):\n'
+printf '%-8s %12s   %s\n' workers "ratio" "rounds"
+for w in 1 4 16; do
+    rs=()
+    for r in $(seq 1 "$repeat"); do rs+=("$(interleaved "$w" "$r")"); done
+    printf '%-8s %12s   %s\n' "$w" "$(printf '%s\n' "${rs[@]}" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')" "${rs[*]}"
+done
+
 check_done=$(psql -qAtX -c "SELECT count(*) FILTER (WHERE state = 'done') || ' done, ' || count(*) FILTER (WHERE state = 'running') || ' running' FROM aegis.runs")
 echo
 echo "runs: claim -> 3 node_end -> finish (5 transactions); median of $repeat x $runs runs per cell; $(nproc) cores;"
