@@ -181,5 +181,15 @@ expect_eq "--fail-after: the run failed" "failed w-fail" \
     "$(q "SELECT state || ' ' || worker FROM aegis.runs WHERE conversation_id = 'c-fail'")"
 kill_pid "$WORKER_PID"
 
+# ---- the maintenance worker takes a new naptime on reload and keeps running ----
+maint_pid() { q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'aegis_events maintenance'"; }
+pid_before=$(maint_pid)
+q "ALTER SYSTEM SET aegis.maintenance_naptime = '50ms'" && q "SELECT pg_reload_conf()" >/dev/null
+get_none c-after-reload
+expect_eq "after a reload (SIGHUP) the same maintenance worker still ends runs" "$pid_before error" \
+    "$(maint_pid) $(stream_words "$WORK/c-after-reload.json")"
+check "the maintenance worker logged no error and never exited" \
+    bash -c "! grep -E '\[$pid_before\] (ERROR|FATAL)|\"aegis_events maintenance\".*exited' '$(dirname "$PGDATA_runs")/server.log'"
+
 check "the bridge logged no sanitizer report" bash -c "! grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error' '$WORK/bridge.log'"
 finish
