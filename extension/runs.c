@@ -166,7 +166,7 @@ runs_init(void)
 Datum
 aegis_wake_run_waiters(PG_FUNCTION_ARGS)
 {
-	aegis_require_preload();
+	order_require_preload();
 	xact_wakes_waiters = true;
 	PG_RETURN_VOID();
 }
@@ -283,7 +283,7 @@ aegis_claim_run(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("max_runs must be between 1 and %d, got %d", RUNS_MAX_CLAIM, max_runs),
 				 errhint("Claim as many runs as the worker can run at once.")));
-	aegis_require_preload();
+	order_require_preload();
 	runs_check_isolation();
 	InitMaterializedSRF(fcinfo, 0);
 	runs_claim(PG_GETARG_TEXT_PP(0), PG_GETARG_TEXT_PP(1), max_runs,
@@ -342,7 +342,7 @@ aegis_wait_run(PG_FUNCTION_ARGS)
 				 errmsg("timeout_ms must be between 0 and %d, got %d", RUNS_WAIT_MAX_MS, timeout_ms),
 				 errdetail("The waiting statement holds its snapshot, which holds back vacuum."),
 				 errhint("Call aegis.wait_run again after an empty result.")));
-	aegis_require_preload();
+	order_require_preload();
 	runs_check_isolation();
 	InitMaterializedSRF(fcinfo, 0);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 65-runs.sh: agent runs end to end: a real PostgreSQL with the extension
+# 66-runs.sh: agent runs end to end: a real PostgreSQL with the extension
 # and its maintenance worker (naptime 100 ms), aegis-bridge (ASan/UBSan),
 # curl-like SSE clients (test/sse/sse_client.py) and the reference worker
 # (examples/worker/worker.py, Debian's python3-psycopg).  No worker: the
