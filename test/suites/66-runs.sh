@@ -92,6 +92,27 @@ for i in 1 2 3; do "${CLIENT[@]}" get "$(url c-repeat 'same%20question' parked)"
 expect_eq "the same GET three times while the run is open records one run" "1 queued" \
     "$(q "SELECT count(*) || ' ' || min(state) FROM aegis.runs WHERE conversation_id = 'c-repeat'")"
 
+# ---- refused run requests: 400 (agent type not configured), 409 (a run is open) ----
+# code_body URL: "CODE BODY" of one GET (the refusals end at once)
+code_body() { local r; r=$(curl -s -m 10 -w '\n%{http_code}' "$1"); echo "$(tail -1 <<<"$r") $(head -n -1 <<<"$r" | tr -d '\n')"; }
+expect_eq "an agent type without configure_agent: 400 with a one-line body" \
+    "400 bad request: agent_type is not configured for runs" "$(code_body "$(url c-unconf hi unconfigured)")"
+expect_eq "no agent type (agent type 'default', not configured): 400" \
+    "400" "$(code_body "$B/conversations/c-unconf/stream?message=hi" | cut -d' ' -f1)"
+expect_eq "the refused requests recorded no run" 0 "$(q "SELECT count(*) FROM aegis.runs WHERE conversation_id = 'c-unconf'")"
+"${CLIENT[@]}" get "$(url c-busy first parked)" --timeout 0.5 >/dev/null
+expect_eq "a different message while the conversation's run is open: 409 with a one-line body" \
+    "409 conflict: this conversation already has an open run (the same message follows it)" \
+    "$(code_body "$(url c-busy second parked)")"
+r=$("${CLIENT[@]}" get "$(url c-busy first parked)" --timeout 0.5)
+expect_eq "the same message again: 200, the open run's stream" \
+    "200 $(q "SELECT run_id FROM aegis.runs WHERE conversation_id = 'c-busy'")" \
+    "$(jq -r '"\(.status) \(.id_only[0])"' <<<"$r")"
+expect_eq "one run recorded for c-busy" "1 first" \
+    "$(q "SELECT count(*) || ' ' || min(message) FROM aegis.runs WHERE conversation_id = 'c-busy'")"
+check "the bridge logged the refusals without the client's values" \
+    bash -c "grep -q 'run request refused.*status=409 sqlstate=23P01' '$WORK/bridge.log' && ! grep -q 'unconfigured' '$WORK/bridge.log'"
+
 # ---- no worker: the clock's error after queue_timeout, and the stream ends ----
 get_none() { "${CLIENT[@]}" get "$(url "$1" hello nobody)" --timeout 30 >"$WORK/$1.json"; }
 get_none c-none
