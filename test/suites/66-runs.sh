@@ -9,6 +9,7 @@
 # goes back to the queue; wait_run is woken by the requesting commit.
 set -u
 source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/../readme_grants.sh"
 
 CLIENT=(python3 "$AEGIS_TOP/test/sse/sse_client.py")
 BIN=${AEGIS_BRIDGE_BIN:-$AEGIS_TOP/bridge/aegis-bridge-asan}
@@ -46,6 +47,9 @@ BRIDGE_PID=$!
 check "bridge starts" wait_for 30 curl -sf "$B/healthz"
 
 DSN="host=$PGHOST port=$PGPORT user=postgres dbname=postgres"
+# the README's grants for an agent worker: the first worker below runs as that role
+out=$(readme_grants agent-worker | psql -qX -v ON_ERROR_STOP=1 2>&1)
+check "the README's agent-worker grants apply ($out)" test -z "$out"
 # start_worker NAME [worker options...]: the reference worker in the background
 start_worker() {
     local name=$1; shift
@@ -137,8 +141,11 @@ expect_eq "the same message after the failure starts a new run (which fails agai
     "$(q "SELECT count(*) FROM aegis.runs WHERE conversation_id = 'c-none'") $(jq -r '"\(.events[-1].event) \(.closed)"' "$WORK/c-none-again.json")"
 
 # ---- the reference worker: node_end ... done, the stream ends ----
+DSN_OWNER=$DSN
+DSN="host=$PGHOST port=$PGPORT user=agent_worker dbname=postgres"
 start_worker w-ok --step-seconds 0.05
 W_OK=$WORKER_PID
+DSN=$DSN_OWNER
 "${CLIENT[@]}" get "$(url c-ok 'Does%2012H%20need%20a%20Rule%2037%20exception%3F' rule_37)" --timeout 60 >"$WORK/c-ok.json"
 expect_eq "worker: the stream shows the pipeline's node_end events, then done" "$PIPELINE done" \
     "$(stream_words "$WORK/c-ok.json")"
@@ -146,7 +153,7 @@ expect_eq "worker: the server ends the stream after done" true "$(jq -r .closed 
 check "worker: each event once" unique_ids "$WORK/c-ok.json"
 expect_eq "worker: done carries the execution summary" "completed 5630 0.045 spacing-calculation,offset-well-analysis" \
     "$(jq -r '.events[-1].data | fromjson | .data | "\(.status) \(.tokens_used) \(.cost_usd) \(.skills_injected | join(","))"' "$WORK/c-ok.json")"
-expect_eq "worker: the run is done, by w-ok, first attempt" "done w-ok 1" \
+expect_eq "worker (as agent_worker, the README's grants only): the run is done, by w-ok, first attempt" "done w-ok 1" \
     "$(q "SELECT state || ' ' || worker || ' ' || attempt FROM aegis.runs WHERE conversation_id = 'c-ok'")"
 
 # ---- SIGTERM: the worker gives its run back and exits 0 ----
