@@ -68,6 +68,9 @@ if [ -z "${AEGIS_BRIDGE_ASAN:-}" ]; then
 fi
 pg_start roles >/dev/null || exit 1
 q "CREATE EXTENSION aegis_events" || exit 1
+# run requests are taken only for configured agent types (0.3.0); no worker
+# runs here: an hour's queue_timeout keeps the clock from failing the run
+q "SELECT aegis.configure_agent('rule_37', queue_timeout => '1 hour')" >/dev/null || exit 1
 
 grants publisher app
 grants bridge-sse aegis_bridge
