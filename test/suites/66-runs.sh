@@ -79,6 +79,14 @@ waiting_in_wait_run() {
     [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%aegis.wait_run(''parked''%' AND state = 'active' AND pid <> pg_backend_pid()")" = 1 ]
 }
 
+# ---- the reference worker's bad input ----
+out=$($PY "$WORKER" --fail-after -1 2>&1); rc=$?
+expect_eq "worker --fail-after -1: exit 2, the flag named" "2 1" "$rc $(grep -c -- '--fail-after must be >= 0' <<<"$out")"
+out=$($PY "$WORKER" --wait-ms 70000 2>&1); rc=$?
+expect_eq "worker --wait-ms 70000: exit 2, the range named" "2 1" "$rc $(grep -c -- '--wait-ms 0 to 60000' <<<"$out")"
+out=$($PY "$WORKER" --dsn "host=127.0.0.1 port=$(free_port) user=postgres connect_timeout=5" 2>&1); rc=$?
+expect_eq "worker without a database: exit 1, one line saying so" "1 1" "$rc $(grep -c 'database connection lost' <<<"$out")"
+
 # ---- the maintenance worker ----
 expect_eq "the maintenance worker runs, connected to database postgres" "1 postgres" \
     "$(q "SELECT count(*) || ' ' || min(datname) FROM pg_stat_activity WHERE backend_type = 'aegis_events maintenance'")"
