@@ -6,18 +6,20 @@ MODULE_big = aegis_events
 OBJS       = extension/aegis_events.o extension/order.o extension/notify.o \
              extension/validate.o extension/store.o extension/publish.o \
              extension/read.o extension/trigger.o \
-             extension/payload.o extension/monitor.o extension/runs.o extension/maint.o
+             extension/payload.o extension/monitor.o extension/runs.o extension/maint.o \
+             extension/retention.o
 DATA       = $(wildcard sql/aegis_events--*.sql)
 
 REGRESS      = install publish validate_workspace validate_conversation \
                readers trigger guard bridge_interface hardening \
-               runs \
+               runs retention \
                upgrade
 REGRESS_OPTS = --inputdir=test
 ISOLATION    = order_reverse_commit order_three order_abort order_savepoint \
                order_long_running order_prepare \
                runs_claim \
-               runs_lease
+               runs_lease \
+               retention_order
 ISOLATION_OPTS = --inputdir=test --load-extension=aegis_events
 
 PG_CONFIG ?= pg_config
@@ -35,7 +37,7 @@ include $(PGXS)
 # does not go under pg_config's bindir); DESTDIR is honoured by both installs.
 PREFIX ?= /usr/local
 
-.PHONY: bridge install-bridge clean-bridge deps test demo bench-publish bench-drain bench-sse bench-consume bench-runs
+.PHONY: bridge install-bridge clean-bridge deps test demo bench-publish bench-drain bench-sse bench-consume bench-runs bench-retention
 
 bridge:
 	$(MAKE) -C bridge all
@@ -73,3 +75,6 @@ bench-consume:
 
 bench-runs:
 	bash bench/runs/run.sh
+bench-retention:
+	bash scripts/install-deps.sh python3-matplotlib
+	bash bench/retention/run.sh

@@ -52,6 +52,11 @@ static const char SQL_FINISHED_AT[] = "SELECT aegis.conversation_finished($1, $2
  * opened after the run ended still shows it (and the stream ends after its
  * done/error like a live run's) */
 static const char SQL_LATEST_RUN[] = "SELECT aegis.conversation_latest_run($1)";
+/* a resume's first replay batch: read_stream's rows, or (the client's id is
+ * below the stream's retention horizon) a last row with a NULL id, the
+ * position to replay the retained events after, and the horizon */
+static const char SQL_READ_STREAM_RESUME[] =
+    "SELECT id, event_type, payload, horizon FROM aegis.read_stream_resume($1, $2, $3::bigint, $4::int)";
 
 enum sse_phase { PH_STARTING, PH_REPLAY, PH_LIVE, PH_ENDING };
 
@@ -569,6 +574,16 @@ static void sse_replay_next(struct sse_sub *s)
     }
 }
 
+/* the replay starts after `after`: live events are held from now on */
+static void sse_replay_begin(struct sse_sub *s, long long after)
+{
+    s->delivered = after;
+    s->phase = PH_REPLAY;
+    if (s->status == 0)
+        sse_decide(s, 200);             /* headers go out now; replay is paced */
+    s->h->b->metrics.sse_replays++;
+}
+
 static void sse_start_replay(struct sse_sub *s, long long after, int send_id_line)
 {
     char line[40];
@@ -579,12 +594,66 @@ static void sse_start_replay(struct sse_sub *s, long long after, int send_id_lin
         n = snprintf(line, sizeof line, "id: %lld\n\n", after);
         sse_append(s, line, (size_t)n, 0);
     }
-    s->delivered = after;
-    s->phase = PH_REPLAY;
-    if (s->status == 0)
-        sse_decide(s, 200);             /* headers go out now; replay is paced */
-    s->h->b->metrics.sse_replays++;
+    sse_replay_begin(s, after);
     sse_replay_next(s);
+}
+
+/* ---------- resume below the retention horizon ---------- */
+
+/* Events at or below the horizon may have been removed by retention: a
+ * client resuming below it gets `event: reset` and the retained events.  The
+ * first batch comes with the horizon read after its rows (one statement,
+ * aegis.read_stream_resume), so a removal between check and read is seen. */
+static void sse_on_resume(struct pgconn *c, PGresult *res, void *ud)
+{
+    struct sse_sub *s = ud;
+    long long horizon;
+    char msg[96];
+    int n, rows;
+
+    (void)c;
+    if (sse_sub_release(s) || s->killed)
+        return;
+    rows = sse_result_ok(res) ? PQntuples(res) : 0;
+    if (rows == 0 || !PQgetisnull(res, rows - 1, 0)) {
+        s->h->batching = 1;
+        sse_replay_apply(s, res);       /* no reset: an ordinary replay batch */
+        sse_flush_dirty(s->h);
+        return;
+    }
+    horizon = strtoll(PQgetvalue(res, rows - 1, 3), NULL, 10);
+    n = snprintf(msg, sizeof msg,
+                 "event: reset\ndata: {\"horizon\": %lld, \"reason\": \"retention\"}\n\n", horizon);
+    sse_append(s, msg, (size_t)n, 0);
+    LOG(LOG_INFO, "sse", "msg=\"resume below the retention horizon: reset\" stream=%s last_id=%lld horizon=%lld",
+        s->stream_id, s->last_id, horizon);
+    s->delivered = strtoll(PQgetvalue(res, rows - 1, 2), NULL, 10);
+    sse_replay_next(s);
+}
+
+/* replay after the client's Last-Event-ID, unless retention removed part of it */
+static void sse_resume(struct sse_sub *s)
+{
+    char after[24], batch[16];
+    const char *params[4];
+
+    if (!s->has_last_id || s->last_id <= 0) {
+        sse_start_replay(s, 0, 0);
+        return;
+    }
+    sse_replay_begin(s, s->last_id);
+    snprintf(after, sizeof after, "%lld", s->last_id);
+    snprintf(batch, sizeof batch, "%d", SSE_REPLAY_BATCH);
+    params[0] = s->kind == SSE_WORKSPACE ? "workspace" : "conversation";
+    params[1] = s->stream_id;
+    params[2] = after;
+    params[3] = batch;
+    s->pending++;
+    s->replay_drops = s->held_drops;
+    if (pgconn_query(s->h->pg, SQL_READ_STREAM_RESUME, 4, params, sse_on_resume, s) < 0) {
+        s->pending--;
+        sse_fail(s, NULL, "read_stream_resume");
+    }
 }
 
 /* ---------- conversation start ---------- */
@@ -649,7 +718,7 @@ static void sse_on_finished_at(struct pgconn *c, PGresult *res, void *ud)
         sse_decide(s, 204);
         return;
     }
-    sse_start_replay(s, s->last_id, 0);
+    sse_resume(s);
 }
 
 static void sse_on_latest_run(struct pgconn *c, PGresult *res, void *ud)
@@ -675,7 +744,7 @@ static int sse_start(struct sse_sub *s)
     int n;
 
     if (s->kind == SSE_WORKSPACE) {
-        sse_start_replay(s, s->has_last_id ? s->last_id : 0, 0);
+        sse_resume(s);
         return 0;
     }
     snprintf(last, sizeof last, "%lld", s->last_id);

@@ -68,6 +68,11 @@ extern void runs_init(void);
 extern void maint_init(void);
 extern PGDLLEXPORT void aegis_maint_main(Datum main_arg);
 
+/* retention.c */
+extern int	aegis_retention_interval;
+extern bool aegis_retention_deleting;
+extern void retention_init(void);
+
 /* store.c: writing one event row */
 typedef struct AegisEvent
 {

@@ -101,6 +101,7 @@ _PG_init(void)
 	validate_init();
 	runs_init();
 	maint_init();
+	retention_init();
 	MarkGUCPrefixReserved("aegis");
 	if (!process_shared_preload_libraries_in_progress)
 		return;

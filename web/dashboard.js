@@ -295,10 +295,27 @@
       .forEach(function (id) { openConversation(id, p); });
   }
 
+  /* the workspace view as before any event (after a retention reset) */
+  function clearWorkspace() {
+    ["checklist", "validations", "tables", "form", "artifacts"].forEach(function (id) {
+      $(id).textContent = "";
+    });
+    delete $("progress").dataset.status;
+    delete $("progress").dataset.progress;
+    $("agent-status").textContent = "waiting for events";
+    $("agent-status").className = "badge";
+    $("progress-fill").style.width = "0%";
+    $("agent-message").textContent = "";
+    $("summary").hidden = true;
+    delete $("summary").dataset.complete;
+    window.aegisMap.clear();
+  }
+
   function openWorkspace(p) {
-    window.aegisStreams.open("workspace " + p.checklist,
+    var stream = window.aegisStreams.open("workspace " + p.checklist,
       "workspaces/" + encodeURIComponent(p.checklist) + "/stream", WORKSPACE_EVENTS,
       function (type, data) { WORKSPACE_RENDERERS[type](data); });
+    stream.onreset = clearWorkspace;
   }
 
   function openConversation(id, p) {
@@ -310,6 +327,8 @@
         else { renderError(box, data); window.aegisStreams.markFinished(stream); }
       });
     stream.onclosed = function (st) { renderRefused(box, st); };
+    /* retention removed part of what the box shows: rebuild it from what follows */
+    stream.onreset = function () { box.textContent = ""; conversationBox(id); };
   }
 
   document.addEventListener("DOMContentLoaded", start);
