@@ -6,7 +6,7 @@ MODULE_big = aegis_events
 OBJS       = extension/aegis_events.o extension/order.o extension/notify.o \
              extension/validate.o extension/store.o extension/publish.o \
              extension/read.o extension/trigger.o \
-             extension/payload.o
+             extension/payload.o extension/model.o
 DATA       = $(wildcard sql/aegis_events--*.sql)
 
 REGRESS      = install publish validate_workspace validate_conversation \
