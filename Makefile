@@ -24,7 +24,7 @@ PG_CPPFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-ini
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: bridge install-bridge deps test demo bench-publish bench-drain bench-sse bench-consume
+.PHONY: bridge install-bridge deps test demo bench-publish bench-drain bench-sse bench-consume fuzz
 
 all: bridge
 
@@ -50,6 +50,13 @@ test:
 
 demo:
 	bash scripts/demo.sh $(DEMO_ARGS)
+
+# libFuzzer targets (test/fuzz): each runs FUZZ_SECONDS (default 600);
+# `make test` runs each for 30 s (test/suites/45-fuzz.sh).
+FUZZ_SECONDS ?= 600
+fuzz:
+	bash scripts/install-deps.sh
+	$(MAKE) -C test/fuzz run FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 bench-publish:
 	bash bench/publish/run.sh
