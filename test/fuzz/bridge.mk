@@ -10,7 +10,7 @@ BRIDGE_CFLAGS := -g -O1 -std=c11 -fsanitize=fuzzer-no-link,address,undefined \
 BRIDGE_LIBS  := $(shell pkg-config --libs $(BRIDGE_PKGS)) -lev
 BRIDGE_MODS  := $(filter-out $(BRIDGE)/main.c,$(sort $(wildcard $(BRIDGE)/*.c)))
 BRIDGE_OBJS  := $(BRIDGE_MODS:$(BRIDGE)/%.c=obj-bridge/%.o)
-BRIDGE_TARGETS := bridge_route bridge_text bridge_config bridge_consumer
+BRIDGE_TARGETS := bridge_route bridge_text bridge_config bridge_consumer bridge_http
 
 obj-bridge/%.o: $(BRIDGE)/%.c $(wildcard $(BRIDGE)/*.h)
 	@mkdir -p obj-bridge
