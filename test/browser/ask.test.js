@@ -1,6 +1,6 @@
 /*
  * test/browser/ask.test.js: the dashboard's message box in a real browser,
- * run by test/suites/67-browser-runs.sh (which starts PostgreSQL with the
+ * run by test/suites/74-browser-runs.sh (which starts PostgreSQL with the
  * extension and agent type rule_37, the reference worker and aegis-bridge
  * serving web/).  Headless Debian chromium opens the dashboard, types a
  * question and sends it; the page must show the question, the worker's

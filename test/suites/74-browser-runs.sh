@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 67-browser-runs: the dashboard's message box in headless Debian chromium
+# 74-browser-runs: the dashboard's message box in headless Debian chromium
 # (test/browser/ask.test.js): a typed question becomes a run that the
 # reference worker (examples/worker) answers; the page shows the question,
 # every node_end once and the done summary.  PostgreSQL with the extension,
@@ -8,7 +8,7 @@ set -uo pipefail
 source "$(dirname "$0")/../lib.sh"
 source "$AEGIS_TOP/test/browser/setup.sh"
 
-OUT="$AEGIS_TOP/test/out/67-browser-runs"
+OUT="$AEGIS_TOP/test/out/74-browser-runs"
 rm -rf "$OUT"; mkdir -p "$OUT"
 PIDS=()
 cleanup() {
