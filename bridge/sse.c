@@ -87,7 +87,8 @@ struct sse_sub {
     char *stream_id, *message, *agent_id, *agent_type, *cors_origin;
     int has_last_id;
     long long last_id;
-    int status;                     /* 0 undecided, 200, 204, 500 */
+    int status;                     /* 0 undecided, 200, 204, 400, 409, 500, 503 */
+    const char *refusal;            /* 400/409: the one-line body (a constant) */
     int headers_sent;
     int pending;                    /* queries in flight that reference this sub */
     int replay_paused;              /* waiting for the buffer to drain */
@@ -657,6 +658,35 @@ static void sse_resume(struct sse_sub *s)
 
 /* ---------- conversation start ---------- */
 
+/*
+ * aegis.request_run refuses a run with a distinct SQLSTATE each: 23503, the
+ * agent type has no aegis.configure_agent row (400); 23P01, the conversation
+ * already has aegis.max_open_runs open runs (409).  Returns 1 when res is
+ * one of them and the subscriber was answered.  The body is a constant: the
+ * client's own values are not echoed.
+ */
+static int sse_refuse_run(struct sse_sub *s, PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+    if (!state || s->headers_sent)
+        return 0;
+    if (strcmp(state, "23503") == 0) {
+        s->refusal = "bad request: agent_type is not configured for runs\n";
+        s->h->b->metrics.http_bad_requests++;
+        sse_decide(s, 400);
+    } else if (strcmp(state, "23P01") == 0) {
+        s->refusal = "conflict: this conversation already has an open run "
+                     "(the same message follows it)\n";
+        sse_decide(s, 409);
+    } else {
+        return 0;
+    }
+    LOG(LOG_INFO, "sse", "msg=\"run request refused\" stream=%s status=%d sqlstate=%s",
+        s->stream_id, s->status, state);
+    return 1;
+}
+
 static void sse_on_run_request(struct pgconn *c, PGresult *res, void *ud)
 {
     struct sse_sub *s = ud;
@@ -665,7 +695,8 @@ static void sse_on_run_request(struct pgconn *c, PGresult *res, void *ud)
     if (sse_sub_release(s) || s->killed)
         return;
     if (!sse_result_ok(res) || PQntuples(res) != 1) {
-        sse_fail(s, res, "request_run");
+        if (!sse_refuse_run(s, res))
+            sse_fail(s, res, "request_run");
         return;
     }
     s->h->b->metrics.run_requests++;
@@ -799,9 +830,11 @@ static int sse_write_headers(struct sse_sub *s)
     unsigned char *start = hbuf + LWS_PRE, *p = start, *end = hbuf + sizeof hbuf - 1;
     struct lws *wsi = s->wsi;
     int ok = s->status == 200;
+    lws_filepos_t body_len = s->refusal ? strlen(s->refusal) : 0;
 
-    if (lws_add_http_common_headers(wsi, (unsigned)s->status, ok ? "text/event-stream" : "text/plain",
-                                    ok ? LWS_ILLEGAL_HTTP_CONTENT_LEN : 0, &p, end))
+    if (lws_add_http_common_headers(wsi, (unsigned)s->status,
+                                    ok ? "text/event-stream" : "text/plain; charset=utf-8",
+                                    ok ? LWS_ILLEGAL_HTTP_CONTENT_LEN : body_len, &p, end))
         return -1;
     if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-cache", 8, &p, end) ||
@@ -819,6 +852,18 @@ static int sse_write_headers(struct sse_sub *s)
         return -1;
     s->headers_sent = 1;
     return 0;
+}
+
+/* the one-line body of a 400/409 answer, after its headers */
+static int sse_write_refusal(struct sse_sub *s)
+{
+    unsigned char buf[LWS_PRE + 256];
+    size_t n = strlen(s->refusal);
+
+    if (n > sizeof buf - LWS_PRE)
+        return -1;
+    memcpy(buf + LWS_PRE, s->refusal, n);
+    return lws_write(s->wsi, buf + LWS_PRE, n, LWS_WRITE_HTTP_FINAL) < (int)n ? -1 : 0;
 }
 
 /* hands queued bytes to lws: on h1 while the socket takes them (up to 16
@@ -882,8 +927,11 @@ int sse_writeable(struct sse_sub *s)
     if (!s->headers_sent) {
         if (sse_write_headers(s) < 0)
             return -1;
-        if (s->status != 200)
+        if (s->status != 200) {
+            if (s->refusal && sse_write_refusal(s) < 0)
+                return -1;
             return lws_http_transaction_completed(s->wsi) ? -1 : 0;
+        }
         /* no idle timeout, header storage freed; h2 also marks the
          * network connection immortal (lws_http_mark_sse logs an error
          * for h1 connections, so it is used only for h2 streams) */

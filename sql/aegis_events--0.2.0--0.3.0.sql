@@ -318,12 +318,17 @@ UPDATE aegis.run_requests SET queued_at = requested_at;
 ALTER TABLE aegis.run_requests ALTER COLUMN queued_at SET DEFAULT now(),
                                ALTER COLUMN queued_at SET NOT NULL;
 
-/* the queue of one agent type, oldest first; the clock's two scans */
+/*
+ * The queue of one agent type, oldest first; the running runs (the clock
+ * reads their leases).  No index has the lease or heartbeat columns, and
+ * pages keep room, so a heartbeat is a HOT update: no index entries.
+ */
 CREATE INDEX run_requests_queue_idx
     ON aegis.run_requests ((coalesce(agent_type, 'default')), event_id)
     WHERE state = 'queued';
-CREATE INDEX run_requests_lease_idx
-    ON aegis.run_requests (lease_expires_at) WHERE state = 'running';
+CREATE INDEX run_requests_running_idx
+    ON aegis.run_requests (event_id) WHERE state = 'running';
+ALTER TABLE aegis.run_requests SET (fillfactor = 80);
 
 /*
  * Every run: its state (queued, running, done, failed), worker, attempt,
@@ -599,15 +604,19 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r aegis.run_requests := aegis.runs_held(run_id, worker);
     expires timestamptz;
 BEGIN
+    /* (a run back in the queue or taken meanwhile: the row no longer matches) */
     UPDATE aegis.run_requests q
        SET heartbeat_at = clock_timestamp(),
            lease_expires_at = clock_timestamp() + coalesce(
-               (SELECT a.lease FROM aegis.agents a WHERE a.agent_type = coalesce(r.agent_type, 'default')), '30 s')
-     WHERE q.event_id = r.event_id
+               (SELECT a.lease FROM aegis.agents a WHERE a.agent_type = coalesce(q.agent_type, 'default')), '30 s')
+     WHERE q.event_id = heartbeat_run.run_id AND q.state = 'running'
+       AND q.worker = heartbeat_run.worker AND q.lease_expires_at > clock_timestamp()
     RETURNING q.lease_expires_at INTO expires;
+    IF expires IS NULL THEN
+        PERFORM aegis.runs_held(run_id, worker);    /* raises why */
+    END IF;
     RETURN expires;
 END;
 $$;
@@ -615,6 +624,8 @@ $$;
 /*
  * Ends worker's run: publishes the seed's done event for the conversation
  * and marks the run done, in one transaction.  Returns the done event's id.
+ * The UPDATE is the check that the worker holds the run; when it is not,
+ * the error aborts the transaction and the event with it.
  */
 CREATE FUNCTION aegis.finish_run(run_id bigint, worker text, execution_id text,
                                  status text DEFAULT 'completed',
@@ -626,15 +637,26 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r aegis.run_requests := aegis.runs_held(run_id, worker);
+    conversation text;
     done_id bigint;
 BEGIN
-    done_id := aegis.publish_done(r.conversation_id, execution_id, status,
-                                  tokens_used, cost_usd, skills_injected);
+    SELECT q.conversation_id INTO conversation FROM aegis.run_requests q
+     WHERE q.event_id = finish_run.run_id AND q.state = 'running';
+    IF NOT FOUND THEN
+        PERFORM aegis.runs_held(run_id, worker);    /* raises why */
+    END IF;
+    done_id := aegis.publish_conversation_event(conversation, 'done', NULL,
+        jsonb_build_object('execution_id', execution_id, 'status', status,
+                           'tokens_used', tokens_used, 'cost_usd', cost_usd,
+                           'skills_injected', to_jsonb(skills_injected)));
     UPDATE aegis.run_requests q
-       SET state = 'done', finished_at = clock_timestamp(), end_event_id = done_id,
-           lease_expires_at = NULL
-     WHERE q.event_id = r.event_id;
+       SET state = 'done', finished_at = clock_timestamp(), lease_expires_at = NULL,
+           end_event_id = done_id
+     WHERE q.event_id = finish_run.run_id AND q.state = 'running'
+       AND q.worker = finish_run.worker AND q.lease_expires_at > clock_timestamp();
+    IF NOT FOUND THEN
+        PERFORM aegis.runs_held(run_id, worker);    /* raises why */
+    END IF;
     RETURN done_id;
 END;
 $$;
@@ -649,14 +671,24 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r aegis.run_requests := aegis.runs_held(run_id, worker);
+    conversation text;
     error_id bigint;
 BEGIN
-    error_id := aegis.publish_error(r.conversation_id, error);
+    SELECT q.conversation_id INTO conversation FROM aegis.run_requests q
+     WHERE q.event_id = fail_run.run_id AND q.state = 'running';
+    IF NOT FOUND THEN
+        PERFORM aegis.runs_held(run_id, worker);    /* raises why */
+    END IF;
+    error_id := aegis.publish_conversation_event(conversation, 'error', NULL,
+        jsonb_build_object('error', fail_run.error));
     UPDATE aegis.run_requests q
-       SET state = 'failed', finished_at = clock_timestamp(), end_event_id = error_id,
-           lease_expires_at = NULL, error = fail_run.error
-     WHERE q.event_id = r.event_id;
+       SET state = 'failed', finished_at = clock_timestamp(), lease_expires_at = NULL,
+           error = fail_run.error, end_event_id = error_id
+     WHERE q.event_id = fail_run.run_id AND q.state = 'running'
+       AND q.worker = fail_run.worker AND q.lease_expires_at > clock_timestamp();
+    IF NOT FOUND THEN
+        PERFORM aegis.runs_held(run_id, worker);    /* raises why */
+    END IF;
     RETURN error_id;
 END;
 $$;
@@ -670,13 +702,15 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    r aegis.run_requests := aegis.runs_held(run_id, worker);
 BEGIN
     UPDATE aegis.run_requests q
        SET state = 'queued', worker = NULL, attempt = q.attempt - 1,
            queued_at = clock_timestamp(), lease_expires_at = NULL
-     WHERE q.event_id = r.event_id;
+     WHERE q.event_id = release_run.run_id AND q.state = 'running'
+       AND q.worker = release_run.worker AND q.lease_expires_at > clock_timestamp();
+    IF NOT FOUND THEN
+        PERFORM aegis.runs_held(run_id, worker);    /* raises why */
+    END IF;
     PERFORM aegis.wake_run_waiters();
 END;
 $$;

@@ -268,8 +268,27 @@
     return false;
   }
 
+  /* the message box: each question is a new conversation whose stream asks
+   * the agent (the run request), shown like the others, newest first */
+  function wireAsk(p) {
+    $("ask").addEventListener("submit", function (e) {
+      var text = $("ask-message").value.trim(), id, box, bubble;
+      e.preventDefault();
+      if (!text) return;
+      id = "conv-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 8);
+      box = conversationBox(id);
+      $("conversations").insertBefore(box, $("conversations").firstChild);
+      bubble = box.querySelector(".chat").appendChild(make("div", "msg role-user"));
+      bubble.appendChild(make("span", "msg-role", "user"));
+      bubble.appendChild(make("p", null, text));
+      openConversation(id, { message: text, agent_id: p.agent_id, agent_type: p.agent_type || "rule_37" });
+      $("ask-message").value = "";
+    });
+  }
+
   function start() {
     var p = params();
+    wireAsk(p);
     $("checklist-id").textContent = p.checklist;
     if (valid("checklist", p.checklist)) openWorkspace(p);
     p.conversations.filter(function (id) { return valid("conversation", id); })

@@ -142,4 +142,8 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except psycopg.OperationalError as e:      # the server went away: a supervisor restarts us
+        log(f"database connection lost: {str(e).strip()}")
+        sys.exit(1)

@@ -1,6 +1,6 @@
 /*
  * test/browser/retention-reset.test.js: the dashboard and a retention reset,
- * run by test/suites/72-browser-reset.sh.  The dashboard shows three
+ * run by test/suites/73-browser-reset.sh.  The dashboard shows three
  * checklist items; the bridge is killed; a fourth item is published and
  * retention removes all four (the page has seen three, so it resumes below
  * the horizon); one new item is published; the bridge restarts.  EventSource

@@ -48,7 +48,8 @@ SELECT aegis.request_run('rc-2', 'hello', NULL, 'unknown-agent') > 0 AS unconfig
 RESET aegis.require_configured_agents;
 SELECT runs_try($$SELECT aegis.request_run('rc 3', 'hello', NULL, 'rt')$$);
 SELECT runs_try($$SELECT aegis.request_run('rc-3', NULL, NULL, 'rt')$$);
-SELECT conversation_id, agent_type, state, attempt, worker FROM aegis.runs ORDER BY run_id;
+SELECT conversation_id, agent_type, state, attempt, worker FROM aegis.runs
+ WHERE conversation_id LIKE 'rc-%' ORDER BY run_id;
 -- claim_run: oldest first, bad input
 SELECT runs_try($$SELECT * FROM aegis.claim_run(NULL, 'w1')$$);
 SELECT runs_try($$SELECT * FROM aegis.claim_run('rt', NULL)$$);
@@ -137,4 +138,4 @@ SELECT aegis.publish_done('rc-2', 'exec-direct', 'completed') > 0 AS direct_done
 SELECT aegis.enforce_runs() ->> 'settled' AS settled;
 SELECT state FROM aegis.runs WHERE conversation_id = 'rc-2';
 -- every state in the view
-SELECT state, count(*) FROM aegis.runs GROUP BY state ORDER BY state;
+SELECT state, count(*) FROM aegis.runs WHERE conversation_id LIKE 'rc-%' GROUP BY state ORDER BY state;

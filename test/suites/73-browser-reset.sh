@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# 72-browser-reset: the dashboard in headless chromium gets a retention
+# 73-browser-reset: the dashboard in headless chromium gets a retention
 # `reset` when it resumes below its stream's horizon and rebuilds the
 # workspace view from the retained events (test/browser/retention-reset.test.js).
 set -uo pipefail
 source "$(dirname "$0")/../lib.sh"
 source "$AEGIS_TOP/test/browser/setup.sh"
 
-OUT="$AEGIS_TOP/test/out/72-browser-reset"
+OUT="$AEGIS_TOP/test/out/73-browser-reset"
 rm -rf "$OUT"; mkdir -p "$OUT"
 cleanup() {
     local pid

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 65-runs.sh: agent runs end to end: a real PostgreSQL with the extension
+# 66-runs.sh: agent runs end to end: a real PostgreSQL with the extension
 # and its maintenance worker (naptime 100 ms), aegis-bridge (ASan/UBSan),
 # curl-like SSE clients (test/sse/sse_client.py) and the reference worker
 # (examples/worker/worker.py, Debian's python3-psycopg).  No worker: the
@@ -9,6 +9,7 @@
 # goes back to the queue; wait_run is woken by the requesting commit.
 set -u
 source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/../readme_grants.sh"
 
 CLIENT=(python3 "$AEGIS_TOP/test/sse/sse_client.py")
 BIN=${AEGIS_BRIDGE_BIN:-$AEGIS_TOP/bridge/aegis-bridge-asan}
@@ -46,6 +47,9 @@ BRIDGE_PID=$!
 check "bridge starts" wait_for 30 curl -sf "$B/healthz"
 
 DSN="host=$PGHOST port=$PGPORT user=postgres dbname=postgres"
+# the README's grants for an agent worker: the first worker below runs as that role
+out=$(readme_grants agent-worker | psql -qX -v ON_ERROR_STOP=1 2>&1)
+check "the README's agent-worker grants apply ($out)" test -z "$out"
 # start_worker NAME [worker options...]: the reference worker in the background
 start_worker() {
     local name=$1; shift
@@ -75,6 +79,14 @@ waiting_in_wait_run() {
     [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%aegis.wait_run(''parked''%' AND state = 'active' AND pid <> pg_backend_pid()")" = 1 ]
 }
 
+# ---- the reference worker's bad input ----
+out=$($PY "$WORKER" --fail-after -1 2>&1); rc=$?
+expect_eq "worker --fail-after -1: exit 2, the flag named" "2 1" "$rc $(grep -c -- '--fail-after must be >= 0' <<<"$out")"
+out=$($PY "$WORKER" --wait-ms 70000 2>&1); rc=$?
+expect_eq "worker --wait-ms 70000: exit 2, the range named" "2 1" "$rc $(grep -c -- '--wait-ms 0 to 60000' <<<"$out")"
+out=$($PY "$WORKER" --dsn "host=127.0.0.1 port=$(free_port) user=postgres connect_timeout=5" 2>&1); rc=$?
+expect_eq "worker without a database: exit 1, one line saying so" "1 1" "$rc $(grep -c 'database connection lost' <<<"$out")"
+
 # ---- the maintenance worker ----
 expect_eq "the maintenance worker runs, connected to database postgres" "1 postgres" \
     "$(q "SELECT count(*) || ' ' || min(datname) FROM pg_stat_activity WHERE backend_type = 'aegis_events maintenance'")"
@@ -91,6 +103,27 @@ expect_eq "wait_run returns the run requested while it slept" "c-wake" "$(cat "$
 for i in 1 2 3; do "${CLIENT[@]}" get "$(url c-repeat 'same%20question' parked)" --timeout 0.5 >/dev/null; done
 expect_eq "the same GET three times while the run is open records one run" "1 queued" \
     "$(q "SELECT count(*) || ' ' || min(state) FROM aegis.runs WHERE conversation_id = 'c-repeat'")"
+
+# ---- refused run requests: 400 (agent type not configured), 409 (a run is open) ----
+# code_body URL: "CODE BODY" of one GET (the refusals end at once)
+code_body() { local r; r=$(curl -s -m 10 -w '\n%{http_code}' "$1"); echo "$(tail -1 <<<"$r") $(head -n -1 <<<"$r" | tr -d '\n')"; }
+expect_eq "an agent type without configure_agent: 400 with a one-line body" \
+    "400 bad request: agent_type is not configured for runs" "$(code_body "$(url c-unconf hi unconfigured)")"
+expect_eq "no agent type (agent type 'default', not configured): 400" \
+    "400" "$(code_body "$B/conversations/c-unconf/stream?message=hi" | cut -d' ' -f1)"
+expect_eq "the refused requests recorded no run" 0 "$(q "SELECT count(*) FROM aegis.runs WHERE conversation_id = 'c-unconf'")"
+"${CLIENT[@]}" get "$(url c-busy first parked)" --timeout 0.5 >/dev/null
+expect_eq "a different message while the conversation's run is open: 409 with a one-line body" \
+    "409 conflict: this conversation already has an open run (the same message follows it)" \
+    "$(code_body "$(url c-busy second parked)")"
+r=$("${CLIENT[@]}" get "$(url c-busy first parked)" --timeout 0.5)
+expect_eq "the same message again: 200, the open run's stream" \
+    "200 $(q "SELECT run_id FROM aegis.runs WHERE conversation_id = 'c-busy'")" \
+    "$(jq -r '"\(.status) \(.id_only[0])"' <<<"$r")"
+expect_eq "one run recorded for c-busy" "1 first" \
+    "$(q "SELECT count(*) || ' ' || min(message) FROM aegis.runs WHERE conversation_id = 'c-busy'")"
+check "the bridge logged the refusals without the client's values" \
+    bash -c "grep -q 'run request refused.*status=409 sqlstate=23P01' '$WORK/bridge.log' && ! grep -q 'unconfigured' '$WORK/bridge.log'"
 
 # ---- no worker: the clock's error after queue_timeout, and the stream ends ----
 get_none() { "${CLIENT[@]}" get "$(url "$1" hello nobody)" --timeout 30 >"$WORK/$1.json"; }
@@ -116,8 +149,11 @@ expect_eq "the same message after the failure starts a new run (which fails agai
     "$(q "SELECT count(*) FROM aegis.runs WHERE conversation_id = 'c-none'") $(jq -r '"\(.events[-1].event) \(.closed)"' "$WORK/c-none-again.json")"
 
 # ---- the reference worker: node_end ... done, the stream ends ----
+DSN_OWNER=$DSN
+DSN="host=$PGHOST port=$PGPORT user=agent_worker dbname=postgres"
 start_worker w-ok --step-seconds 0.05
 W_OK=$WORKER_PID
+DSN=$DSN_OWNER
 "${CLIENT[@]}" get "$(url c-ok 'Does%2012H%20need%20a%20Rule%2037%20exception%3F' rule_37)" --timeout 60 >"$WORK/c-ok.json"
 expect_eq "worker: the stream shows the pipeline's node_end events, then done" "$PIPELINE done" \
     "$(stream_words "$WORK/c-ok.json")"
@@ -125,7 +161,7 @@ expect_eq "worker: the server ends the stream after done" true "$(jq -r .closed 
 check "worker: each event once" unique_ids "$WORK/c-ok.json"
 expect_eq "worker: done carries the execution summary" "completed 5630 0.045 spacing-calculation,offset-well-analysis" \
     "$(jq -r '.events[-1].data | fromjson | .data | "\(.status) \(.tokens_used) \(.cost_usd) \(.skills_injected | join(","))"' "$WORK/c-ok.json")"
-expect_eq "worker: the run is done, by w-ok, first attempt" "done w-ok 1" \
+expect_eq "worker (as agent_worker, the README's grants only): the run is done, by w-ok, first attempt" "done w-ok 1" \
     "$(q "SELECT state || ' ' || worker || ' ' || attempt FROM aegis.runs WHERE conversation_id = 'c-ok'")"
 
 # ---- SIGTERM: the worker gives its run back and exits 0 ----
@@ -180,6 +216,16 @@ expect_eq "--fail-after: the error is the seed's budget error" "Budget exceeded:
 expect_eq "--fail-after: the run failed" "failed w-fail" \
     "$(q "SELECT state || ' ' || worker FROM aegis.runs WHERE conversation_id = 'c-fail'")"
 kill_pid "$WORKER_PID"
+
+# ---- the maintenance worker takes a new naptime on reload and keeps running ----
+maint_pid() { q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'aegis_events maintenance'"; }
+pid_before=$(maint_pid)
+q "ALTER SYSTEM SET aegis.maintenance_naptime = '50ms'" && q "SELECT pg_reload_conf()" >/dev/null
+get_none c-after-reload
+expect_eq "after a reload (SIGHUP) the same maintenance worker still ends runs" "$pid_before error" \
+    "$(maint_pid) $(stream_words "$WORK/c-after-reload.json")"
+check "the maintenance worker logged no error and never exited" \
+    bash -c "! grep -E '\[$pid_before\] (ERROR|FATAL)|\"aegis_events maintenance\".*exited' '$(dirname "$PGDATA_runs")/server.log'"
 
 check "the bridge logged no sanitizer report" bash -c "! grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error' '$WORK/bridge.log'"
 finish

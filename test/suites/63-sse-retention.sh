@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 62-sse-retention.sh: SSE resume against retention.  A client resuming
+# 63-sse-retention.sh: SSE resume against retention.  A client resuming
 # (Last-Event-ID or ?last_event_id=) below its stream's horizon gets
 # `event: reset` with {"horizon": H, "reason": "retention"}, then the
 # retained events, then live ones; a resume at or above the horizon is
