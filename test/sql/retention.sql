@@ -89,7 +89,10 @@ SELECT aegis.set_run_retention('1 day');
 SELECT aegis.enforce_retention() AS events_removed;
 SELECT error FROM aegis.dead_letters ORDER BY id;
 SELECT event_id = :run2 AS open_run_kept FROM aegis.run_requests WHERE event_id IN (:run1, :run2);
-SELECT target, rows FROM aegis.retention ORDER BY target;
+-- rows as the view counts them: finished run requests (the earlier tests' are in this database too)
+SELECT target, rows = CASE target WHEN 'run_requests' THEN (SELECT count(*) FROM aegis.run_requests WHERE state IN ('done', 'failed'))
+                               WHEN 'dead_letters' THEN 1 END AS rows_counted
+  FROM aegis.retention ORDER BY target;
 SELECT aegis.set_dead_letter_retention(NULL);
 SELECT aegis.set_run_retention(NULL);
 -- maintain() notes the drain and enforces every aegis.retention_interval
