@@ -46,8 +46,8 @@ case $SOAK_MINUTES in
     '' | *[!0-9]* | 0) echo "soak: SOAK_MINUTES must be a positive whole number, got '$SOAK_MINUTES'" >&2; exit 2 ;;
 esac
 LOAD_S=$((SOAK_MINUTES * 60))
-# warm-up: a quarter of the run, at least 30 s, at most 5 min
-WARMUP_S=$((LOAD_S / 4)); [ "$WARMUP_S" -lt 30 ] && WARMUP_S=30; [ "$WARMUP_S" -gt 300 ] && WARMUP_S=300
+# warm-up: a quarter of the run, at least 60 s, at most 5 min and half the run
+WARMUP_S=$((LOAD_S / 4)); [ "$WARMUP_S" -lt 60 ] && WARMUP_S=60; [ "$WARMUP_S" -gt 300 ] && WARMUP_S=300; [ "$WARMUP_S" -gt $((LOAD_S / 2)) ] && WARMUP_S=$((LOAD_S / 2))
 
 rm -rf "$SOAK_OUT"; mkdir -p "$SOAK_OUT"
 T=$SOAK_OUT
@@ -227,6 +227,9 @@ q "SELECT count(*) || ' ' || count(DISTINCT n) || ' ' ||
           (SELECT count(*) FROM aegis.dead_letters) FROM soak.consumed" >"$T/consumed.txt"
 timeout 300 kcat -C -b "$KAFKA_TEST_BOOTSTRAP" -t soak -J -e -o beginning -q >"$T/kafka.jsonl" 2>"$T/kcat.err"
 REMOVED=$( [ "$KEEP" -gt 0 ] && q "SELECT removed_total FROM aegis.retention_state" 2>/dev/null || echo 0)
+if [ "$KEEP" -gt 0 ] && [ "$LOAD_S" -gt $((KEEP + 30)) ]; then
+    check "soak: retention removed events older than $KEEP s (${REMOVED:-0} rows)" test "${REMOVED:-0}" -gt 0
+fi
 jq -n --argjson start "$START" --argjson load_end "$LOAD_END" --argjson warmup "$WARMUP_S" \
     --argjson keep "$KEEP" --arg note "$RET_NOTE" --argjson removed "${REMOVED:-0}" \
     --argjson clients "$SOAK_CLIENTS" --argjson streams "$SOAK_STREAMS" --argjson rate "$SOAK_RATE" \
