@@ -51,7 +51,7 @@ def load(d):
     with open(os.path.join(d, "published.csv")) as f:
         for r in csv.reader(f):
             pub.append((int(r[0]), int(r[1]), int(r[2]), int(r[3]), float(r[4])))
-    lives = [json.loads(l) for l in open(os.path.join(d, "clients.jsonl")) if l.strip()]
+    lives = os.path.join(d, "clients.jsonl")   # read one life at a time (it can be large)
     samples = [json.loads(l) for l in open(os.path.join(d, "samples.jsonl")) if l.strip()]
     kafka = []
     with open(os.path.join(d, "kafka.jsonl")) as f:
@@ -76,7 +76,16 @@ def check_lives(c, run, pub, lives):
     keep = run["retention_keep_s"]
     bad, empty, lat, lat_at = [], 0, [], []
     final_ok = final_n = 0
-    for lf in lives:
+    st = {"lives": 0, "connects": 0, "errors": 0, "received": 0, "error_lines": []}
+    for line in open(lives):
+        if not line.strip():
+            continue
+        lf = json.loads(line)
+        st["lives"] += 1
+        st["connects"] += lf["connects"]
+        st["errors"] += lf["n_errors"]
+        st["received"] += len(lf["ids"])
+        st["error_lines"] += ["slot %d: %s" % (lf["slot"], e) for e in lf["errors"][:2]][:20 - len(st["error_lines"])]
         ids, truth = lf["ids"], by_stream.get(lf["stream"], [])
         name = "slot %d stream %d" % (lf["slot"], lf["stream"])
         if lf["final"]:
@@ -126,7 +135,7 @@ def check_lives(c, run, pub, lives):
             if h is not None and ct > h:
                 lat.append(t - ct)
                 lat_at.append(t)
-    return bad, empty, final_ok, final_n, lat, lat_at
+    return bad, empty, final_ok, final_n, lat, lat_at, st
 
 
 def check_kafka(pub, kafka):
@@ -182,6 +191,10 @@ def chart(d, run, samples, p99w, verdict):
     ax[2].plot(x, [s["other_bytes"] / 2**20 for s in samples], label="soak tables + consumer offsets (MiB)")
     ax[2].set_ylabel("MiB")
     ax[2].legend(loc="upper left")
+    a2 = ax[2].twinx()
+    a2.plot(x, [s["events_live"] or 0 for s in samples], color="tab:green", label="aegis.events live rows")
+    a2.set_ylabel("rows")
+    a2.legend(loc="lower right")
     ax[3].plot(x, [s["pending"] for s in samples], label="drain pending events")
     ax[3].plot(x, [s["published"] * 1 - s["consumed"] for s in samples], label="consumer behind (events)")
     ax[3].legend(loc="upper left")
@@ -205,22 +218,19 @@ def main():
     c.check(len(pub) > 0, "publishers committed %d transactions" % len(pub))
     c.check(len(samples) >= 3, "sampler recorded %d samples" % len(samples))
 
-    bad, empty, final_ok, final_n, lat, lat_at = check_lives(c, run, pub, lives)
-    connects = sum(l["connects"] for l in lives)
-    errors = sum(l["n_errors"] for l in lives)
-    received = sum(len(l["ids"]) for l in lives)
+    bad, empty, final_ok, final_n, lat, lat_at, st = check_lives(c, run, pub, lives)
+    connects, errors, received, n_lives = st["connects"], st["errors"], st["received"], st["lives"]
     for b in bad[:10]:
         print("# " + b)
     c.check(not bad, "every client life got its stream's events in store order, no gap, "
             "no duplicate, across reconnects (%d lives, %d connects, %d bad)"
-            % (len(lives), connects, len(bad)))
+            % (n_lives, connects, len(bad)))
     c.check(final_n == run["clients"] and final_ok == final_n,
             "every client caught up to its stream's last event at the end (%d/%d)"
             % (final_ok, run["clients"]))
     c.check(errors == 0, "no connection error (%d)" % errors)
-    for l in lives:
-        for e in l["errors"][:2]:
-            print("# slot %d: %s" % (l["slot"], e))
+    for e in st["error_lines"]:
+        print("# " + e)
 
     kwant, kgot, kmiss, kextra, kdup = check_kafka(pub, kafka)
     c.check(kmiss == 0 and kwant > 0,
@@ -260,7 +270,7 @@ def main():
                "p50/p99 commit->client %s/%s ms; %s; bridge %s"
                % ("PASS" if ok else "FAIL", mins, len(pub), len(pub), len(pub), run["streams"],
                   len(pub) / max(1, run["load_end"] - run["start"]),
-                  run["clients"], len(lives), connects, received, len(bad),
+                  run["clients"], n_lives, connects, received, len(bad),
                   kgot, kwant, distinct, len(pub),
                   ("%.1f->%.1f MiB (%+.1f%%)" % (warm[0]["rss_kb"] / 1024, warm[-1]["rss_kb"] / 1024, growth))
                   if growth is not None else "n/a",
@@ -268,7 +278,7 @@ def main():
                   "%.1f" % (p50 * 1000) if p50 is not None else "n/a",
                   "%.1f" % (p99 * 1000) if p99 is not None else "n/a",
                   ret, run.get("bridge", "?")))
-    summary = {"verdict": verdict, "transactions": len(pub), "lives": len(lives),
+    summary = {"verdict": verdict, "transactions": len(pub), "lives": n_lives,
                "connects": connects, "received": received, "bad": bad[:50], "empty_lives": empty,
                "kafka": {"published": kwant, "distinct": kgot, "missing": kmiss, "extra": kextra,
                          "duplicates": kdup},
