@@ -91,6 +91,9 @@ async def connection(host, port, life, hold, until_id, deadline):
                     break
             p.feed(body)
             for ev in p.events:
+                if ev["id"] is None:   # e.g. `event: reset` (resumed below the retention horizon)
+                    life.errors.append("event without id: %s %s" % (ev["event"], ev["data"][:100]))
+                    continue
                 life.ids.append(int(ev["id"]))
                 life.recv.append(now)
                 life.conn.append(cidx)
