@@ -38,7 +38,7 @@ include $(PGXS)
 # does not go under pg_config's bindir); DESTDIR is honoured by both installs.
 PREFIX ?= /usr/local
 
-.PHONY: bridge install-bridge clean-bridge deps test demo bench-publish bench-drain bench-sse bench-consume bench-runs bench-retention fuzz
+.PHONY: bridge install-bridge clean-bridge deps test soak demo bench-publish bench-drain bench-sse bench-consume bench-runs bench-retention fuzz
 
 bridge:
 	$(MAKE) -C bridge all
@@ -58,6 +58,17 @@ test:
 	$(MAKE) all bridge
 	$(MAKE) install install-bridge
 	bash test/run
+
+# The soak test (test/soak/soak.sh): SOAK_MINUTES (default 30) of publishers,
+# reconnecting SSE clients, the Kafka drain, a consumer and retention at once;
+# chart and verdict in test/out/soak.  `make test` runs it for 2 minutes
+# (suite 90-soak).
+SOAK_MINUTES ?= 30
+soak:
+	bash scripts/install-deps.sh
+	$(MAKE) all bridge
+	$(MAKE) install
+	SOAK_MINUTES=$(SOAK_MINUTES) bash test/soak/soak.sh
 
 demo:
 	bash scripts/demo.sh $(DEMO_ARGS)
