@@ -9,6 +9,7 @@ packages=(
     build-essential pkg-config
     postgresql-15 postgresql-server-dev-15 libpq-dev
     libwebsockets-dev libwebsockets-evlib-ev libev-dev librdkafka-dev libjansson-dev
+    libjwt-dev libssl-dev openssl
     kcat curl jq python3 python3-yaml valgrind procps iproute2
     chromium
 )
