@@ -619,8 +619,10 @@ int auth_may_run(const struct auth_claims *c, const char *agent_type)
         return 0;
     if (c->all)
         return 1;
+    if (!agent_type)
+        agent_type = AUTH_DEFAULT_AGENT_TYPE;      /* what aegis.request_run runs then */
     for (i = 0; i < c->nrun; i++) {
-        if (!strcmp(c->run[i], "*") || (agent_type && !strcmp(c->run[i], agent_type)))
+        if (!strcmp(c->run[i], "*") || !strcmp(c->run[i], agent_type))
             return 1;
     }
     return 0;

@@ -102,7 +102,9 @@ int auth_pattern_valid(const char *s);
 int auth_run_valid(const char *s);
 
 int auth_may_subscribe(const struct auth_claims *c, const char *kind, const char *id);
-/* agent_type NULL (a run without one) is covered only by "*". */
+/* agent_type NULL (a run without one) is the agent type "default", as
+ * aegis.request_run takes it. */
+#define AUTH_DEFAULT_AGENT_TYPE "default"
 int auth_may_run(const struct auth_claims *c, const char *agent_type);
 int auth_may_metrics(const struct auth_claims *c);
 

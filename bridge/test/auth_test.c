@@ -224,7 +224,7 @@ static void test_hs256(void)
     CHECK("claims cover workspace:chk-42 only", c && auth_may_subscribe(c, "workspace", "chk-42") &&
           !auth_may_subscribe(c, "workspace", "chk-43") && !auth_may_subscribe(c, "conversation", "chk-42"));
     CHECK("claims cover conversation:conv-1", c && auth_may_subscribe(c, "conversation", "conv-1"));
-    CHECK("run claim: rule_37 yes, other no, none no", c && auth_may_run(c, "rule_37") &&
+    CHECK("run claim: rule_37 yes, other no, none (default) no", c && auth_may_run(c, "rule_37") &&
           !auth_may_run(c, "rule_38") && !auth_may_run(c, NULL));
     CHECK("metrics false", c && !auth_may_metrics(c));
     auth_claims_free(c);
@@ -398,6 +398,18 @@ static void test_patterns(void)
           !auth_run_valid("") && !auth_run_valid("a b"));
 }
 
+static void test_run_default(void)
+{
+    struct auth_claims c;
+    char *run[] = { "default" };
+
+    memset(&c, 0, sizeof c);
+    c.run = run;
+    c.nrun = 1;
+    CHECK("a run without agent_type is the default agent type", auth_may_run(&c, NULL) &&
+          auth_may_run(&c, "default") && !auth_may_run(&c, "rule_37"));
+}
+
 static void test_anonymous(void)
 {
     struct auth_claims *c = auth_claims_all();
@@ -522,6 +534,7 @@ int main(void)
     test_es256();
     test_patterns();
     test_anonymous();
+    test_run_default();
     test_pick();
     test_redact();
     test_mint();
