@@ -35,7 +35,7 @@ async function checkDashboard(browser) {
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
   await page.goto(BASE + "/?checklist=chk-auth&conversations=conv-auth-1&agent_type=rule_37" +
-    "&message=" + encodeURIComponent("first line\nsecond line") + "&token=" + TOKEN);
+    "&message=" + encodeURIComponent("hello from the page") + "&token=" + TOKEN);
   const address = await page.evaluate(() => window.location.href);
   T.check("dashboard: the token is gone from the address bar", !address.includes("token=") &&
     address.includes("checklist=chk-auth"), address);
@@ -62,9 +62,17 @@ async function checkDashboard(browser) {
     links.includes("a-evil=text") && links.includes("a-good=https://files.example/good.pdf"), JSON.stringify(links));
   await T.waitFor("the run request to be recorded", async () => runsOf("conv-auth-1") === 1, 20000)
     .catch(() => {});
-  T.check("dashboard: the run went by POST, the multi-line message stored whole",
+  T.check("dashboard: the page's run request went by POST with the cookie",
     T.psql("SELECT message || '|' || agent_type FROM aegis.run_requests WHERE conversation_id = 'conv-auth-1'") ===
-    "first line\nsecond line|rule_37");
+    "hello from the page|rule_37");
+  const posted = await page.evaluate(() => fetch("conversations/conv-auth-2/runs", {
+    method: "POST", credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-Aegis-Request": "1" },
+    body: JSON.stringify({ message: "first line\nsecond line", agent_type: "rule_37" })
+  }).then((r) => r.status));
+  T.check("a same-origin fetch POST with the cookie: 202, the multi-line message stored whole",
+    posted === 202 && T.psql("SELECT message FROM aegis.run_requests WHERE conversation_id = 'conv-auth-2'") ===
+    "first line\nsecond line", String(posted));
   T.check("dashboard: no page errors (the CSP blocks nothing the page needs)", errors.length === 0, errors.join(" | "));
   await page.screenshot({ path: path.join(OUT, "dashboard-authorized.png"), fullPage: true });
   await context.close();

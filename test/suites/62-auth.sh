@@ -32,6 +32,10 @@ if [ -z "${AEGIS_BRIDGE_BIN:-}" ]; then
 fi
 pg_start auth || { not_ok "postgres starts"; finish; exit 1; }
 psql -qX -c "CREATE EXTENSION aegis_events" || { not_ok "extension installs"; finish; exit 1; }
+# runs are taken for configured agent types only (0.3.0, when aegis.configure_agent exists)
+psql -qX -c "DO \$\$ BEGIN IF to_regproc('aegis.configure_agent') IS NOT NULL THEN
+    PERFORM aegis.configure_agent('rule_37', queue_timeout => '1 hour'); END IF; END \$\$" \
+    || { not_ok "agent type rule_37 configured"; finish; exit 1; }
 
 SECRET=$WORK/jwt.secret
 head -c 48 /dev/urandom | base64 | tr -d '\n' >"$SECRET"

@@ -31,6 +31,10 @@ if ! browser_setup; then
 fi
 pg_start browser-auth || { not_ok "PostgreSQL started"; finish; exit; }
 check "CREATE EXTENSION aegis_events" psql -X -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION aegis_events"
+# runs are taken for configured agent types only (0.3.0, when aegis.configure_agent exists)
+psql -qX -c "DO \$\$ BEGIN IF to_regproc('aegis.configure_agent') IS NOT NULL THEN
+    PERFORM aegis.configure_agent('rule_37', queue_timeout => '1 hour'); END IF; END \$\$" \
+    || { not_ok "agent type rule_37 configured"; finish; exit 1; }
 
 mkdir -p "$OUT/static"
 cp -r "$AEGIS_TOP/web/." "$OUT/static/"
