@@ -726,6 +726,7 @@ const char *config_usage(void)
     off = (size_t)snprintf(text, sizeof text,
                            "usage: aegis-bridge [OPTION]...\n"
                            "Serves SSE streams of the aegis_events store and relays events to Kafka.\n"
+                           "aegis-bridge token --help: mint a token for --auth-jwt-key.\n"
                            "Flags override environment variables.\n\n");
     for (i = 0; i < CONFIG_NOPTS && off < sizeof text; i++) {
         off += (size_t)snprintf(text + off, sizeof text - off, "  %s%s%s%s\n      %s\n",

@@ -105,15 +105,16 @@ static const char *token_flag(struct token_opts *o, const char *flag, const char
     return NULL;
 }
 
-static int token_parse_args(struct token_opts *o, int argc, char **argv, FILE *err)
+/* 0 to go on, -1 after --help (exit 0), 2 on bad flags */
+static int token_parse_args(struct token_opts *o, int argc, char **argv, FILE *out, FILE *err)
 {
     const char *e;
     int i;
 
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(token_usage, err);
-            return 2;
+            fputs(token_usage, out);
+            return -1;
         }
         if (!strcmp(argv[i], "--metrics")) {
             o->metrics = 1;
@@ -206,8 +207,10 @@ int token_main(int argc, char **argv, FILE *out, FILE *err)
     o.run = json_array();
     if (!o.subscribe || !o.run)
         rc = 1;
-    else if ((rc = token_parse_args(&o, argc, argv, err)) == 0)
+    else if ((rc = token_parse_args(&o, argc, argv, out, err)) == 0)
         rc = token_run(&o, out, err);
+    else if (rc < 0)
+        rc = 0;                                /* --help */
     json_decref(o.subscribe);
     json_decref(o.run);
     return rc;

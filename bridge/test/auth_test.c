@@ -496,6 +496,7 @@ static void test_mint(void)
     const char *unknown[] = { "token", "--key", secret_path, "--bogus", "1" };
     const char *shortkey[] = { "token", "--key", short_path };
     const char *novalue[] = { "token", "--key" };
+    const char *help[] = { "token", "--help" };
     char *nl;
 
     CHECK("ttl parsing", token_parse_ttl("1h") == 3600 && token_parse_ttl("90") == 90 &&
@@ -521,6 +522,9 @@ static void test_mint(void)
     CHECK("unknown flag: exit 2", run_token(5, unknown, out, sizeof out) == 2);
     CHECK("short secret: exit 2", run_token(3, shortkey, out, sizeof out) == 2);
     CHECK("flag without value: exit 2", run_token(2, novalue, out, sizeof out) == 2);
+    memset(out, 0, sizeof out);
+    CHECK("--help: usage on stdout, exit 0", run_token(2, help, out, sizeof out) == 0 &&
+          strstr(out, "usage: aegis-bridge token"));
     auth_verifier_free(v);
 }
 
