@@ -9,6 +9,9 @@
 #include <jansson.h>
 #include <jwt.h>
 #include <libwebsockets.h>
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +130,53 @@ static char *forge(const char *header, const char *payload, const char *sig)
     b64url(payload, p, sizeof p);
     if (asprintf(&out, "%s.%s.%s", h, p, sig) < 0)
         return NULL;
+    return out;
+}
+
+/* a token signed by OpenSSL directly, not by libjwt: what another issuer
+ * sends (ES256 as JOSE's 64-byte r||s, not DER) */
+static char *sign_openssl(const char *alg, const char *priv_path, const char *claims)
+{
+    char header[64], h[128], p[1024], *input = NULL, *out = NULL, sig64[700];
+    unsigned char der[600], raw[64], *sig = der;
+    size_t dlen = sizeof der, slen;
+    FILE *f = fopen(priv_path, "r");
+    EVP_PKEY *key = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    ECDSA_SIG *es = NULL;
+    int n;
+
+    if (f)
+        fclose(f);
+    snprintf(header, sizeof header, "{\"alg\":\"%s\",\"typ\":\"JWT\"}", alg);
+    b64url(header, h, sizeof h);
+    b64url(claims, p, sizeof p);
+    if (!key || !md || asprintf(&input, "%s.%s", h, p) < 0 ||
+        EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) != 1 ||
+        EVP_DigestSign(md, der, &dlen, (unsigned char *)input, strlen(input)) != 1)
+        goto out;
+    slen = dlen;
+    if (!strcmp(alg, "ES256")) {
+        const unsigned char *q = der;
+        const BIGNUM *r, *s;
+        if (!(es = d2i_ECDSA_SIG(NULL, &q, (long)dlen)))
+            goto out;
+        ECDSA_SIG_get0(es, &r, &s);
+        BN_bn2binpad(r, raw, 32);
+        BN_bn2binpad(s, raw + 32, 32);
+        sig = raw;
+        slen = 64;
+    }
+    n = lws_b64_encode_string_url((const char *)sig, (int)slen, sig64, sizeof sig64);
+    while (n > 0 && sig64[n - 1] == '=')
+        sig64[--n] = '\0';
+    if (asprintf(&out, "%s.%s", input, sig64) < 0)
+        out = NULL;
+out:
+    ECDSA_SIG_free(es);
+    EVP_MD_CTX_free(md);
+    EVP_PKEY_free(key);
+    free(input);
     return out;
 }
 
@@ -345,6 +395,8 @@ static void test_rs256(void)
     if (!v)
         return;
     CHECK("valid RS256 token accepted", verify(v, sign_file(JWT_ALG_RS256, rsa_priv, GOOD)) == AUTH_OK);
+    CHECK("RS256 token signed by OpenSSL (another issuer) accepted",
+          verify(v, sign_openssl("RS256", rsa_priv, GOOD)) == AUTH_OK);
     CHECK("RS256 token of another key: bad signature",
           verify(v, sign_file(JWT_ALG_RS256, rsa_other_priv, GOOD)) == AUTH_BAD_SIGNATURE);
     pem = slurp(rsa_pub, &n);
@@ -365,6 +417,8 @@ static void test_es256(void)
     if (!v)
         return;
     CHECK("valid ES256 token accepted", verify(v, sign_file(JWT_ALG_ES256, ec_priv, GOOD)) == AUTH_OK);
+    CHECK("ES256 token signed by OpenSSL as JOSE r||s (another issuer) accepted",
+          verify(v, sign_openssl("ES256", ec_priv, GOOD)) == AUTH_OK);
     CHECK("RS256 token against ES256 refused",
           verify(v, sign_file(JWT_ALG_RS256, rsa_priv, GOOD)) == AUTH_ALG_MISMATCH);
     CHECK("ES256 token signed by another key: bad signature",
