@@ -34,7 +34,8 @@ struct auth_verifier {
 
 static const char *const auth_reasons[AUTH_NRESULTS] = {
     [AUTH_OK] = "ok",
-    [AUTH_NO_TOKEN] = "no token (send Authorization: Bearer, the aegis_token cookie or ?access_token=)",
+    [AUTH_NO_TOKEN] =
+        "no token (send Authorization: Bearer, the aegis_token cookie or ?access_token=)",
     [AUTH_OVERSIZED] = "token too long (over 8192 bytes)",
     [AUTH_MALFORMED] = "malformed token: not three base64url parts",
     [AUTH_BAD_HEADER] = "malformed token: header is not a JSON object with a string alg",
@@ -60,10 +61,15 @@ const char *auth_reason(enum auth_result r)
 
 /* ---------- algorithms ---------- */
 
-static const struct { const char *name; enum auth_alg alg; jwt_alg_t jwt; } auth_algs[] = {
-    { "HS256", AUTH_HS256, JWT_ALG_HS256 }, { "HS384", AUTH_HS384, JWT_ALG_HS384 },
-    { "HS512", AUTH_HS512, JWT_ALG_HS512 }, { "RS256", AUTH_RS256, JWT_ALG_RS256 },
-    { "ES256", AUTH_ES256, JWT_ALG_ES256 } };
+static const struct {
+    const char *name;
+    enum auth_alg alg;
+    jwt_alg_t jwt;
+} auth_algs[] = { { "HS256", AUTH_HS256, JWT_ALG_HS256 },
+                  { "HS384", AUTH_HS384, JWT_ALG_HS384 },
+                  { "HS512", AUTH_HS512, JWT_ALG_HS512 },
+                  { "RS256", AUTH_RS256, JWT_ALG_RS256 },
+                  { "ES256", AUTH_ES256, JWT_ALG_ES256 } };
 
 #define AUTH_NALGS (sizeof auth_algs / sizeof auth_algs[0])
 
@@ -142,8 +148,8 @@ err:
 }
 
 /* a PEM public key of the kind alg needs (RSA; EC on P-256) */
-static int auth_pem_check(const char *path, enum auth_alg alg, const unsigned char *pem,
-                          size_t len, char **errmsg)
+static int auth_pem_check(const char *path, enum auth_alg alg, const unsigned char *pem, size_t len,
+                          char **errmsg)
 {
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
     EVP_PKEY *pk = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
@@ -158,9 +164,9 @@ static int auth_pem_check(const char *path, enum auth_alg alg, const unsigned ch
     if (alg == AUTH_RS256)
         ok = EVP_PKEY_base_id(pk) == EVP_PKEY_RSA && EVP_PKEY_get_bits(pk) >= 2048;
     else
-        ok = EVP_PKEY_base_id(pk) == EVP_PKEY_EC &&
-             EVP_PKEY_get_group_name(pk, group, sizeof group, &glen) == 1 &&
-             !strcmp(group, "prime256v1");
+        ok = EVP_PKEY_base_id(pk) == EVP_PKEY_EC
+             && EVP_PKEY_get_group_name(pk, group, sizeof group, &glen) == 1
+             && !strcmp(group, "prime256v1");
     EVP_PKEY_free(pk);
     if (!ok)
         return auth_fail(errmsg, "key file '%s' is not %s", path,
@@ -210,7 +216,8 @@ struct auth_verifier *auth_verifier_new(struct auth_key *key, const char *audien
 
     if (!v)
         return NULL;
-    if ((audience && !(v->audience = strdup(audience))) || (issuer && !(v->issuer = strdup(issuer)))) {
+    if ((audience && !(v->audience = strdup(audience)))
+        || (issuer && !(v->issuer = strdup(issuer)))) {
         free(v->audience);
         free(v);
         return NULL;
@@ -293,12 +300,13 @@ static enum auth_result auth_aegis_claim(json_t *aegis, struct auth_claims *c)
     json_t *m;
 
     if (!aegis)
-        return AUTH_OK;                     /* a valid token that grants nothing */
+        return AUTH_OK; /* a valid token that grants nothing */
     if (!json_is_object(aegis))
         return AUTH_BAD_CLAIMS;
     if (auth_strv_from(json_object_get(aegis, "subscribe"), auth_pattern_valid, &c->subscribe,
-                       &c->nsubscribe) < 0 ||
-        auth_strv_from(json_object_get(aegis, "run"), auth_run_valid, &c->run, &c->nrun) < 0)
+                       &c->nsubscribe)
+            < 0
+        || auth_strv_from(json_object_get(aegis, "run"), auth_run_valid, &c->run, &c->nrun) < 0)
         return AUTH_BAD_CLAIMS;
     m = json_object_get(aegis, "metrics");
     if (m && !json_is_boolean(m))
@@ -390,9 +398,9 @@ static enum auth_result auth_claims_from(const struct auth_verifier *v, const ch
     }
     if (!c)
         goto err;
-    if ((r = auth_times(o, now, c)) != AUTH_OK || (r = auth_audience(o, v->audience)) != AUTH_OK ||
-        (r = auth_issuer(o, v->issuer)) != AUTH_OK ||
-        (r = auth_aegis_claim(json_object_get(o, "aegis"), c)) != AUTH_OK)
+    if ((r = auth_times(o, now, c)) != AUTH_OK || (r = auth_audience(o, v->audience)) != AUTH_OK
+        || (r = auth_issuer(o, v->issuer)) != AUTH_OK
+        || (r = auth_aegis_claim(json_object_get(o, "aegis"), c)) != AUTH_OK)
         goto err;
     sub = json_object_get(o, "sub");
     if (sub && !json_is_string(sub)) {
@@ -400,8 +408,8 @@ static enum auth_result auth_claims_from(const struct auth_verifier *v, const ch
         goto err;
     }
     r = AUTH_NO_MEMORY;
-    if ((sub && !(c->sub = strdup(json_string_value(sub)))) ||
-        !(c->json = json_dumps(o, JSON_COMPACT)))
+    if ((sub && !(c->sub = strdup(json_string_value(sub))))
+        || !(c->json = json_dumps(o, JSON_COMPACT)))
         goto err;
     json_decref(o);
     *out = c;
@@ -416,8 +424,8 @@ err:
 
 static int auth_b64url_char(char ch)
 {
-    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-           ch == '-' || ch == '_';
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')
+           || ch == '-' || ch == '_';
 }
 
 /* splits "h.p.s" into three base64url parts (s may be empty); -1 otherwise */
@@ -436,7 +444,7 @@ static int auth_split(const char *t, size_t len, size_t part_off[3], size_t part
         part_off[k] = start;
         part_len[k] = i - start;
         if (part_len[k] % 4 == 1)
-            return -1;                         /* no base64 ends with one character */
+            return -1; /* no base64 ends with one character */
         k++;
         start = i + 1;
     }
@@ -446,7 +454,7 @@ static int auth_split(const char *t, size_t len, size_t part_off[3], size_t part
 /* decodes one base64url part (lws) and parses it as a JSON object (jansson) */
 static json_t *auth_part_json(const char *part, size_t len)
 {
-    size_t cap = len / 4 * 3 + 8;         /* lws writes whole quads, then a NUL */
+    size_t cap = len / 4 * 3 + 8; /* lws writes whole quads, then a NUL */
     char *buf = malloc(cap);
     json_t *o = NULL;
     int n;
@@ -527,8 +535,8 @@ enum auth_result auth_verify(const struct auth_verifier *v, const char *token, t
 
 static int auth_id_char(char ch)
 {
-    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-           ch == '_' || ch == '.' || ch == ':' || ch == '-' || ch == '*';
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')
+           || ch == '_' || ch == '.' || ch == ':' || ch == '-' || ch == '*';
 }
 
 /* the part after "workspace:" / "conversation:"; NULL if neither */
@@ -585,13 +593,13 @@ int auth_pattern_match(const char *pattern, const char *kind, const char *id)
     const char *pk, *rest;
     size_t kl, n;
 
-    if (!pattern || !kind || !id || !*id || !(rest = auth_pattern_rest(pattern, &pk, &kl)) ||
-        strcmp(pk, kind))
+    if (!pattern || !kind || !id || !*id || !(rest = auth_pattern_rest(pattern, &pk, &kl))
+        || strcmp(pk, kind))
         return 0;
     n = strlen(rest);
     if (n == 1 && rest[0] == '*')
         return 1;
-    if (n > 1 && rest[n - 1] == '*')           /* "conv-*": a prefix and at least one more */
+    if (n > 1 && rest[n - 1] == '*') /* "conv-*": a prefix and at least one more */
         return strlen(id) > n - 1 && !strncmp(id, rest, n - 1);
     return !strcmp(rest, id);
 }
@@ -620,7 +628,7 @@ int auth_may_run(const struct auth_claims *c, const char *agent_type)
     if (c->all)
         return 1;
     if (!agent_type)
-        agent_type = AUTH_DEFAULT_AGENT_TYPE;      /* what aegis.request_run runs then */
+        agent_type = AUTH_DEFAULT_AGENT_TYPE; /* what aegis.request_run runs then */
     for (i = 0; i < c->nrun; i++) {
         if (!strcmp(c->run[i], "*") || !strcmp(c->run[i], agent_type))
             return 1;

@@ -12,8 +12,8 @@
 #include <stddef.h>
 #include <time.h>
 
-#define AUTH_TOKEN_MAX 8192          /* longer tokens are refused unread */
-#define AUTH_LEEWAY_SECONDS 30       /* clock skew allowed on exp, nbf, iat */
+#define AUTH_TOKEN_MAX 8192    /* longer tokens are refused unread */
+#define AUTH_LEEWAY_SECONDS 30 /* clock skew allowed on exp, nbf, iat */
 #define AUTH_COOKIE "aegis_token"
 #define AUTH_QUERY_ARG "access_token"
 
@@ -21,20 +21,20 @@
 enum auth_result {
     AUTH_OK = 0,
     AUTH_NO_TOKEN,
-    AUTH_OVERSIZED,           /* over AUTH_TOKEN_MAX bytes */
-    AUTH_MALFORMED,           /* not three base64url parts */
-    AUTH_BAD_HEADER,          /* header not a JSON object with a string "alg" */
-    AUTH_ALG_NONE,            /* "alg": "none" */
-    AUTH_ALG_MISMATCH,        /* another algorithm than the configured one */
-    AUTH_NOT_JSON,            /* payload not a JSON object */
+    AUTH_OVERSIZED,    /* over AUTH_TOKEN_MAX bytes */
+    AUTH_MALFORMED,    /* not three base64url parts */
+    AUTH_BAD_HEADER,   /* header not a JSON object with a string "alg" */
+    AUTH_ALG_NONE,     /* "alg": "none" */
+    AUTH_ALG_MISMATCH, /* another algorithm than the configured one */
+    AUTH_NOT_JSON,     /* payload not a JSON object */
     AUTH_BAD_SIGNATURE,
     AUTH_NO_EXP,
     AUTH_EXPIRED,
-    AUTH_NOT_YET_VALID,       /* nbf in the future */
-    AUTH_ISSUED_IN_FUTURE,    /* iat in the future */
+    AUTH_NOT_YET_VALID,    /* nbf in the future */
+    AUTH_ISSUED_IN_FUTURE, /* iat in the future */
     AUTH_WRONG_AUDIENCE,
     AUTH_WRONG_ISSUER,
-    AUTH_BAD_CLAIMS,          /* a registered or aegis claim of the wrong type or form */
+    AUTH_BAD_CLAIMS, /* a registered or aegis claim of the wrong type or form */
     AUTH_NO_MEMORY,
     AUTH_NRESULTS
 };
@@ -51,15 +51,15 @@ int auth_alg_is_hmac(enum auth_alg alg);
 
 /* What a verified token allows. */
 struct auth_claims {
-    char **subscribe;          /* patterns "workspace:ID", "conversation:ID*", "workspace:*" */
+    char **subscribe; /* patterns "workspace:ID", "conversation:ID*", "workspace:*" */
     size_t nsubscribe;
-    char **run;                /* agent types, "*" = any */
+    char **run; /* agent types, "*" = any */
     size_t nrun;
-    int metrics;               /* aegis.metrics: true */
-    int all;                   /* anonymous on loopback: everything allowed */
-    long long exp;             /* seconds since the epoch; 0: never (anonymous) */
-    char *sub;                 /* "sub" or NULL */
-    char *json;                /* the whole claims set, compact JSON (for the SQL policy) */
+    int metrics;   /* aegis.metrics: true */
+    int all;       /* anonymous on loopback: everything allowed */
+    long long exp; /* seconds since the epoch; 0: never (anonymous) */
+    char *sub;     /* "sub" or NULL */
+    char *json;    /* the whole claims set, compact JSON (for the SQL policy) */
 };
 
 /* The claims of "no authentication": every stream, every run, metrics. */

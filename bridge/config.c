@@ -17,9 +17,23 @@
 #include "auth.h"
 #include "guard.h"
 
-enum config_opt_kind { OPT_STR, OPT_INT, OPT_SIZE, OPT_LISTEN, OPT_LOGLEVEL, OPT_CORS,
-                       OPT_KV, OPT_CONSUMER, OPT_FLAG_OFF, OPT_HELP, OPT_VERSION,
-                       OPT_AUTH_MODE, OPT_JWT_ALG, OPT_SQL_FUNC, OPT_HOSTS };
+enum config_opt_kind {
+    OPT_STR,
+    OPT_INT,
+    OPT_SIZE,
+    OPT_LISTEN,
+    OPT_LOGLEVEL,
+    OPT_CORS,
+    OPT_KV,
+    OPT_CONSUMER,
+    OPT_FLAG_OFF,
+    OPT_HELP,
+    OPT_VERSION,
+    OPT_AUTH_MODE,
+    OPT_JWT_ALG,
+    OPT_SQL_FUNC,
+    OPT_HOSTS
+};
 
 struct config_opt {
     const char *flag;          /* "--heartbeat-seconds" */
@@ -36,18 +50,19 @@ static const struct config_opt config_opts[] = {
       "HOST:PORT to serve HTTP on, HOST an IPv4 address or localhost (default 127.0.0.1:8001)" },
     { "--kafka-bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", OPT_STR, 0, 0,
       "Kafka brokers host:port[,...] (default: unset, Kafka off)" },
-    { "-X", NULL, OPT_KV, 0, 0,
-      "KEY=VALUE librdkafka property, repeatable (as kcat -X)" },
+    { "-X", NULL, OPT_KV, 0, 0, "KEY=VALUE librdkafka property, repeatable (as kcat -X)" },
     { "--heartbeat-seconds", "AEGIS_HEARTBEAT_SECONDS", OPT_INT, 1, 3600,
       "seconds between SSE keepalive comments, 1..3600 (default 15)" },
     { "--retry-ms", "AEGIS_RETRY_MS", OPT_INT, 0, 3600000,
       "SSE retry: value sent at stream start, 0..3600000 (default 3000)" },
     { "--cors-origin", "AEGIS_CORS_ORIGINS", OPT_CORS, 0, 0,
-      "allowed CORS origin, repeatable; the variable takes a comma list; * allows any (default none)" },
+      "allowed CORS origin, repeatable; the variable takes a comma list; * allows any (default "
+      "none)" },
     { "--max-clients", "AEGIS_MAX_CLIENTS", OPT_INT, 1, 1000000,
       "most concurrent SSE streams, 1..1000000 (default 10000)" },
     { "--client-buffer-bytes", "AEGIS_CLIENT_BUFFER_BYTES", OPT_SIZE, 1024, 1073741824,
-      "per-subscriber output bound; a client past it is dropped, 1024..1073741824 (default 262144)" },
+      "per-subscriber output bound; a client past it is dropped, 1024..1073741824 (default "
+      "262144)" },
     { "--static-dir", "AEGIS_STATIC_DIR", OPT_STR, 0, 0,
       "directory served at / and /static/ for the dashboard (default: none)" },
     { "--no-drain", NULL, OPT_FLAG_OFF, 0, 0,
@@ -485,8 +500,8 @@ static int config_add_hosts(struct bridge_config *cfg, const char *v)
             p++, len--;
         while (len && isspace((unsigned char)p[len - 1]))
             len--;
-        if (!guard_host_entry_ok(p, len) ||
-            config_strv_push(&cfg->allowed_hosts, &cfg->nallowed_hosts, p, len) < 0)
+        if (!guard_host_entry_ok(p, len)
+            || config_strv_push(&cfg->allowed_hosts, &cfg->nallowed_hosts, p, len) < 0)
             return -1;
         p = end ? end + 1 : NULL;
     } while (p);
@@ -500,24 +515,33 @@ static int config_apply_auth(struct bridge_config *cfg, const struct config_opt 
     switch (o->kind) {
     case OPT_AUTH_MODE:
         if (strcmp(v, "none"))
-            return config_fail(errmsg, "invalid value '%s' for %s: the only mode is none (tokens are "
-                               "on when --auth-jwt-key is given)", v, name);
+            return config_fail(errmsg,
+                               "invalid value '%s' for %s: the only mode is none (tokens are "
+                               "on when --auth-jwt-key is given)",
+                               v, name);
         cfg->auth_none = 1;
         return 0;
     case OPT_JWT_ALG:
         if (auth_alg_parse(v) < 0)
-            return config_fail(errmsg, "invalid value '%s' for %s: expected HS256, HS384, HS512, RS256 "
-                               "or ES256", v, name);
+            return config_fail(errmsg,
+                               "invalid value '%s' for %s: expected HS256, HS384, HS512, RS256 "
+                               "or ES256",
+                               v, name);
         return config_set_str(&cfg->auth_jwt_alg, v) < 0 ? config_fail(errmsg, "out of memory") : 0;
     case OPT_SQL_FUNC:
         if (!config_ident_ok(v, strlen(v)) && !config_handler_ok(v))
-            return config_fail(errmsg, "invalid value '%s' for %s: expected [schema.]function, SQL "
-                               "identifiers", v, name);
-        return config_set_str(&cfg->auth_sql_function, v) < 0 ? config_fail(errmsg, "out of memory") : 0;
+            return config_fail(errmsg,
+                               "invalid value '%s' for %s: expected [schema.]function, SQL "
+                               "identifiers",
+                               v, name);
+        return config_set_str(&cfg->auth_sql_function, v) < 0 ? config_fail(errmsg, "out of memory")
+                                                              : 0;
     default:
         if (config_add_hosts(cfg, v) < 0)
-            return config_fail(errmsg, "invalid value '%s' for %s: expected host[:port] entries (a "
-                               "name, an IPv4 or [IPv6] address), comma-separated", v, name);
+            return config_fail(errmsg,
+                               "invalid value '%s' for %s: expected host[:port] entries (a "
+                               "name, an IPv4 or [IPv6] address), comma-separated",
+                               v, name);
         return 0;
     }
 }
@@ -669,8 +693,8 @@ static int config_from_argv(struct bridge_config *cfg, int argc, char **argv, ch
             v = argv[++i];
         }
         /* flags replace the environment's list instead of extending it */
-        if ((o->kind == OPT_CORS && !seen_cors++) || (o->kind == OPT_CONSUMER && !seen_consumer++) ||
-            (o->kind == OPT_HOSTS && !seen_hosts++))
+        if ((o->kind == OPT_CORS && !seen_cors++) || (o->kind == OPT_CONSUMER && !seen_consumer++)
+            || (o->kind == OPT_HOSTS && !seen_hosts++))
             config_clear_list(cfg, o->kind);
         if (config_apply(cfg, o, v, 0, o->flag, errmsg) < 0)
             return -1;
@@ -723,11 +747,12 @@ const char *config_usage(void)
 
     if (text[0])
         return text;
-    off = (size_t)snprintf(text, sizeof text,
-                           "usage: aegis-bridge [OPTION]...\n"
-                           "Serves SSE streams of the aegis_events store and relays events to Kafka.\n"
-                           "aegis-bridge token --help: mint a token for --auth-jwt-key.\n"
-                           "Flags override environment variables.\n\n");
+    off = (size_t)snprintf(
+        text, sizeof text,
+        "usage: aegis-bridge [OPTION]...\n"
+        "Serves SSE streams of the aegis_events store and relays events to Kafka.\n"
+        "aegis-bridge token --help: mint a token for --auth-jwt-key.\n"
+        "Flags override environment variables.\n\n");
     for (i = 0; i < CONFIG_NOPTS && off < sizeof text; i++) {
         off += (size_t)snprintf(text + off, sizeof text - off, "  %s%s%s%s\n      %s\n",
                                 config_opts[i].flag,

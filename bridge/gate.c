@@ -24,10 +24,10 @@
 #include "pgconn.h"
 
 struct gate {
-    struct auth_verifier *verifier;   /* NULL: auth off (loopback or --auth none) */
-    char **hosts;                     /* NULL: any Host (--auth none off loopback) */
+    struct auth_verifier *verifier; /* NULL: auth off (loopback or --auth none) */
+    char **hosts;                   /* NULL: any Host (--auth none off loopback) */
     size_t nhosts;
-    char *policy_sql;                 /* SELECT f($1::jsonb, $2::text, $3::text), or NULL */
+    char *policy_sql; /* SELECT f($1::jsonb, $2::text, $3::text), or NULL */
 };
 
 struct gate_policy_call {
@@ -103,11 +103,15 @@ static int gate_policy_check(const struct bridge_config *cfg, char **errmsg)
         rc = gate_fail(errmsg, 1, "cannot check --auth-sql-function %s: %s", cfg->auth_sql_function,
                        log_text(PQresultErrorMessage(res)));
     else if (PQntuples(res) != 1)
-        rc = gate_fail(errmsg, 2, "--auth-sql-function: no function %s(claims jsonb, stream_kind text, "
-                       "stream_id text) in the database", cfg->auth_sql_function);
+        rc = gate_fail(errmsg, 2,
+                       "--auth-sql-function: no function %s(claims jsonb, stream_kind text, "
+                       "stream_id text) in the database",
+                       cfg->auth_sql_function);
     else if (PQgetvalue(res, 0, 0)[0] != 't')
-        rc = gate_fail(errmsg, 2, "--auth-sql-function: %s(jsonb, text, text) must be a function "
-                       "returning boolean", cfg->auth_sql_function);
+        rc = gate_fail(errmsg, 2,
+                       "--auth-sql-function: %s(jsonb, text, text) must be a function "
+                       "returning boolean",
+                       cfg->auth_sql_function);
 out:
     PQclear(res);
     PQfinish(conn);
@@ -133,12 +137,14 @@ static int gate_hosts(struct gate *g, const struct bridge_config *cfg, int loopb
     }
     if (loopback)
         return guard_default_hosts(cfg->listen_port, &g->hosts, &g->nhosts) < 0
-                   ? gate_fail(errmsg, 1, "out of memory") : 0;
+                   ? gate_fail(errmsg, 1, "out of memory")
+                   : 0;
     if (cfg->auth_jwt_key_file)
-        return gate_fail(errmsg, 2, "--allowed-hosts is required with --auth-jwt-key when listening on "
+        return gate_fail(errmsg, 2,
+                         "--allowed-hosts is required with --auth-jwt-key when listening on "
                          "%s (not loopback): name the Host values clients use (DNS rebinding)",
                          cfg->listen_host);
-    return 0;                           /* --auth none off loopback: any Host */
+    return 0; /* --auth none off loopback: any Host */
 }
 
 static int gate_key(struct gate *g, const struct bridge_config *cfg, char **errmsg)
@@ -170,9 +176,11 @@ static int gate_mode(const struct bridge_config *cfg, int loopback, char **errms
     if (cfg->auth_sql_function && !cfg->auth_jwt_key_file)
         return gate_fail(errmsg, 2, "--auth-sql-function needs --auth-jwt-key (it judges tokens)");
     if (!cfg->auth_jwt_key_file && !cfg->auth_none && !loopback)
-        return gate_fail(errmsg, 2, "refusing to serve every stream to anyone on %s:%d: give "
+        return gate_fail(errmsg, 2,
+                         "refusing to serve every stream to anyone on %s:%d: give "
                          "--auth-jwt-key FILE (signed tokens), or --auth none to serve without "
-                         "authorization on purpose", cfg->listen_host, cfg->listen_port);
+                         "authorization on purpose",
+                         cfg->listen_host, cfg->listen_port);
     return 0;
 }
 
@@ -187,21 +195,24 @@ int gate_start(struct bridge *b, char **errmsg)
         return rc;
     if (!(g = calloc(1, sizeof *g)))
         return gate_fail(errmsg, 1, "out of memory");
-    if ((rc = gate_hosts(g, cfg, loopback, errmsg)) != 0 ||
-        (cfg->auth_jwt_key_file && (rc = gate_key(g, cfg, errmsg)) != 0) ||
-        (cfg->auth_sql_function && (rc = gate_policy_check(cfg, errmsg)) != 0))
+    if ((rc = gate_hosts(g, cfg, loopback, errmsg)) != 0
+        || (cfg->auth_jwt_key_file && (rc = gate_key(g, cfg, errmsg)) != 0)
+        || (cfg->auth_sql_function && (rc = gate_policy_check(cfg, errmsg)) != 0))
         goto err;
-    if (cfg->auth_sql_function &&
-        asprintf(&g->policy_sql, "SELECT %s($1::jsonb, $2::text, $3::text)", cfg->auth_sql_function) < 0) {
+    if (cfg->auth_sql_function
+        && asprintf(&g->policy_sql, "SELECT %s($1::jsonb, $2::text, $3::text)",
+                    cfg->auth_sql_function)
+               < 0) {
         g->policy_sql = NULL;
         rc = gate_fail(errmsg, 1, "out of memory");
         goto err;
     }
     b->gate = g;
     if (cfg->auth_none && !loopback)
-        LOG(LOG_WARN, "gate", "msg=\"authorization is off (--auth none): every client that reaches "
-            "this address reads every stream and starts runs\" listen=%s:%d", cfg->listen_host,
-            cfg->listen_port);
+        LOG(LOG_WARN, "gate",
+            "msg=\"authorization is off (--auth none): every client that reaches "
+            "this address reads every stream and starts runs\" listen=%s:%d",
+            cfg->listen_host, cfg->listen_port);
     LOG(LOG_INFO, "gate", "msg=\"authorization\" mode=%s alg=%s policy=%s hosts=%zu",
         g->verifier ? "jwt" : "anonymous",
         g->verifier ? (cfg->auth_jwt_alg ? cfg->auth_jwt_alg : "HS256") : "-",
@@ -259,8 +270,8 @@ static char *gate_query_token(struct lws *wsi)
 
     for (i = 0; !out && (len = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i)) > 0; i++) {
         frag = malloc((size_t)len + 1);
-        if (frag && lws_hdr_copy_fragment(wsi, frag, len + 1, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0 &&
-            (size_t)len > nl && !strncmp(frag, AUTH_QUERY_ARG, nl) && frag[nl] == '=')
+        if (frag && lws_hdr_copy_fragment(wsi, frag, len + 1, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0
+            && (size_t)len > nl && !strncmp(frag, AUTH_QUERY_ARG, nl) && frag[nl] == '=')
             out = strdup(frag + nl + 1);
         free(frag);
     }
@@ -315,8 +326,8 @@ static int gate_refuse(struct gate_refusal *no, int status, int challenge, const
  * lost.  An HTTP/1 request without a version token is such a cut request. */
 static int gate_line_cut(struct lws *wsi)
 {
-    return lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_COLON_PATH) <= 0 &&
-           lws_hdr_total_length(wsi, WSI_TOKEN_HTTP) <= 0;
+    return lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_COLON_PATH) <= 0
+           && lws_hdr_total_length(wsi, WSI_TOKEN_HTTP) <= 0;
 }
 
 static int gate_host_ok(const struct gate *g, struct lws *wsi)
@@ -345,10 +356,11 @@ static const char *gate_cross_site(struct lws *wsi)
 
     if (!host)
         host = gate_hdr(wsi, WSI_TOKEN_HTTP_COLON_AUTHORITY);
-    why = guard_cross_site(site, origin, lws_is_ssl(wsi) ? "https" : "http", host, cfg->cors_origins,
-                           cfg->ncors_origins);
+    why = guard_cross_site(site, origin, lws_is_ssl(wsi) ? "https" : "http", host,
+                           cfg->cors_origins, cfg->ncors_origins);
     if (why)
-        LOG(LOG_INFO, "gate", "msg=\"cross-site side effect refused\" sec_fetch_site=\"%s\" origin=\"%s\"",
+        LOG(LOG_INFO, "gate",
+            "msg=\"cross-site side effect refused\" sec_fetch_site=\"%s\" origin=\"%s\"",
             log_text(site), log_text(origin));
     free(site);
     free(origin);
@@ -360,8 +372,9 @@ static const char *gate_cross_site(struct lws *wsi)
 static int gate_token(const struct gate *g, struct lws *wsi, const struct gate_target *t,
                       struct auth_claims **claims, struct gate_refusal *no, enum auth_source *src)
 {
-    char *authz = gate_hdr(wsi, WSI_TOKEN_HTTP_AUTHORIZATION), *cookie = gate_hdr(wsi, WSI_TOKEN_HTTP_COOKIE),
-         *query = gate_query_token(wsi), *token = auth_token_pick(authz, cookie, query, src);
+    char *authz = gate_hdr(wsi, WSI_TOKEN_HTTP_AUTHORIZATION),
+         *cookie = gate_hdr(wsi, WSI_TOKEN_HTTP_COOKIE), *query = gate_query_token(wsi),
+         *token = auth_token_pick(authz, cookie, query, src);
     enum auth_result r = auth_verify(g->verifier, token, time(NULL), claims);
 
     if (token)
@@ -372,23 +385,24 @@ static int gate_token(const struct gate *g, struct lws *wsi, const struct gate_t
     free(token);
     if (r == AUTH_OK)
         return 1;
-    LOG(LOG_INFO, "gate", "msg=\"token refused\" reason=\"%s\" source=%s stream=%s:%s", auth_reason(r),
-        auth_source_name(*src), t->kind ? t->kind : "-", log_text(t->id));
+    LOG(LOG_INFO, "gate", "msg=\"token refused\" reason=\"%s\" source=%s stream=%s:%s",
+        auth_reason(r), auth_source_name(*src), t->kind ? t->kind : "-", log_text(t->id));
     return gate_refuse(no, 401, 1, "unauthorized: %s", auth_reason(r));
 }
 
 /* what the claims must cover */
-static int gate_cover(const struct auth_claims *c, const struct gate_target *t, struct gate_refusal *no,
-                      enum auth_source src)
+static int gate_cover(const struct auth_claims *c, const struct gate_target *t,
+                      struct gate_refusal *no, enum auth_source src)
 {
     const char *what = NULL;
 
     if (t->action == GATE_METRICS && !auth_may_metrics(c))
         what = "the token does not allow /metrics (aegis.metrics)";
-    else if ((t->action == GATE_READ || t->action == GATE_READ_AND_RUN || t->action == GATE_RUN) &&
-             !auth_may_subscribe(c, t->kind, t->id))
+    else if ((t->action == GATE_READ || t->action == GATE_READ_AND_RUN || t->action == GATE_RUN)
+             && !auth_may_subscribe(c, t->kind, t->id))
         what = "the token does not cover this stream";
-    else if ((t->action == GATE_READ_AND_RUN || t->action == GATE_RUN) && !auth_may_run(c, t->agent_type))
+    else if ((t->action == GATE_READ_AND_RUN || t->action == GATE_RUN)
+             && !auth_may_run(c, t->agent_type))
         what = "the token may not start runs of this agent type (aegis.run)";
     if (!what)
         return 1;
@@ -412,7 +426,8 @@ static int gate_run_header(struct lws *wsi, enum auth_source src, struct gate_re
         return 1;
     LOG(LOG_INFO, "gate", "msg=\"run request without X-Aegis-Request refused\" source=%s",
         auth_source_name(src));
-    return gate_refuse(no, 403, 0, "forbidden: a run request needs Authorization: Bearer or the "
+    return gate_refuse(no, 403, 0,
+                       "forbidden: a run request needs Authorization: Bearer or the "
                        "header X-Aegis-Request: 1");
 }
 
@@ -427,8 +442,10 @@ int gate_check(struct lws *wsi, const struct gate_target *t, struct auth_claims 
     *claims = NULL;
     memset(no, 0, sizeof *no);
     if (gate_line_cut(wsi))
-        return gate_refuse(no, 400, 0, "bad request: the URL holds a line break (%%0A or %%0D), which "
-                           "would cut it; send multi-line messages with POST /conversations/ID/runs");
+        return gate_refuse(
+            no, 400, 0,
+            "bad request: the URL holds a line break (%%0A or %%0D), which "
+            "would cut it; send multi-line messages with POST /conversations/ID/runs");
     if (!g)
         return gate_refuse(no, 503, 0, "service unavailable: not started");
     if (!gate_host_ok(g, wsi))
@@ -444,7 +461,8 @@ int gate_check(struct lws *wsi, const struct gate_target *t, struct auth_claims 
     }
     if (!*claims)
         return -1;
-    if (!gate_cover(*claims, t, no, src) || (t->action == GATE_RUN && !gate_run_header(wsi, src, no))) {
+    if (!gate_cover(*claims, t, no, src)
+        || (t->action == GATE_RUN && !gate_run_header(wsi, src, no))) {
         auth_claims_free(*claims);
         *claims = NULL;
         return 0;

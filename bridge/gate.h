@@ -24,25 +24,25 @@ void gate_stop(struct bridge *b);
 
 /* What the request wants, as http.c routed it. */
 enum gate_action {
-    GATE_OPEN,            /* dashboard files: Host check only (/healthz skips the gate) */
+    GATE_OPEN, /* dashboard files: Host check only (/healthz skips the gate) */
     GATE_METRICS,
-    GATE_READ,            /* a stream without side effect */
-    GATE_READ_AND_RUN,    /* GET stream with ?message= */
-    GATE_RUN              /* POST /conversations/{id}/runs */
+    GATE_READ,         /* a stream without side effect */
+    GATE_READ_AND_RUN, /* GET stream with ?message= */
+    GATE_RUN           /* POST /conversations/{id}/runs */
 };
 
 struct gate_target {
     enum gate_action action;
-    const char *kind;           /* "workspace" / "conversation" (streams, runs) */
+    const char *kind; /* "workspace" / "conversation" (streams, runs) */
     const char *id;
-    const char *agent_type;     /* runs; NULL: none given */
+    const char *agent_type; /* runs; NULL: none given */
 };
 
 /* The answer when the gate refuses. */
 struct gate_refusal {
-    int status;                 /* 400, 401, 403, 421 */
-    char body[256];             /* one line, no token bytes */
-    int challenge;              /* add WWW-Authenticate: Bearer … */
+    int status;     /* 400, 401, 403, 421 */
+    char body[256]; /* one line, no token bytes */
+    int challenge;  /* add WWW-Authenticate: Bearer … */
 };
 
 /*

@@ -88,8 +88,8 @@ int guard_host_entry_ok(const char *s, size_t len)
         return 0;
     for (i = 0; i < hl; i++) {
         char c = s[i];
-        if (!(isalnum((unsigned char)c) || c == '-' || c == '.' ||
-              (s[0] == '[' && (c == ':' || c == '[' || c == ']'))))
+        if (!(isalnum((unsigned char)c) || c == '-' || c == '.'
+              || (s[0] == '[' && (c == ':' || c == '[' || c == ']'))))
             return 0;
     }
     if (port) {
@@ -112,8 +112,8 @@ int guard_host_allowed(const char *host, char *const *allowed, size_t n)
         return 0;
     for (i = 0; i < n; i++) {
         const char *e = allowed[i];
-        if (guard_split(e, strlen(e), &ehl, &eport, &epl) < 0 || ehl != hl ||
-            strncasecmp(e, host, hl))
+        if (guard_split(e, strlen(e), &ehl, &eport, &epl) < 0 || ehl != hl
+            || strncasecmp(e, host, hl))
             continue;
         if (!eport || (port && epl == pl && !strncmp(eport, port, pl)))
             return 1;
@@ -145,8 +145,8 @@ const char *guard_cross_site(const char *sec_fetch_site, const char *origin, con
                    "(list it with --cors-origin)";
     }
     /* same-site (a sibling subdomain) is another origin too */
-    if (sec_fetch_site && strcasecmp(sec_fetch_site, "same-origin") &&
-        strcasecmp(sec_fetch_site, "none") && !listed)
+    if (sec_fetch_site && strcasecmp(sec_fetch_site, "same-origin")
+        && strcasecmp(sec_fetch_site, "none") && !listed)
         return "forbidden: a cross-site request may not start runs";
     return NULL;
 }

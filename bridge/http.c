@@ -44,12 +44,12 @@ struct http_session {
     struct http_async *async;     /* /metrics or a run request waiting for SQL */
     int ready;                    /* response decided */
     /* authorization (gate.c) */
-    char *path;                   /* the request's path, for continuing after the policy */
+    char *path; /* the request's path, for continuing after the policy */
     struct gate_policy_call *policy;
-    int policy_passed;            /* the SQL policy allowed this request */
-    struct gate_expiry *expiry;   /* ends the stream when its token expires */
+    int policy_passed;          /* the SQL policy allowed this request */
+    struct gate_expiry *expiry; /* ends the stream when its token expires */
     /* POST …/runs */
-    char *post;                   /* the body so far */
+    char *post; /* the body so far */
     size_t post_len;
     int post_too_big;
 };
@@ -195,16 +195,17 @@ static int http_cors_headers(struct lws *wsi, struct http_session *ss, unsigned 
 {
     if (!ss->cors_origin)
         return 0;
-    return http_add_hdr(wsi, "access-control-allow-origin:", ss->cors_origin, p, end) ||
-           http_add_hdr(wsi, "vary:", "Origin", p, end) ||
-           (ss->cors_credentials &&
-            http_add_hdr(wsi, "access-control-allow-credentials:", "true", p, end)) ||
-           (ss->preflight &&
-            (http_add_hdr(wsi, "access-control-allow-methods:", "GET, POST", p, end) ||
-             http_add_hdr(wsi, "access-control-allow-headers:",
-                          "Authorization, Content-Type, Last-Event-ID, Cache-Control, X-Aegis-Request",
-                          p, end) ||
-             http_add_hdr(wsi, "access-control-max-age:", "600", p, end)));
+    return http_add_hdr(wsi, "access-control-allow-origin:", ss->cors_origin, p, end)
+           || http_add_hdr(wsi, "vary:", "Origin", p, end)
+           || (ss->cors_credentials
+               && http_add_hdr(wsi, "access-control-allow-credentials:", "true", p, end))
+           || (ss->preflight
+               && (http_add_hdr(wsi, "access-control-allow-methods:", "GET, POST", p, end)
+                   || http_add_hdr(
+                       wsi, "access-control-allow-headers:",
+                       "Authorization, Content-Type, Last-Event-ID, Cache-Control, X-Aegis-Request",
+                       p, end)
+                   || http_add_hdr(wsi, "access-control-max-age:", "600", p, end)));
 }
 
 static int http_write_reply(struct lws *wsi, struct http_session *ss)
@@ -214,14 +215,15 @@ static int http_write_reply(struct lws *wsi, struct http_session *ss)
     unsigned char *body;
     int rc;
 
-    if (lws_add_http_common_headers(wsi, (unsigned)ss->status, ss->ctype, ss->body_len, &p, end) ||
-        http_add_hdr(wsi, "cache-control:", "no-cache", &p, end) ||
-        http_add_hdr(wsi, "x-content-type-options:", "nosniff", &p, end) ||
-        (ss->allow && http_add_hdr(wsi, "allow:", ss->allow, &p, end)) ||
-        (ss->challenge && http_add_hdr(wsi, "www-authenticate:",
-                                       "Bearer realm=\"aegis\", error=\"invalid_token\"", &p, end)) ||
-        http_cors_headers(wsi, ss, &p, end) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
+    if (lws_add_http_common_headers(wsi, (unsigned)ss->status, ss->ctype, ss->body_len, &p, end)
+        || http_add_hdr(wsi, "cache-control:", "no-cache", &p, end)
+        || http_add_hdr(wsi, "x-content-type-options:", "nosniff", &p, end)
+        || (ss->allow && http_add_hdr(wsi, "allow:", ss->allow, &p, end))
+        || (ss->challenge
+            && http_add_hdr(wsi, "www-authenticate:",
+                            "Bearer realm=\"aegis\", error=\"invalid_token\"", &p, end))
+        || http_cors_headers(wsi, ss, &p, end)
+        || lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
     if (ss->body_len > 0) {
         body = malloc(LWS_PRE + ss->body_len);
@@ -351,7 +353,9 @@ static void http_policy_done(void *ud, int allowed, int gone)
     ss = lws_wsi_user(wsi);
     ss->policy = NULL;
     if (!allowed) {
-        if (http_reply_text(wsi, ss, 403, "forbidden: the policy function does not allow this stream") < 0)
+        if (http_reply_text(wsi, ss, 403,
+                            "forbidden: the policy function does not allow this stream")
+            < 0)
             lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         return;
     }
@@ -370,15 +374,18 @@ static int http_policy_wait(struct lws *wsi, struct http_session *ss, const stru
         return 0;
     ss->policy = gate_policy_ask(b, c, kind, id, http_policy_done, wsi);
     if (!ss->policy)
-        return http_reply_text(wsi, ss, 503, "service unavailable: cannot ask the policy function") < 0 ? -1 : 1;
+        return http_reply_text(wsi, ss, 503, "service unavailable: cannot ask the policy function")
+                       < 0
+                   ? -1
+                   : 1;
     return 1;
 }
 
 /* access log (debug): method, path and the query with any token redacted */
 static void http_access_log(struct lws *wsi, int method, const char *path)
 {
-    static const char *const names[] = { "GET", "POST", "OPTIONS", "PUT", "PATCH", "DELETE",
-                                         "CONNECT", "HEAD" };
+    static const char *const names[] = { "GET",   "POST",   "OPTIONS", "PUT",
+                                         "PATCH", "DELETE", "CONNECT", "HEAD" };
     char *query;
 
     if (!log_enabled(LOG_DEBUG))
@@ -548,8 +555,9 @@ static char *http_static_file(const char *dir, const char *rel)
     if (file)
         real = realpath(file, NULL);
     rl = root ? strlen(root) : 0;
-    if (real && (strncmp(real, root, rl) || real[rl] != '/' || stat(real, &st) < 0 ||
-                 !S_ISREG(st.st_mode))) {
+    if (real
+        && (strncmp(real, root, rl) || real[rl] != '/' || stat(real, &st) < 0
+            || !S_ISREG(st.st_mode))) {
         free(real);
         real = NULL;
     }
@@ -567,9 +575,10 @@ static int http_static_headers(struct lws *wsi, const char *mime, unsigned char 
         "form-action 'none'";
     unsigned char *p = buf, *end = buf + cap;
 
-    if (http_add_hdr(wsi, "x-content-type-options:", "nosniff", &p, end) ||
-        (!strncmp(mime, "text/html", 9) && (http_add_hdr(wsi, "content-security-policy:", csp, &p, end) ||
-                                           http_add_hdr(wsi, "referrer-policy:", "no-referrer", &p, end))))
+    if (http_add_hdr(wsi, "x-content-type-options:", "nosniff", &p, end)
+        || (!strncmp(mime, "text/html", 9)
+            && (http_add_hdr(wsi, "content-security-policy:", csp, &p, end)
+                || http_add_hdr(wsi, "referrer-policy:", "no-referrer", &p, end))))
         return -1;
     return (int)(p - buf);
 }
@@ -644,10 +653,11 @@ static int http_sse_open(struct lws *wsi, struct http_session *ss, const struct 
 {
     struct bridge *b = http_bridge(wsi);
     struct sse_sub *sub = NULL;
-    int status = sse_open(b->sse, wsi, req, &sub);   /* copies what it keeps */
+    int status = sse_open(b->sse, wsi, req, &sub); /* copies what it keeps */
 
     if (status != 0)
-        return http_reply_text(wsi, ss, status, "service unavailable: store not connected or too many clients");
+        return http_reply_text(wsi, ss, status,
+                               "service unavailable: store not connected or too many clients");
     lws_set_opaque_user_data(wsi, sub);
     ss->expiry = gate_expiry_start(b, wsi, claims->exp);
     return 0;
@@ -677,8 +687,8 @@ static int http_sse(struct lws *wsi, struct http_session *ss, enum http_route ro
         target.kind = req.kind == SSE_WORKSPACE ? "workspace" : "conversation";
         target.id = idbuf;
         target.agent_type = req.agent_type;
-        if ((rc = http_gate(wsi, ss, &target, &claims)) > 0 &&
-            (rc = http_policy_wait(wsi, ss, claims, target.kind, idbuf)) == 0)
+        if ((rc = http_gate(wsi, ss, &target, &claims)) > 0
+            && (rc = http_policy_wait(wsi, ss, claims, target.kind, idbuf)) == 0)
             rc = http_sse_open(wsi, ss, &req, claims);
         rc = rc < 0 ? -1 : 0;
     }
@@ -724,17 +734,22 @@ static void http_run_done(struct pgconn *c, PGresult *res, void *ud)
         rc = http_reply(wsi, ss, 202, "application/json", line);
     } else {
         status = http_run_error_status(res);
-        LOG(status >= 500 ? LOG_ERROR : LOG_INFO, "http", "msg=\"run request refused\" status=%d error=\"%s\"",
-            status, log_text(res ? PQresultErrorMessage(res) : "connection lost"));
-        snprintf(line, sizeof line, "%s: %.300s", status == 409 ? "conflict" : status == 400 ? "bad request"
-                 : "run request failed", log_text(res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL));
+        LOG(status >= 500 ? LOG_ERROR : LOG_INFO, "http",
+            "msg=\"run request refused\" status=%d error=\"%s\"", status,
+            log_text(res ? PQresultErrorMessage(res) : "connection lost"));
+        snprintf(line, sizeof line, "%s: %.300s",
+                 status == 409   ? "conflict"
+                 : status == 400 ? "bad request"
+                                 : "run request failed",
+                 log_text(res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL));
         rc = http_reply_text(wsi, ss, status, line);
     }
     if (rc < 0)
         lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
-static int http_run_record(struct lws *wsi, struct http_session *ss, const char *id, const struct runreq *r)
+static int http_run_record(struct lws *wsi, struct http_session *ss, const char *id,
+                           const struct runreq *r)
 {
     static const char sql[] = "SELECT aegis.request_run($1, $2, $3, $4)";
     struct bridge *b = http_bridge(wsi);
@@ -756,14 +771,17 @@ static int http_run_record(struct lws *wsi, struct http_session *ss, const char 
 static int http_run_body_ok(struct lws *wsi, struct http_session *ss, struct runreq *r)
 {
     char *ctype = http_header(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE), err[256];
-    int json = ctype && !strncasecmp(ctype, "application/json", 16) &&
-               (ctype[16] == '\0' || ctype[16] == ';' || ctype[16] == ' ');
+    int json = ctype && !strncasecmp(ctype, "application/json", 16)
+               && (ctype[16] == '\0' || ctype[16] == ';' || ctype[16] == ' ');
 
     free(ctype);
     if (!json)
-        return http_reply_text(wsi, ss, 415, "unsupported media type: send Content-Type: application/json"), 0;
+        return http_reply_text(wsi, ss, 415,
+                               "unsupported media type: send Content-Type: application/json"),
+               0;
     if (ss->post_too_big)
-        return http_reply_text(wsi, ss, 413, "payload too large: a run request is at most 64 KiB"), 0;
+        return http_reply_text(wsi, ss, 413, "payload too large: a run request is at most 64 KiB"),
+               0;
     if (runreq_parse(ss->post, ss->post_len, r, err, sizeof err) < 0)
         return http_reply_text(wsi, ss, 400, err), 0;
     return 1;
@@ -785,8 +803,8 @@ static int http_runs(struct lws *wsi, struct http_session *ss, const char *id, i
         return 0;
     target.id = idbuf;
     target.agent_type = r.agent_type;
-    if ((rc = http_gate(wsi, ss, &target, &claims)) > 0 &&
-        (rc = http_policy_wait(wsi, ss, claims, "conversation", idbuf)) == 0)
+    if ((rc = http_gate(wsi, ss, &target, &claims)) > 0
+        && (rc = http_policy_wait(wsi, ss, claims, "conversation", idbuf)) == 0)
         rc = http_run_record(wsi, ss, idbuf, &r);
     auth_claims_free(claims);
     runreq_clear(&r);
@@ -846,8 +864,9 @@ static int http_route_request(struct lws *wsi, struct http_session *ss, const ch
 static int http_post_start(struct lws *wsi, struct http_session *ss)
 {
     if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
-        return http_reply_text(wsi, ss, 411, "length required: send the run request with a Content-Length");
-    return 0;                                  /* routed once the body is complete */
+        return http_reply_text(wsi, ss, 411,
+                               "length required: send the run request with a Content-Length");
+    return 0; /* routed once the body is complete */
 }
 
 static int http_request(struct lws *wsi, struct http_session *ss, const char *path)
@@ -873,8 +892,9 @@ static int http_request(struct lws *wsi, struct http_session *ss, const char *pa
             return http_reply(wsi, ss, 204, "text/plain", "");
         }
         ss->allow = route == ROUTE_RUNS ? "POST" : "GET";
-        return http_reply_text(wsi, ss, 405, route == ROUTE_RUNS ? "method not allowed: use POST"
-                                                                 : "method not allowed: use GET");
+        return http_reply_text(wsi, ss, 405,
+                               route == ROUTE_RUNS ? "method not allowed: use POST"
+                                                   : "method not allowed: use GET");
     }
     if (method == LWSHUMETH_POST)
         return http_post_start(wsi, ss);
@@ -904,11 +924,11 @@ static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
     case LWS_CALLBACK_HTTP:
         http_session_reset(wsi, ss);
         return http_request(wsi, ss, in ? (const char *)in : "/") < 0 ? -1 : 0;
-    case LWS_CALLBACK_HTTP_BODY:                   /* POST …/runs only */
+    case LWS_CALLBACK_HTTP_BODY: /* POST …/runs only */
         return ss && !ss->ready && http_post_body(ss, in, len) < 0 ? -1 : 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         if (!ss || ss->ready || !ss->path)
-            return 0;                              /* answered already (411, 405…) */
+            return 0; /* answered already (411, 405…) */
         return http_route_request(wsi, ss, ss->path) < 0 ? -1 : 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
         sub = lws_get_opaque_user_data(wsi);

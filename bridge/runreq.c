@@ -40,15 +40,20 @@ static int runreq_fields(json_t *o, struct runreq *out, char *err, size_t errlen
 
     json_object_foreach(o, key, v) {
         if (strcmp(key, "message") && strcmp(key, "agent_id") && strcmp(key, "agent_type"))
-            return runreq_fail(err, errlen, "bad request: unknown field in the run request "
+            return runreq_fail(err, errlen,
+                               "bad request: unknown field in the run request "
                                "(expected message, agent_id, agent_type)");
     }
-    if (!json_is_string(m) || json_string_length(m) < 1 || json_string_length(m) > RUNREQ_MESSAGE_MAX ||
-        !http_text_ok(json_string_value(m), json_string_length(m)))
-        return runreq_fail(err, errlen, "bad request: message must be a string of 1 to 8192 bytes of "
+    if (!json_is_string(m) || json_string_length(m) < 1
+        || json_string_length(m) > RUNREQ_MESSAGE_MAX
+        || !http_text_ok(json_string_value(m), json_string_length(m)))
+        return runreq_fail(err, errlen,
+                           "bad request: message must be a string of 1 to 8192 bytes of "
                            "UTF-8 text (no control characters but tab and newline)");
-    if (runreq_id(o, "agent_id", &out->agent_id) < 0 || runreq_id(o, "agent_type", &out->agent_type) < 0)
-        return runreq_fail(err, errlen, "bad request: agent_id and agent_type must be strings matching "
+    if (runreq_id(o, "agent_id", &out->agent_id) < 0
+        || runreq_id(o, "agent_type", &out->agent_type) < 0)
+        return runreq_fail(err, errlen,
+                           "bad request: agent_id and agent_type must be strings matching "
                            "[A-Za-z0-9_.:-]{1,128}");
     out->message = strdup(json_string_value(m));
     return out->message ? 0 : runreq_fail(err, errlen, "out of memory");
@@ -65,7 +70,8 @@ int runreq_parse(const char *body, size_t len, struct runreq *out, char *err, si
     o = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, NULL);
     if (!json_is_object(o)) {
         json_decref(o);
-        return runreq_fail(err, errlen, "bad request: the body must be a JSON object "
+        return runreq_fail(err, errlen,
+                           "bad request: the body must be a JSON object "
                            "{\"message\": …, \"agent_id\": …, \"agent_type\": …}");
     }
     rc = runreq_fields(o, out, err, errlen);

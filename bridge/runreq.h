@@ -8,13 +8,13 @@
 
 #include <stddef.h>
 
-#define RUNREQ_BODY_MAX 65536        /* bytes of JSON accepted */
-#define RUNREQ_MESSAGE_MAX 8192      /* bytes of message text, as ?message= */
+#define RUNREQ_BODY_MAX 65536   /* bytes of JSON accepted */
+#define RUNREQ_MESSAGE_MAX 8192 /* bytes of message text, as ?message= */
 
 struct runreq {
-    char *message;                   /* 1..8192 bytes of UTF-8 text (tab, newline allowed) */
-    char *agent_id;                  /* NULL if absent */
-    char *agent_type;                /* NULL if absent */
+    char *message;    /* 1..8192 bytes of UTF-8 text (tab, newline allowed) */
+    char *agent_id;   /* NULL if absent */
+    char *agent_type; /* NULL if absent */
 };
 
 /* Parses body; 0 and *out (free with runreq_clear), or -1 and a one-line

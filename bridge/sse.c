@@ -737,15 +737,16 @@ static int sse_write_headers(struct sse_sub *s)
                                     ok ? LWS_ILLEGAL_HTTP_CONTENT_LEN : 0, &p, end))
         return -1;
     if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
-                                    (const unsigned char *)"no-cache", 8, &p, end) ||
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"x-accel-buffering:",
-                                    (const unsigned char *)"no", 2, &p, end) ||
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"x-content-type-options:",
-                                    (const unsigned char *)"nosniff", 7, &p, end))
+                                    (const unsigned char *)"no-cache", 8, &p, end)
+        || lws_add_http_header_by_name(wsi, (const unsigned char *)"x-accel-buffering:",
+                                       (const unsigned char *)"no", 2, &p, end)
+        || lws_add_http_header_by_name(wsi, (const unsigned char *)"x-content-type-options:",
+                                       (const unsigned char *)"nosniff", 7, &p, end))
         return -1;
-    if (s->cors_credentials &&
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-credentials:",
-                                    (const unsigned char *)"true", 4, &p, end))
+    if (s->cors_credentials
+        && lws_add_http_header_by_name(wsi,
+                                       (const unsigned char *)"access-control-allow-credentials:",
+                                       (const unsigned char *)"true", 4, &p, end))
         return -1;
     if (s->cors_origin &&
         (lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-origin:",

@@ -16,7 +16,7 @@
 
 #include "auth.h"
 
-#define TOKEN_TTL_MAX 31536000L     /* one year */
+#define TOKEN_TTL_MAX 31536000L /* one year */
 
 struct token_opts {
     const char *key_file;
@@ -41,11 +41,21 @@ long token_parse_ttl(const char *s)
     if (*end && end[1])
         return -1;
     switch (*end) {
-    case '\0': case 's': mult = 1; break;
-    case 'm': mult = 60; break;
-    case 'h': mult = 3600; break;
-    case 'd': mult = 86400; break;
-    default: return -1;
+    case '\0':
+    case 's':
+        mult = 1;
+        break;
+    case 'm':
+        mult = 60;
+        break;
+    case 'h':
+        mult = 3600;
+        break;
+    case 'd':
+        mult = 86400;
+        break;
+    default:
+        return -1;
     }
     if (v > TOKEN_TTL_MAX / mult)
         return -1;
@@ -55,14 +65,15 @@ long token_parse_ttl(const char *s)
 char *token_sign(const struct auth_key *key, const char *claims_json)
 {
     jwt_t *jwt = NULL;
-    jwt_alg_t alg = key->alg == AUTH_HS384 ? JWT_ALG_HS384
-                  : key->alg == AUTH_HS512 ? JWT_ALG_HS512 : JWT_ALG_HS256;
+    jwt_alg_t alg = key->alg == AUTH_HS384   ? JWT_ALG_HS384
+                    : key->alg == AUTH_HS512 ? JWT_ALG_HS512
+                                             : JWT_ALG_HS256;
     char *out = NULL;
 
     if (!auth_alg_is_hmac(key->alg) || jwt_new(&jwt) != 0)
         return NULL;
-    if (jwt_add_grants_json(jwt, claims_json) == 0 &&
-        jwt_set_alg(jwt, alg, key->bytes, (int)key->len) == 0)
+    if (jwt_add_grants_json(jwt, claims_json) == 0
+        && jwt_set_alg(jwt, alg, key->bytes, (int)key->len) == 0)
         out = jwt_encode_str(jwt);
     jwt_free(jwt);
     return out;
@@ -210,7 +221,7 @@ int token_main(int argc, char **argv, FILE *out, FILE *err)
     else if ((rc = token_parse_args(&o, argc, argv, out, err)) == 0)
         rc = token_run(&o, out, err);
     else if (rc < 0)
-        rc = 0;                                /* --help */
+        rc = 0; /* --help */
     json_decref(o.subscribe);
     json_decref(o.run);
     return rc;

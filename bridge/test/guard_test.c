@@ -39,29 +39,33 @@ static void test_hosts(void)
     CHECK("no port refused (means 80)", !guard_host_allowed("127.0.0.1", v, n));
     CHECK("port prefix refused", !guard_host_allowed("127.0.0.1:800", v, n));
     CHECK("port with junk refused", !guard_host_allowed("127.0.0.1:8001x", v, n));
-    CHECK("empty and NULL refused", !guard_host_allowed("", v, n) && !guard_host_allowed(NULL, v, n));
+    CHECK("empty and NULL refused",
+          !guard_host_allowed("", v, n) && !guard_host_allowed(NULL, v, n));
     CHECK("localhost.attacker refused", !guard_host_allowed("localhost.attacker:8001", v, n));
     for (i = 0; i < n; i++)
         free(v[i]);
     free(v);
     v = NULL, n = 0;
-    CHECK("port 80 defaults include bare names", guard_default_hosts(80, &v, &n) == 0 && n == 6 &&
-          guard_host_allowed("localhost", v, n));
+    CHECK("port 80 defaults include bare names",
+          guard_default_hosts(80, &v, &n) == 0 && n == 6 && guard_host_allowed("localhost", v, n));
     for (i = 0; i < n; i++)
         free(v[i]);
     free(v);
-    CHECK("entry without a port: any port", guard_host_allowed("events.example.com:443", custom, 3) &&
-          guard_host_allowed("events.example.com", custom, 3));
-    CHECK("entry with a port: that port only", guard_host_allowed("bridge.example:8443", custom, 3) &&
-          !guard_host_allowed("bridge.example", custom, 3));
-    CHECK("IPv6 literal entry", guard_host_allowed("[2001:db8::1]:8001", custom, 3) &&
-          !guard_host_allowed("[2001:db8::2]:8001", custom, 3));
-    CHECK("entries: valid", guard_host_entry_ok("a.b", 3) && guard_host_entry_ok("a:1", 3) &&
-          guard_host_entry_ok("[::1]:80", 8));
-    CHECK("entries: invalid", !guard_host_entry_ok("", 0) && !guard_host_entry_ok("a b", 3) &&
-          !guard_host_entry_ok("a:", 2) && !guard_host_entry_ok("a:123456", 8) &&
-          !guard_host_entry_ok("http://a", 8) && !guard_host_entry_ok("[::1", 4) &&
-          !guard_host_entry_ok("a/b", 3));
+    CHECK("entry without a port: any port",
+          guard_host_allowed("events.example.com:443", custom, 3)
+              && guard_host_allowed("events.example.com", custom, 3));
+    CHECK("entry with a port: that port only",
+          guard_host_allowed("bridge.example:8443", custom, 3)
+              && !guard_host_allowed("bridge.example", custom, 3));
+    CHECK("IPv6 literal entry", guard_host_allowed("[2001:db8::1]:8001", custom, 3)
+                                    && !guard_host_allowed("[2001:db8::2]:8001", custom, 3));
+    CHECK("entries: valid", guard_host_entry_ok("a.b", 3) && guard_host_entry_ok("a:1", 3)
+                                && guard_host_entry_ok("[::1]:80", 8));
+    CHECK("entries: invalid",
+          !guard_host_entry_ok("", 0) && !guard_host_entry_ok("a b", 3)
+              && !guard_host_entry_ok("a:", 2) && !guard_host_entry_ok("a:123456", 8)
+              && !guard_host_entry_ok("http://a", 8) && !guard_host_entry_ok("[::1", 4)
+              && !guard_host_entry_ok("a/b", 3));
 }
 
 static void test_cross_site(void)
@@ -70,10 +74,13 @@ static void test_cross_site(void)
     const char *h = "127.0.0.1:8001";
 
     CHECK("curl (no headers) passes", !guard_cross_site(NULL, NULL, "http", h, cors, 2));
-    CHECK("same-origin passes", !guard_cross_site("same-origin", "http://127.0.0.1:8001", "http", h, cors, 2));
+    CHECK("same-origin passes",
+          !guard_cross_site("same-origin", "http://127.0.0.1:8001", "http", h, cors, 2));
     CHECK("typed URL (none) passes", !guard_cross_site("none", NULL, "http", h, cors, 2));
-    CHECK("img from another site refused", guard_cross_site("cross-site", NULL, "http", h, cors, 2) != NULL);
-    CHECK("same-site sibling refused", guard_cross_site("same-site", NULL, "http", h, cors, 2) != NULL);
+    CHECK("img from another site refused",
+          guard_cross_site("cross-site", NULL, "http", h, cors, 2) != NULL);
+    CHECK("same-site sibling refused",
+          guard_cross_site("same-site", NULL, "http", h, cors, 2) != NULL);
     CHECK("form POST from another origin refused",
           guard_cross_site("cross-site", "http://evil.test", "http", h, cors, 2) != NULL);
     CHECK("foreign Origin without fetch metadata refused",
@@ -85,11 +92,13 @@ static void test_cross_site(void)
           !guard_cross_site("cross-site", "http://app.test", "http", h, cors, 2));
     CHECK("* does not let any origin start runs",
           guard_cross_site("cross-site", "http://other.test", "http", h, cors, 2) != NULL);
-    CHECK("Origin without a Host refused", guard_cross_site(NULL, "http://127.0.0.1:8001", "http", NULL,
-          cors, 2) != NULL);
-    CHECK("origin listing: exact, star when asked", guard_origin_listed("http://app.test", cors, 2, 0) &&
-          !guard_origin_listed("http://x.test", cors, 2, 0) && guard_origin_listed("http://x.test", cors, 2, 1) &&
-          !guard_origin_listed(NULL, cors, 2, 1));
+    CHECK("Origin without a Host refused",
+          guard_cross_site(NULL, "http://127.0.0.1:8001", "http", NULL, cors, 2) != NULL);
+    CHECK("origin listing: exact, star when asked",
+          guard_origin_listed("http://app.test", cors, 2, 0)
+              && !guard_origin_listed("http://x.test", cors, 2, 0)
+              && guard_origin_listed("http://x.test", cors, 2, 1)
+              && !guard_origin_listed(NULL, cors, 2, 1));
 }
 
 int main(void)

@@ -26,26 +26,29 @@ int main(void)
     char err[256], *big;
     const char *full = "{\"message\":\"a\\nb\",\"agent_id\":\"a1\",\"agent_type\":\"rule_37\"}";
 
-    CHECK("message, agent_id, agent_type", runreq_parse(full, strlen(full), &r, err, sizeof err) == 0 && !strcmp(r.message, "a\nb") &&
-          !strcmp(r.agent_id, "a1") && !strcmp(r.agent_type, "rule_37"));
+    CHECK("message, agent_id, agent_type",
+          runreq_parse(full, strlen(full), &r, err, sizeof err) == 0 && !strcmp(r.message, "a\nb")
+              && !strcmp(r.agent_id, "a1") && !strcmp(r.agent_type, "rule_37"));
     runreq_clear(&r);
-    CHECK("message alone", runreq_parse("{\"message\":\"hi\"}", 16, &r, err, sizeof err) == 0 &&
-          !r.agent_id && !r.agent_type);
+    CHECK("message alone", runreq_parse("{\"message\":\"hi\"}", 16, &r, err, sizeof err) == 0
+                               && !r.agent_id && !r.agent_type);
     runreq_clear(&r);
     CHECK("tab and UTF-8 text", parses("{\"message\":\"caf\\u00e9\\tx\"}"));
     CHECK("empty body refused", !parses(""));
-    CHECK("not JSON refused", runreq_parse("{\"message\":", 11, &r, err, sizeof err) < 0 &&
-          strstr(err, "JSON object"));
+    CHECK("not JSON refused",
+          runreq_parse("{\"message\":", 11, &r, err, sizeof err) < 0 && strstr(err, "JSON object"));
     CHECK("array refused", !parses("[\"hi\"]"));
-    CHECK("missing message refused", runreq_parse("{\"agent_type\":\"x\"}", 18, &r, err, sizeof err) < 0 &&
-          strstr(err, "message"));
+    CHECK("missing message refused",
+          runreq_parse("{\"agent_type\":\"x\"}", 18, &r, err, sizeof err) < 0
+              && strstr(err, "message"));
     CHECK("empty message refused", !parses("{\"message\":\"\"}"));
     CHECK("message a number refused", !parses("{\"message\":7}"));
     CHECK("NUL in the message refused", !parses("{\"message\":\"a\\u0000b\"}"));
     CHECK("CR in the message refused", !parses("{\"message\":\"a\\r\\nb\"}"));
     CHECK("ESC in the message refused", !parses("{\"message\":\"a\\u001bb\"}"));
-    CHECK("unknown field refused", runreq_parse("{\"message\":\"a\",\"prio\":1}", 24, &r, err, sizeof err) < 0 &&
-          strstr(err, "unknown field"));
+    CHECK("unknown field refused",
+          runreq_parse("{\"message\":\"a\",\"prio\":1}", 24, &r, err, sizeof err) < 0
+              && strstr(err, "unknown field"));
     CHECK("duplicate field refused", !parses("{\"message\":\"a\",\"message\":\"b\"}"));
     CHECK("agent_type with a space refused", !parses("{\"message\":\"a\",\"agent_type\":\"a b\"}"));
     CHECK("agent_id a number refused", !parses("{\"message\":\"a\",\"agent_id\":5}"));
@@ -59,6 +62,7 @@ int main(void)
     strcpy(big + 12 + 8193, "\"}");
     CHECK("8193-byte message refused", !parses(big));
     free(big);
-    CHECK("body over 64 KiB refused", runreq_parse("{}", 70000, &r, err, sizeof err) < 0 && strstr(err, "64 KiB"));
+    CHECK("body over 64 KiB refused",
+          runreq_parse("{}", 70000, &r, err, sizeof err) < 0 && strstr(err, "64 KiB"));
     return check_done("runreq_test");
 }
