@@ -700,17 +700,32 @@ static int http_sse(struct lws *wsi, struct http_session *ss, enum http_route ro
 
 /* ---------- POST /conversations/{id}/runs ---------- */
 
-/* SQLSTATE class 22 (data) and 23 (constraints) are the request's fault */
-static int http_run_error_status(PGresult *res)
+/*
+ * aegis.request_run's refusals, as for ?message= (sse.c): 23503 the agent
+ * type is not configured (400), 23P01 too many open runs (409), another
+ * class 22/23 error bad input (400); the body is a constant, the client's
+ * own values are not echoed (the log has PostgreSQL's message).
+ */
+static int http_run_error(PGresult *res, const char **body)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
+    *body = "service unavailable: store not connected";
     if (!res)
         return 503;
-    if (state && !strcmp(state, "23P01"))
+    if (state && !strcmp(state, "23P01")) {
+        *body = "conflict: this conversation already has an open run (the same message follows it)";
         return 409;
-    if (state && (!strncmp(state, "22", 2) || !strncmp(state, "23", 2)))
+    }
+    if (state && !strcmp(state, "23503")) {
+        *body = "bad request: agent_type is not configured for runs";
         return 400;
+    }
+    if (state && (!strncmp(state, "22", 2) || !strncmp(state, "23", 2))) {
+        *body = "bad request: the store refused the run request's values";
+        return 400;
+    }
+    *body = "internal error: the run request failed";
     return 500;
 }
 
@@ -719,7 +734,8 @@ static void http_run_done(struct pgconn *c, PGresult *res, void *ud)
     struct http_async *a = ud;
     struct lws *wsi = a->wsi;
     struct http_session *ss;
-    char line[400];
+    const char *body;
+    char line[64];
     int status, rc;
 
     (void)c;
@@ -733,16 +749,13 @@ static void http_run_done(struct pgconn *c, PGresult *res, void *ud)
         snprintf(line, sizeof line, "{\"run_id\": %s}\n", PQgetvalue(res, 0, 0));
         rc = http_reply(wsi, ss, 202, "application/json", line);
     } else {
-        status = http_run_error_status(res);
+        status = http_run_error(res, &body);
         LOG(status >= 500 ? LOG_ERROR : LOG_INFO, "http",
-            "msg=\"run request refused\" status=%d error=\"%s\"", status,
+            "msg=\"run request refused\" status=%d sqlstate=%s error=\"%s\"", status,
+            res && PQresultErrorField(res, PG_DIAG_SQLSTATE) ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+                                                             : "-",
             log_text(res ? PQresultErrorMessage(res) : "connection lost"));
-        snprintf(line, sizeof line, "%s: %.300s",
-                 status == 409   ? "conflict"
-                 : status == 400 ? "bad request"
-                                 : "run request failed",
-                 log_text(res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL));
-        rc = http_reply_text(wsi, ss, status, line);
+        rc = http_reply_text(wsi, ss, status, body);
     }
     if (rc < 0)
         lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);

@@ -190,6 +190,16 @@ expect_eq "POST as a form: 415" 415 "$(curl -s -o /dev/null -w '%{http_code}' -m
 expect_eq "refused POSTs recorded nothing" "$before" "$(runs)"
 expect_eq "POST with the cookie and X-Aegis-Request: 1: 202" 202 \
     "$(post conv-42-3 "$MSG" -H "Cookie: aegis_token=$GOOD" -H 'X-Aegis-Request: 1' | cut -d'|' -f1)"
+RUNALL=$(mint --subscribe 'conversation:*' --run '*')
+if [ "$(q "SELECT to_regproc('aegis.configure_agent') IS NOT NULL")" = t ]; then
+    expect_eq "POST for an agent type that is not configured: 400, the value not echoed" \
+        "400|bad request: agent_type is not configured for runs" \
+        "$(post conv-42-6 '{"message":"x","agent_type":"ghost_agent"}' -H "Authorization: Bearer $RUNALL")"
+    expect_eq "POST another message while the conversation's run is open: 409" 409 \
+        "$(post conv-42-2 '{"message":"another","agent_type":"rule_37"}' -H "Authorization: Bearer $RUNALL" | cut -d'|' -f1)"
+    expect_eq "POST the same message while its run is open: 202, the same run" "202|{\"run_id\": $run_id}" \
+        "$(post conv-42-2 "$MSG" -H "Authorization: Bearer $RUNALL")"
+fi
 expect_eq "GET on /runs: 405" 405 "$(code "$B/conversations/conv-42-3/runs" -H "Authorization: Bearer $GOOD")"
 
 # ---- CSRF, rebinding, cut messages ----
