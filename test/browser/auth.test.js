@@ -10,7 +10,7 @@
  *    ?message= URL as an <img> and submits a form POST records no run,
  *    although the browser sends the user's cookie (same site: 127.0.0.1).
  * Environment: AEGIS_BRIDGE_BIN, AEGIS_PAGES_DIR, AEGIS_OUT, AEGIS_BRIDGE_PORT,
- * AEGIS_JWT_KEY_FILE, AEGIS_TOKEN (chk-auth + conv-auth-*, run rule_37),
+ * AEGIS_JWT_KEY_FILE, AEGIS_TOKEN (chk-auth + conv-*, run rule_37),
  * AEGIS_TOKEN_OTHER (another workspace).
  */
 "use strict";
@@ -73,6 +73,12 @@ async function checkDashboard(browser) {
   T.check("a same-origin fetch POST with the cookie: 202, the multi-line message stored whole",
     posted === 202 && T.psql("SELECT message FROM aegis.run_requests WHERE conversation_id = 'conv-auth-2'") ===
     "first line\nsecond line", String(posted));
+  await page.fill("#ask-message", "asked in the message box");
+  await page.click("#ask-send");
+  await T.waitFor("the message box's run request", async () =>
+    T.psql("SELECT count(*) FROM aegis.run_requests WHERE message = 'asked in the message box'") === "1", 20000)
+    .then(() => T.ok("dashboard: the message box's question goes by POST with the cookie and is recorded"),
+      (e) => T.notOk("dashboard: the message box's question goes by POST with the cookie and is recorded", e.message));
   T.check("dashboard: no page errors (the CSP blocks nothing the page needs)", errors.length === 0, errors.join(" | "));
   await page.screenshot({ path: path.join(OUT, "dashboard-authorized.png"), fullPage: true });
   await context.close();

@@ -40,7 +40,7 @@ mkdir -p "$OUT/static"
 cp -r "$AEGIS_TOP/web/." "$OUT/static/"
 head -c 48 /dev/urandom | base64 | tr -d '\n' >"$OUT/jwt.secret"
 TOKEN=$("$BRIDGE" token --key "$OUT/jwt.secret" --sub user-1 --subscribe workspace:chk-auth \
-    --subscribe 'conversation:conv-auth-*' --subscribe conversation:conv-csrf --run rule_37 --ttl 1h)
+    --subscribe 'conversation:conv-*' --run rule_37 --ttl 1h)
 OTHER=$("$BRIDGE" token --key "$OUT/jwt.secret" --sub user-2 --subscribe workspace:chk-other --ttl 1h)
 check "aegis-bridge token mints the page tokens" test -n "$TOKEN" -a -n "$OTHER"
 
