@@ -14,8 +14,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum config_opt_kind { OPT_STR, OPT_INT, OPT_SIZE, OPT_LISTEN, OPT_LOGLEVEL, OPT_CORS,
-                       OPT_KV, OPT_CONSUMER, OPT_FLAG_OFF, OPT_HELP, OPT_VERSION };
+#include "auth.h"
+#include "guard.h"
+
+enum config_opt_kind {
+    OPT_STR,
+    OPT_INT,
+    OPT_SIZE,
+    OPT_LISTEN,
+    OPT_LOGLEVEL,
+    OPT_CORS,
+    OPT_KV,
+    OPT_CONSUMER,
+    OPT_FLAG_OFF,
+    OPT_HELP,
+    OPT_VERSION,
+    OPT_AUTH_MODE,
+    OPT_JWT_ALG,
+    OPT_SQL_FUNC,
+    OPT_HOSTS
+};
 
 struct config_opt {
     const char *flag;          /* "--heartbeat-seconds" */
@@ -32,18 +50,19 @@ static const struct config_opt config_opts[] = {
       "HOST:PORT to serve HTTP on, HOST an IPv4 address or localhost (default 127.0.0.1:8001)" },
     { "--kafka-bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", OPT_STR, 0, 0,
       "Kafka brokers host:port[,...] (default: unset, Kafka off)" },
-    { "-X", NULL, OPT_KV, 0, 0,
-      "KEY=VALUE librdkafka property, repeatable (as kcat -X)" },
+    { "-X", NULL, OPT_KV, 0, 0, "KEY=VALUE librdkafka property, repeatable (as kcat -X)" },
     { "--heartbeat-seconds", "AEGIS_HEARTBEAT_SECONDS", OPT_INT, 1, 3600,
       "seconds between SSE keepalive comments, 1..3600 (default 15)" },
     { "--retry-ms", "AEGIS_RETRY_MS", OPT_INT, 0, 3600000,
       "SSE retry: value sent at stream start, 0..3600000 (default 3000)" },
     { "--cors-origin", "AEGIS_CORS_ORIGINS", OPT_CORS, 0, 0,
-      "allowed CORS origin, repeatable; the variable takes a comma list; * allows any (default none)" },
+      "allowed CORS origin, repeatable; the variable takes a comma list; * allows any (default "
+      "none)" },
     { "--max-clients", "AEGIS_MAX_CLIENTS", OPT_INT, 1, 1000000,
       "most concurrent SSE streams, 1..1000000 (default 10000)" },
     { "--client-buffer-bytes", "AEGIS_CLIENT_BUFFER_BYTES", OPT_SIZE, 1024, 1073741824,
-      "per-subscriber output bound; a client past it is dropped, 1024..1073741824 (default 262144)" },
+      "per-subscriber output bound; a client past it is dropped, 1024..1073741824 (default "
+      "262144)" },
     { "--static-dir", "AEGIS_STATIC_DIR", OPT_STR, 0, 0,
       "directory served at / and /static/ for the dashboard (default: none)" },
     { "--no-drain", NULL, OPT_FLAG_OFF, 0, 0,
@@ -57,6 +76,23 @@ static const struct config_opt config_opts[] = {
     { "--consumer", "AEGIS_CONSUMERS", OPT_CONSUMER, 0, 0,
       "'group=G topics=t1,t2 handler=schema.func [batch=100] [poll_timeout=1.0]', repeatable;\n"
       "      the variable takes several separated by ';'" },
+    { "--auth-jwt-key", "AEGIS_JWT_KEY_FILE", OPT_STR, 0, 0,
+      "file with the token key: the HS* secret (>= 32 bytes) or an RS256/ES256 PEM public key;\n"
+      "      streams, runs and /metrics then need a token (default: none, loopback only)" },
+    { "--auth-jwt-alg", "AEGIS_JWT_ALG", OPT_JWT_ALG, 0, 0,
+      "the one algorithm tokens may use: HS256|HS384|HS512|RS256|ES256 (default HS256)" },
+    { "--auth-jwt-audience", "AEGIS_JWT_AUDIENCE", OPT_STR, 0, 0,
+      "when set, a token's aud must be (or contain) this value" },
+    { "--auth-jwt-issuer", "AEGIS_JWT_ISSUER", OPT_STR, 0, 0,
+      "when set, a token's iss must be this value" },
+    { "--auth", "AEGIS_AUTH", OPT_AUTH_MODE, 0, 0,
+      "none: serve without authorization even off loopback (logs a warning)" },
+    { "--auth-sql-function", "AEGIS_AUTH_SQL_FUNCTION", OPT_SQL_FUNC, 0, 0,
+      "[schema.]function(claims jsonb, stream_kind text, stream_id text) RETURNS boolean that\n"
+      "      must also allow each stream and run (needs --auth-jwt-key)" },
+    { "--allowed-hosts", "AEGIS_ALLOWED_HOSTS", OPT_HOSTS, 0, 0,
+      "Host header values accepted, host[:port], repeatable or a comma list (default on loopback:\n"
+      "      127.0.0.1:PORT, localhost:PORT, [::1]:PORT; required with --auth-jwt-key elsewhere)" },
     { "--help", NULL, OPT_HELP, 0, 0, "print this help and exit" },
     { "--version", NULL, OPT_VERSION, 0, 0, "print the version and exit" },
 };
@@ -407,6 +443,8 @@ static void config_clear_list(struct bridge_config *cfg, enum config_opt_kind ki
 
     if (kind == OPT_CORS) {
         config_strv_free(&cfg->cors_origins, &cfg->ncors_origins);
+    } else if (kind == OPT_HOSTS) {
+        config_strv_free(&cfg->allowed_hosts, &cfg->nallowed_hosts);
     } else if (kind == OPT_CONSUMER) {
         for (i = 0; i < cfg->nconsumers; i++)
             config_consumer_clear(&cfg->consumers[i]);
@@ -422,6 +460,14 @@ static char **config_str_slot(struct bridge_config *cfg, const struct config_opt
         return &cfg->database_url;
     if (!strcmp(o->flag, "--kafka-bootstrap-servers"))
         return &cfg->kafka_bootstrap_servers;
+    if (!strcmp(o->flag, "--auth-jwt-key"))
+        return &cfg->auth_jwt_key_file;
+    if (!strcmp(o->flag, "--auth-jwt-audience"))
+        return &cfg->auth_jwt_audience;
+    if (!strcmp(o->flag, "--auth-jwt-issuer"))
+        return &cfg->auth_jwt_issuer;
+    if (!strcmp(o->flag, "--auth-sql-function"))
+        return &cfg->auth_sql_function;
     return &cfg->static_dir;
 }
 
@@ -439,6 +485,65 @@ static void config_set_int(struct bridge_config *cfg, const struct config_opt *o
         cfg->drain_batch = (int)v;
     else if (!strcmp(o->flag, "--flush-timeout-ms"))
         cfg->flush_timeout_ms = (int)v;
+}
+
+/* one Host allow-list entry or a comma list of them */
+static int config_add_hosts(struct bridge_config *cfg, const char *v)
+{
+    const char *p = v, *end;
+    size_t len;
+
+    do {
+        end = strchr(p, ',');
+        len = end ? (size_t)(end - p) : strlen(p);
+        while (len && isspace((unsigned char)*p))
+            p++, len--;
+        while (len && isspace((unsigned char)p[len - 1]))
+            len--;
+        if (!guard_host_entry_ok(p, len)
+            || config_strv_push(&cfg->allowed_hosts, &cfg->nallowed_hosts, p, len) < 0)
+            return -1;
+        p = end ? end + 1 : NULL;
+    } while (p);
+    return 0;
+}
+
+/* the authorization options that need more than a string */
+static int config_apply_auth(struct bridge_config *cfg, const struct config_opt *o, const char *v,
+                             const char *name, char **errmsg)
+{
+    switch (o->kind) {
+    case OPT_AUTH_MODE:
+        if (strcmp(v, "none"))
+            return config_fail(errmsg,
+                               "invalid value '%s' for %s: the only mode is none (tokens are "
+                               "on when --auth-jwt-key is given)",
+                               v, name);
+        cfg->auth_none = 1;
+        return 0;
+    case OPT_JWT_ALG:
+        if (auth_alg_parse(v) < 0)
+            return config_fail(errmsg,
+                               "invalid value '%s' for %s: expected HS256, HS384, HS512, RS256 "
+                               "or ES256",
+                               v, name);
+        return config_set_str(&cfg->auth_jwt_alg, v) < 0 ? config_fail(errmsg, "out of memory") : 0;
+    case OPT_SQL_FUNC:
+        if (!config_ident_ok(v, strlen(v)) && !config_handler_ok(v))
+            return config_fail(errmsg,
+                               "invalid value '%s' for %s: expected [schema.]function, SQL "
+                               "identifiers",
+                               v, name);
+        return config_set_str(&cfg->auth_sql_function, v) < 0 ? config_fail(errmsg, "out of memory")
+                                                              : 0;
+    default:
+        if (config_add_hosts(cfg, v) < 0)
+            return config_fail(errmsg,
+                               "invalid value '%s' for %s: expected host[:port] entries (a "
+                               "name, an IPv4 or [IPv6] address), comma-separated",
+                               v, name);
+        return 0;
+    }
 }
 
 /* apply one value; from_env selects list syntax; name is what errors show */
@@ -482,6 +587,11 @@ static int config_apply(struct bridge_config *cfg, const struct config_opt *o, c
         return 0;
     case OPT_CONSUMER:
         return config_add_consumers(cfg, v, from_env, errmsg, name);
+    case OPT_AUTH_MODE:
+    case OPT_JWT_ALG:
+    case OPT_SQL_FUNC:
+    case OPT_HOSTS:
+        return config_apply_auth(cfg, o, v, name, errmsg);
     default:
         return 0;
     }
@@ -558,7 +668,7 @@ static int config_takes_value(enum config_opt_kind k)
 
 static int config_from_argv(struct bridge_config *cfg, int argc, char **argv, char **errmsg)
 {
-    int i, seen_cors = 0, seen_consumer = 0;
+    int i, seen_cors = 0, seen_consumer = 0, seen_hosts = 0;
     const struct config_opt *o;
     const char *v;
 
@@ -583,7 +693,8 @@ static int config_from_argv(struct bridge_config *cfg, int argc, char **argv, ch
             v = argv[++i];
         }
         /* flags replace the environment's list instead of extending it */
-        if ((o->kind == OPT_CORS && !seen_cors++) || (o->kind == OPT_CONSUMER && !seen_consumer++))
+        if ((o->kind == OPT_CORS && !seen_cors++) || (o->kind == OPT_CONSUMER && !seen_consumer++)
+            || (o->kind == OPT_HOSTS && !seen_hosts++))
             config_clear_list(cfg, o->kind);
         if (config_apply(cfg, o, v, 0, o->flag, errmsg) < 0)
             return -1;
@@ -613,6 +724,12 @@ void config_free(struct bridge_config *cfg)
     free(cfg->listen_host);
     free(cfg->kafka_bootstrap_servers);
     free(cfg->static_dir);
+    free(cfg->auth_jwt_key_file);
+    free(cfg->auth_jwt_alg);
+    free(cfg->auth_jwt_audience);
+    free(cfg->auth_jwt_issuer);
+    free(cfg->auth_sql_function);
+    config_clear_list(cfg, OPT_HOSTS);
     for (i = 0; i < cfg->nrdkafka_props; i++) {
         free(cfg->rdkafka_props[i].key);
         free(cfg->rdkafka_props[i].value);
@@ -625,15 +742,17 @@ void config_free(struct bridge_config *cfg)
 
 const char *config_usage(void)
 {
-    static char text[4096];
+    static char text[8192];
     size_t i, off;
 
     if (text[0])
         return text;
-    off = (size_t)snprintf(text, sizeof text,
-                           "usage: aegis-bridge [OPTION]...\n"
-                           "Serves SSE streams of the aegis_events store and relays events to Kafka.\n"
-                           "Flags override environment variables.\n\n");
+    off = (size_t)snprintf(
+        text, sizeof text,
+        "usage: aegis-bridge [OPTION]...\n"
+        "Serves SSE streams of the aegis_events store and relays events to Kafka.\n"
+        "aegis-bridge token --help: mint a token for --auth-jwt-key.\n"
+        "Flags override environment variables.\n\n");
     for (i = 0; i < CONFIG_NOPTS && off < sizeof text; i++) {
         off += (size_t)snprintf(text + off, sizeof text - off, "  %s%s%s%s\n      %s\n",
                                 config_opts[i].flag,

@@ -44,6 +44,15 @@ struct bridge_config {
     enum log_level log_level;         /* LOG_INFO */
     struct config_consumer *consumers;
     size_t nconsumers;
+    /* authorization (gate.c, auth.c) */
+    char *auth_jwt_key_file;          /* NULL: no tokens (anonymous on loopback only) */
+    char *auth_jwt_alg;               /* NULL: HS256 */
+    char *auth_jwt_audience;          /* NULL: aud not checked */
+    char *auth_jwt_issuer;            /* NULL: iss not checked */
+    int auth_none;                    /* --auth none: anonymous off loopback too */
+    char *auth_sql_function;          /* [schema.]function policy hook, or NULL */
+    char **allowed_hosts;             /* Host values accepted; none: loopback defaults */
+    size_t nallowed_hosts;
     int show_help;                    /* --help given: print config_usage(), exit 0 */
     int show_version;                 /* --version given */
 };

@@ -1,8 +1,10 @@
 /*
  * http.c: owns the lws "http" protocol: method and path routing, query and
  * header validation before anything reaches SQL, CORS, /healthz, /metrics
- * (Prometheus text), dashboard files, and short error responses.  Streams
- * are handed to sse.c; a wsi's stream is its lws opaque user data.
+ * (Prometheus text), dashboard files, run requests (POST …/runs), and short
+ * error responses.  Every request but /healthz passes the gate (gate.c:
+ * Host, cross-site checks, token, SQL policy) first.  Streams are handed to
+ * sse.c; a wsi's stream is its lws opaque user data.
  */
 #define _GNU_SOURCE
 #include "http.h"
@@ -10,14 +12,18 @@
 #include <jansson.h>
 #include <libwebsockets.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "bridge.h"
 #include "buf.h"
+#include "gate.h"
 #include "log.h"
 #include "pgconn.h"
+#include "runreq.h"
 #include "sse.h"
 #include "drain.h"
 
@@ -30,11 +36,22 @@ struct http_session {
     const char *ctype;
     char *body;
     size_t body_len;
-    int allow_get;                /* add "Allow: GET" (405) */
+    const char *allow;            /* "Allow:" of a 405, or NULL */
     int preflight;                /* add CORS preflight headers */
     char *cors_origin;            /* allowed origin to echo, or NULL */
-    struct http_async *async;     /* /metrics waiting for drain lag */
+    int cors_credentials;         /* the origin is listed: allow credentials */
+    int challenge;                /* 401: add WWW-Authenticate */
+    struct http_async *async;     /* /metrics or a run request waiting for SQL */
     int ready;                    /* response decided */
+    /* authorization (gate.c) */
+    char *path; /* the request's path, for continuing after the policy */
+    struct gate_policy_call *policy;
+    int policy_passed;          /* the SQL policy allowed this request */
+    struct gate_expiry *expiry; /* ends the stream when its token expires */
+    /* POST …/runs */
+    char *post; /* the body so far */
+    size_t post_len;
+    int post_too_big;
 };
 
 struct http_async {
@@ -56,6 +73,12 @@ enum http_route http_route_of(const char *path, const char **id, int *id_len, in
 
     *id = NULL;
     *id_len = 0;
+    pl = strlen("/conversations/");
+    if (n >= pl + 6 && !strncmp(path, "/conversations/", pl) && !strcmp(path + n - 5, "/runs")) {
+        *id = path + pl;
+        *id_len = (int)(n - pl - 5);
+        return ROUTE_RUNS;
+    }
     if (!strcmp(path, "/healthz"))
         return ROUTE_HEALTHZ;
     if (!strcmp(path, "/metrics"))
@@ -164,6 +187,27 @@ static int http_add_hdr(struct lws *wsi, const char *name, const char *val, unsi
                                        (int)strlen(val), p, end);
 }
 
+/* CORS: the listed origin (never *), credentials for an origin named
+ * exactly, and for a preflight the methods and headers streams and run
+ * requests use */
+static int http_cors_headers(struct lws *wsi, struct http_session *ss, unsigned char **p,
+                             unsigned char *end)
+{
+    if (!ss->cors_origin)
+        return 0;
+    return http_add_hdr(wsi, "access-control-allow-origin:", ss->cors_origin, p, end)
+           || http_add_hdr(wsi, "vary:", "Origin", p, end)
+           || (ss->cors_credentials
+               && http_add_hdr(wsi, "access-control-allow-credentials:", "true", p, end))
+           || (ss->preflight
+               && (http_add_hdr(wsi, "access-control-allow-methods:", "GET, POST", p, end)
+                   || http_add_hdr(
+                       wsi, "access-control-allow-headers:",
+                       "Authorization, Content-Type, Last-Event-ID, Cache-Control, X-Aegis-Request",
+                       p, end)
+                   || http_add_hdr(wsi, "access-control-max-age:", "600", p, end)));
+}
+
 static int http_write_reply(struct lws *wsi, struct http_session *ss)
 {
     unsigned char hbuf[LWS_PRE + 2048];
@@ -171,15 +215,15 @@ static int http_write_reply(struct lws *wsi, struct http_session *ss)
     unsigned char *body;
     int rc;
 
-    if (lws_add_http_common_headers(wsi, (unsigned)ss->status, ss->ctype, ss->body_len, &p, end) ||
-        http_add_hdr(wsi, "cache-control:", "no-cache", &p, end) ||
-        (ss->allow_get && http_add_hdr(wsi, "allow:", "GET", &p, end)) ||
-        (ss->cors_origin && (http_add_hdr(wsi, "access-control-allow-origin:", ss->cors_origin, &p, end) ||
-                             http_add_hdr(wsi, "vary:", "Origin", &p, end))) ||
-        (ss->preflight && (http_add_hdr(wsi, "access-control-allow-methods:", "GET", &p, end) ||
-                           http_add_hdr(wsi, "access-control-allow-headers:",
-                                        "Last-Event-ID, Cache-Control", &p, end))) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
+    if (lws_add_http_common_headers(wsi, (unsigned)ss->status, ss->ctype, ss->body_len, &p, end)
+        || http_add_hdr(wsi, "cache-control:", "no-cache", &p, end)
+        || http_add_hdr(wsi, "x-content-type-options:", "nosniff", &p, end)
+        || (ss->allow && http_add_hdr(wsi, "allow:", ss->allow, &p, end))
+        || (ss->challenge
+            && http_add_hdr(wsi, "www-authenticate:",
+                            "Bearer realm=\"aegis\", error=\"invalid_token\"", &p, end))
+        || http_cors_headers(wsi, ss, &p, end)
+        || lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
     if (ss->body_len > 0) {
         body = malloc(LWS_PRE + ss->body_len);
@@ -275,6 +319,81 @@ static char *http_cors_origin(struct lws *wsi)
     }
     free(origin);
     return NULL;
+}
+
+/* ---------- authorization ---------- */
+
+static int http_route_request(struct lws *wsi, struct http_session *ss, const char *path);
+
+/* the gate's verdict: 1 go on (*claims set), 0 refused (answer queued), -1 failure */
+static int http_gate(struct lws *wsi, struct http_session *ss, const struct gate_target *t,
+                     struct auth_claims **claims)
+{
+    struct gate_refusal no;
+    int r = gate_check(wsi, t, claims, &no);
+
+    if (r <= 0) {
+        if (r < 0)
+            return -1;
+        ss->challenge = no.challenge;
+        return http_reply_text(wsi, ss, no.status, no.body) < 0 ? -1 : 0;
+    }
+    return 1;
+}
+
+/* the SQL policy answered: refuse, or route the same request again (the
+ * gate runs again, cheaply; the policy does not) */
+static void http_policy_done(void *ud, int allowed, int gone)
+{
+    struct lws *wsi = ud;
+    struct http_session *ss;
+
+    if (gone)
+        return;
+    ss = lws_wsi_user(wsi);
+    ss->policy = NULL;
+    if (!allowed) {
+        if (http_reply_text(wsi, ss, 403,
+                            "forbidden: the policy function does not allow this stream")
+            < 0)
+            lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    ss->policy_passed = 1;
+    if (http_route_request(wsi, ss, ss->path) < 0)
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+/* 1: the policy must still be asked (it was: wait), 0: go on, -1 failure */
+static int http_policy_wait(struct lws *wsi, struct http_session *ss, const struct auth_claims *c,
+                            const char *kind, const char *id)
+{
+    struct bridge *b = http_bridge(wsi);
+
+    if (!gate_policy_on(b) || ss->policy_passed)
+        return 0;
+    ss->policy = gate_policy_ask(b, c, kind, id, http_policy_done, wsi);
+    if (!ss->policy)
+        return http_reply_text(wsi, ss, 503, "service unavailable: cannot ask the policy function")
+                       < 0
+                   ? -1
+                   : 1;
+    return 1;
+}
+
+/* access log (debug): method, path and the query with any token redacted */
+static void http_access_log(struct lws *wsi, int method, const char *path)
+{
+    static const char *const names[] = { "GET",   "POST",   "OPTIONS", "PUT",
+                                         "PATCH", "DELETE", "CONNECT", "HEAD" };
+    char *query;
+
+    if (!log_enabled(LOG_DEBUG))
+        return;
+    query = gate_log_query(wsi);
+    LOG(LOG_DEBUG, "http", "msg=request method=%s path=\"%s\" query=\"%s\"",
+        method >= 0 && method < 8 ? names[method] : "other", log_text(path), log_text(query));
+    free(query);
 }
 
 /* ---------- routes ---------- */
@@ -380,10 +499,16 @@ static int http_metrics(struct lws *wsi, struct http_session *ss)
     static const char sql[] =
         "SELECT cursor_position, pending_events, extract(epoch from oldest_pending_age) "
         "FROM aegis.drain_status()";
+    static const struct gate_target target = { GATE_METRICS, NULL, NULL, NULL };
     struct bridge *b = http_bridge(wsi);
+    struct auth_claims *claims = NULL;
     struct http_async *a;
     char *text;
     int rc;
+
+    if ((rc = http_gate(wsi, ss, &target, &claims)) <= 0)
+        return rc;
+    auth_claims_free(claims);
 
     if (sse_pg_ready(b->sse) && (a = calloc(1, sizeof *a))) {
         a->wsi = wsi;
@@ -416,23 +541,66 @@ static const char *http_mime(const char *path)
     return "application/octet-stream";
 }
 
+/* the file rel names inside dir, resolved: NULL unless it is a regular
+ * file whose real path stays inside the real path of dir (a symlink that
+ * leads out of --static-dir is not followed) */
+static char *http_static_file(const char *dir, const char *rel)
+{
+    char *root = realpath(dir, NULL), *file = NULL, *real = NULL;
+    struct stat st;
+    size_t rl;
+
+    if (!root || asprintf(&file, "%s/%s", root, rel) < 0)
+        file = NULL;
+    if (file)
+        real = realpath(file, NULL);
+    rl = root ? strlen(root) : 0;
+    if (real
+        && (strncmp(real, root, rl) || real[rl] != '/' || stat(real, &st) < 0
+            || !S_ISREG(st.st_mode))) {
+        free(real);
+        real = NULL;
+    }
+    free(file);
+    free(root);
+    return real;
+}
+
+/* headers of a dashboard file: nosniff on all, the policy on pages */
+static int http_static_headers(struct lws *wsi, const char *mime, unsigned char *buf, size_t cap)
+{
+    static const char csp[] =
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+        "form-action 'none'";
+    unsigned char *p = buf, *end = buf + cap;
+
+    if (http_add_hdr(wsi, "x-content-type-options:", "nosniff", &p, end)
+        || (!strncmp(mime, "text/html", 9)
+            && (http_add_hdr(wsi, "content-security-policy:", csp, &p, end)
+                || http_add_hdr(wsi, "referrer-policy:", "no-referrer", &p, end))))
+        return -1;
+    return (int)(p - buf);
+}
+
 static int http_static(struct lws *wsi, struct http_session *ss, const char *path)
 {
     const char *dir = http_bridge(wsi)->cfg.static_dir;
     const char *rel = !strcmp(path, "/") ? "index.html" : path + 8;
-    char *file = NULL;
-    struct stat st;
-    int n;
+    static const struct gate_target target = { GATE_OPEN, NULL, NULL, NULL };
+    struct auth_claims *claims = NULL;
+    unsigned char hdrs[1024];
+    const char *mime;
+    char *file;
+    int n, hl;
 
-    if (!http_static_path_ok(rel))
+    if ((n = http_gate(wsi, ss, &target, &claims)) <= 0)
+        return n;
+    if (!http_static_path_ok(rel) || !(file = http_static_file(dir, rel)))
         return http_reply_text(wsi, ss, 404, "not found");
-    if (asprintf(&file, "%s/%s", dir, rel) < 0)
-        return -1;
-    if (stat(file, &st) < 0 || !S_ISREG(st.st_mode)) {
-        free(file);
-        return http_reply_text(wsi, ss, 404, "not found");
-    }
-    n = lws_serve_http_file(wsi, file, http_mime(file), NULL, 0);
+    mime = http_mime(file);
+    hl = http_static_headers(wsi, mime, hdrs, sizeof hdrs);
+    n = hl < 0 ? -1 : lws_serve_http_file(wsi, file, mime, (const char *)hdrs, hl);
     free(file);
     if (n < 0)
         return -1;
@@ -479,14 +647,31 @@ static int http_sse_params(struct lws *wsi, struct http_session *ss, struct sse_
     return 0;
 }
 
+/* a stream the gate (and the policy) allowed; its token's exp ends it */
+static int http_sse_open(struct lws *wsi, struct http_session *ss, const struct sse_request *req,
+                         const struct auth_claims *claims)
+{
+    struct bridge *b = http_bridge(wsi);
+    struct sse_sub *sub = NULL;
+    int status = sse_open(b->sse, wsi, req, &sub); /* copies what it keeps */
+
+    if (status != 0)
+        return http_reply_text(wsi, ss, status,
+                               "service unavailable: store not connected or too many clients");
+    lws_set_opaque_user_data(wsi, sub);
+    ss->expiry = gate_expiry_start(b, wsi, claims->exp);
+    return 0;
+}
+
 static int http_sse(struct lws *wsi, struct http_session *ss, enum http_route route, const char *id,
                     int id_len)
 {
     struct sse_request req;
-    struct sse_sub *sub = NULL;
+    struct gate_target target;
+    struct auth_claims *claims = NULL;
     char *owned[5] = { NULL, NULL, NULL, NULL, NULL };
     char idbuf[129];
-    int rc = 0, status, i;
+    int rc = 0, i;
 
     if (!sse_id_valid(id, (size_t)id_len))
         return http_reply_text(wsi, ss, 400, "bad request: id must match [A-Za-z0-9_.:-]{1,128}");
@@ -496,21 +681,205 @@ static int http_sse(struct lws *wsi, struct http_session *ss, enum http_route ro
     req.kind = route == ROUTE_WORKSPACE ? SSE_WORKSPACE : SSE_CONVERSATION;
     req.stream_id = idbuf;
     req.cors_origin = ss->cors_origin;
+    req.cors_credentials = ss->cors_credentials;
     if (http_sse_params(wsi, ss, &req, owned) == 0) {
-        status = sse_open(http_bridge(wsi)->sse, wsi, &req, &sub);   /* copies what it keeps */
-        if (status == 0)
-            lws_set_opaque_user_data(wsi, sub);
-        else
-            rc = http_reply_text(wsi, ss, status, "service unavailable: store not connected or too many clients");
+        target.action = req.message ? GATE_READ_AND_RUN : GATE_READ;
+        target.kind = req.kind == SSE_WORKSPACE ? "workspace" : "conversation";
+        target.id = idbuf;
+        target.agent_type = req.agent_type;
+        if ((rc = http_gate(wsi, ss, &target, &claims)) > 0
+            && (rc = http_policy_wait(wsi, ss, claims, target.kind, idbuf)) == 0)
+            rc = http_sse_open(wsi, ss, &req, claims);
+        rc = rc < 0 ? -1 : 0;
     }
+    auth_claims_free(claims);
     for (i = 0; i < 5; i++)
         free(owned[i]);
     return rc;
 }
 
-static int http_method_allowed(int method)
+/* ---------- POST /conversations/{id}/runs ---------- */
+
+/*
+ * aegis.request_run's refusals, as for ?message= (sse.c): 23503 the agent
+ * type is not configured (400), 23P01 too many open runs (409), another
+ * class 22/23 error bad input (400); the body is a constant, the client's
+ * own values are not echoed (the log has PostgreSQL's message).
+ */
+static int http_run_error(PGresult *res, const char **body)
 {
-    return method == LWSHUMETH_GET;
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+    *body = "service unavailable: store not connected";
+    if (!res)
+        return 503;
+    if (state && !strcmp(state, "23P01")) {
+        *body = "conflict: this conversation already has an open run (the same message follows it)";
+        return 409;
+    }
+    if (state && !strcmp(state, "23503")) {
+        *body = "bad request: agent_type is not configured for runs";
+        return 400;
+    }
+    if (state && (!strncmp(state, "22", 2) || !strncmp(state, "23", 2))) {
+        *body = "bad request: the store refused the run request's values";
+        return 400;
+    }
+    *body = "internal error: the run request failed";
+    return 500;
+}
+
+static void http_run_done(struct pgconn *c, PGresult *res, void *ud)
+{
+    struct http_async *a = ud;
+    struct lws *wsi = a->wsi;
+    struct http_session *ss;
+    const char *body;
+    char line[64];
+    int status, rc;
+
+    (void)c;
+    free(a);
+    if (!wsi)
+        return;
+    ss = lws_wsi_user(wsi);
+    ss->async = NULL;
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        http_bridge(wsi)->metrics.run_requests++;
+        snprintf(line, sizeof line, "{\"run_id\": %s}\n", PQgetvalue(res, 0, 0));
+        rc = http_reply(wsi, ss, 202, "application/json", line);
+    } else {
+        status = http_run_error(res, &body);
+        LOG(status >= 500 ? LOG_ERROR : LOG_INFO, "http",
+            "msg=\"run request refused\" status=%d sqlstate=%s error=\"%s\"", status,
+            res && PQresultErrorField(res, PG_DIAG_SQLSTATE) ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+                                                             : "-",
+            log_text(res ? PQresultErrorMessage(res) : "connection lost"));
+        rc = http_reply_text(wsi, ss, status, body);
+    }
+    if (rc < 0)
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+static int http_run_record(struct lws *wsi, struct http_session *ss, const char *id,
+                           const struct runreq *r)
+{
+    static const char sql[] = "SELECT aegis.request_run($1, $2, $3, $4)";
+    struct bridge *b = http_bridge(wsi);
+    const char *params[4] = { id, r->message, r->agent_id, r->agent_type };
+    struct http_async *a;
+
+    if (!sse_pg_ready(b->sse) || !(a = calloc(1, sizeof *a)))
+        return http_reply_text(wsi, ss, 503, "service unavailable: store not connected");
+    a->wsi = wsi;
+    if (pgconn_query(b->pg, sql, 4, params, http_run_done, a) < 0) {
+        free(a);
+        return http_reply_text(wsi, ss, 503, "service unavailable: store not connected");
+    }
+    ss->async = a;
+    return 0;
+}
+
+/* a JSON body, checked before the gate reads the agent type from it */
+static int http_run_body_ok(struct lws *wsi, struct http_session *ss, struct runreq *r)
+{
+    char *ctype = http_header(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE), err[256];
+    int json = ctype && !strncasecmp(ctype, "application/json", 16)
+               && (ctype[16] == '\0' || ctype[16] == ';' || ctype[16] == ' ');
+
+    free(ctype);
+    if (!json)
+        return http_reply_text(wsi, ss, 415,
+                               "unsupported media type: send Content-Type: application/json"),
+               0;
+    if (ss->post_too_big)
+        return http_reply_text(wsi, ss, 413, "payload too large: a run request is at most 64 KiB"),
+               0;
+    if (runreq_parse(ss->post, ss->post_len, r, err, sizeof err) < 0)
+        return http_reply_text(wsi, ss, 400, err), 0;
+    return 1;
+}
+
+static int http_runs(struct lws *wsi, struct http_session *ss, const char *id, int id_len)
+{
+    struct gate_target target = { GATE_RUN, "conversation", NULL, NULL };
+    struct auth_claims *claims = NULL;
+    struct runreq r;
+    char idbuf[129];
+    int rc;
+
+    if (!sse_id_valid(id, (size_t)id_len))
+        return http_reply_text(wsi, ss, 400, "bad request: id must match [A-Za-z0-9_.:-]{1,128}");
+    memcpy(idbuf, id, (size_t)id_len);
+    idbuf[id_len] = '\0';
+    if (!http_run_body_ok(wsi, ss, &r))
+        return 0;
+    target.id = idbuf;
+    target.agent_type = r.agent_type;
+    if ((rc = http_gate(wsi, ss, &target, &claims)) > 0
+        && (rc = http_policy_wait(wsi, ss, claims, "conversation", idbuf)) == 0)
+        rc = http_run_record(wsi, ss, idbuf, &r);
+    auth_claims_free(claims);
+    runreq_clear(&r);
+    return rc < 0 ? -1 : 0;
+}
+
+/* POST …/runs: the body arrives in pieces, bounded */
+static int http_post_body(struct http_session *ss, const void *in, size_t len)
+{
+    char *grown;
+
+    if (ss->post_too_big || ss->post_len + len > RUNREQ_BODY_MAX) {
+        ss->post_too_big = 1;
+        return 0;
+    }
+    grown = realloc(ss->post, ss->post_len + len + 1);
+    if (!grown)
+        return -1;
+    ss->post = grown;
+    memcpy(ss->post + ss->post_len, in, len);
+    ss->post_len += len;
+    ss->post[ss->post_len] = '\0';
+    return 0;
+}
+
+/* run requests are POSTed, everything else is read with GET */
+static int http_method_allowed(enum http_route route, int method)
+{
+    return method == (route == ROUTE_RUNS ? LWSHUMETH_POST : LWSHUMETH_GET);
+}
+
+/* the route's handler; also where a request continues after the policy */
+static int http_route_request(struct lws *wsi, struct http_session *ss, const char *path)
+{
+    struct bridge *b = http_bridge(wsi);
+    const char *id;
+    int id_len;
+    enum http_route route = http_route_of(path, &id, &id_len, b->cfg.static_dir != NULL);
+
+    if (b->stopping)
+        return http_reply_text(wsi, ss, 503, "shutting down");
+    switch (route) {
+    case ROUTE_HEALTHZ:
+        return http_healthz(wsi, ss);
+    case ROUTE_METRICS:
+        return http_metrics(wsi, ss);
+    case ROUTE_STATIC:
+        return http_static(wsi, ss, path);
+    case ROUTE_RUNS:
+        return http_runs(wsi, ss, id, id_len);
+    default:
+        return http_sse(wsi, ss, route, id, id_len);
+    }
+}
+
+/* a POST must say how long its body is (lws 4.1 reads no chunked request body) */
+static int http_post_start(struct lws *wsi, struct http_session *ss)
+{
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+        return http_reply_text(wsi, ss, 411,
+                               "length required: send the run request with a Content-Length");
+    return 0; /* routed once the body is complete */
 }
 
 static int http_request(struct lws *wsi, struct http_session *ss, const char *path)
@@ -524,36 +893,37 @@ static int http_request(struct lws *wsi, struct http_session *ss, const char *pa
 
     b->metrics.http_requests_total++;
     ss->cors_origin = http_cors_origin(wsi);
+    ss->cors_credentials = ss->cors_origin && gate_cors_credentials(b, ss->cors_origin);
+    http_access_log(wsi, method, path);
+    if (!(ss->path = strdup(path)))
+        return -1;
     if (route == ROUTE_NONE)
         return http_reply_text(wsi, ss, 404, "not found");
-    if (!http_method_allowed(method)) {
+    if (!http_method_allowed(route, method)) {
         if (method == LWSHUMETH_OPTIONS && ss->cors_origin) {
             ss->preflight = 1;
             return http_reply(wsi, ss, 204, "text/plain", "");
         }
-        ss->allow_get = 1;
-        return http_reply_text(wsi, ss, 405, "method not allowed: use GET");
+        ss->allow = route == ROUTE_RUNS ? "POST" : "GET";
+        return http_reply_text(wsi, ss, 405,
+                               route == ROUTE_RUNS ? "method not allowed: use POST"
+                                                   : "method not allowed: use GET");
     }
-    if (b->stopping)
-        return http_reply_text(wsi, ss, 503, "shutting down");
-    switch (route) {
-    case ROUTE_HEALTHZ:
-        return http_healthz(wsi, ss);
-    case ROUTE_METRICS:
-        return http_metrics(wsi, ss);
-    case ROUTE_STATIC:
-        return http_static(wsi, ss, path);
-    default:
-        return http_sse(wsi, ss, route, id, id_len);
-    }
+    if (method == LWSHUMETH_POST)
+        return http_post_start(wsi, ss);
+    return http_route_request(wsi, ss, path);
 }
 
 static void http_session_reset(struct lws *wsi, struct http_session *ss)
 {
     free(ss->body);
     free(ss->cors_origin);
+    free(ss->path);
+    free(ss->post);
     if (ss->async)
         ss->async->wsi = NULL;
+    gate_policy_forget(ss->policy);
+    gate_expiry_free(ss->expiry);
     memset(ss, 0, sizeof *ss);
     (void)wsi;
 }
@@ -567,10 +937,12 @@ static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
     case LWS_CALLBACK_HTTP:
         http_session_reset(wsi, ss);
         return http_request(wsi, ss, in ? (const char *)in : "/") < 0 ? -1 : 0;
-    case LWS_CALLBACK_HTTP_BODY:
-        return 0;                                  /* bodies are ignored (GET only) */
+    case LWS_CALLBACK_HTTP_BODY: /* POST …/runs only */
+        return ss && !ss->ready && http_post_body(ss, in, len) < 0 ? -1 : 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        return 0;
+        if (!ss || ss->ready || !ss->path)
+            return 0; /* answered already (411, 405…) */
+        return http_route_request(wsi, ss, ss->path) < 0 ? -1 : 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
         sub = lws_get_opaque_user_data(wsi);
         if (sub)

@@ -17,10 +17,12 @@
 
 #include "bridge.h"
 #include "config.h"
+#include "gate.h"
 #include "http.h"
 #include "log.h"
 #include "loop.h"
 #include "sse.h"
+#include "token.h"
 #include "consumer.h"
 #include "drain.h"
 
@@ -190,12 +192,28 @@ static void main_stop(struct bridge *b)
     b->evloop = NULL;
 }
 
+/* authorization: refuses what deny-by-default forbids before anything listens */
+static int main_gate(struct bridge *b)
+{
+    char *err = NULL;
+    int rc = gate_start(b, &err);
+
+    if (rc != 0) {
+        fprintf(stderr, "aegis-bridge: %s\n", err ? err : "out of memory");
+        LOG(LOG_ERROR, "main", "msg=\"not starting\" reason=\"%s\"", log_text(err));
+        free(err);
+    }
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct bridge *b = &main_bridge;
     char *err = NULL;
     int rc = 0;
 
+    if (argc > 1 && !strcmp(argv[1], "token"))
+        return token_main(argc - 1, argv + 1, stdout, stderr);
     if (config_parse(&b->cfg, argc, argv, environ, &err) < 0) {
         fprintf(stderr, "aegis-bridge: %s\n", err ? err : "out of memory");
         free(err);
@@ -210,12 +228,17 @@ int main(int argc, char **argv)
     log_hook_lws();
     main_signals_install();
     main_raise_fd_limit();
+    if ((rc = main_gate(b)) != 0) {
+        config_free(&b->cfg);
+        return rc;
+    }
     if (main_start(b) < 0)
         rc = 1;
     while (rc == 0 && !b->stopping)
         main_turn(b);
     LOG(LOG_INFO, "main", "msg=\"shutting down\"");
     main_stop(b);
+    gate_stop(b);
     config_free(&b->cfg);
     LOG(LOG_INFO, "main", "msg=stopped status=%d", rc);
     return rc;

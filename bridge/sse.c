@@ -85,6 +85,7 @@ struct sse_sub {
     enum sse_phase phase;
     enum sse_kind kind;
     char *stream_id, *message, *agent_id, *agent_type, *cors_origin;
+    int cors_credentials;
     int has_last_id;
     long long last_id;
     int status;                     /* 0 undecided, 200, 204, 400, 409, 500, 503 */
@@ -804,6 +805,7 @@ int sse_open(struct sse_hub *h, struct lws *wsi, const struct sse_request *req, 
     s->agent_id = sse_dup_or_null(req->agent_id, &failed);
     s->agent_type = sse_dup_or_null(req->agent_type, &failed);
     s->cors_origin = sse_dup_or_null(req->cors_origin, &failed);
+    s->cors_credentials = req->cors_credentials;
     s->all_next = h->all;
     if (h->all)
         h->all->all_prev = s;
@@ -837,9 +839,16 @@ static int sse_write_headers(struct sse_sub *s)
                                     ok ? LWS_ILLEGAL_HTTP_CONTENT_LEN : body_len, &p, end))
         return -1;
     if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
-                                    (const unsigned char *)"no-cache", 8, &p, end) ||
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"x-accel-buffering:",
-                                    (const unsigned char *)"no", 2, &p, end))
+                                    (const unsigned char *)"no-cache", 8, &p, end)
+        || lws_add_http_header_by_name(wsi, (const unsigned char *)"x-accel-buffering:",
+                                       (const unsigned char *)"no", 2, &p, end)
+        || lws_add_http_header_by_name(wsi, (const unsigned char *)"x-content-type-options:",
+                                       (const unsigned char *)"nosniff", 7, &p, end))
+        return -1;
+    if (s->cors_credentials
+        && lws_add_http_header_by_name(wsi,
+                                       (const unsigned char *)"access-control-allow-credentials:",
+                                       (const unsigned char *)"true", 4, &p, end))
         return -1;
     if (s->cors_origin &&
         (lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-origin:",

@@ -25,6 +25,7 @@ struct sse_request {
     const char *agent_id;         /* NULL if absent */
     const char *agent_type;       /* NULL if absent */
     const char *cors_origin;      /* origin to allow in the response, or NULL */
+    int cors_credentials;         /* also allow credentials (a listed origin) */
 };
 
 /* Creates the hub and its two PostgreSQL connections (the live reader's long

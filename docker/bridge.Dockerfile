@@ -9,7 +9,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         build-essential pkg-config postgresql-server-dev-15 libpq-dev \
-        libwebsockets-dev libev-dev librdkafka-dev libjansson-dev \
+        libwebsockets-dev libev-dev librdkafka-dev libjansson-dev libjwt-dev libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src/aegis_events
@@ -21,7 +21,7 @@ RUN make bridge && make install-bridge
 
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libwebsockets17 libwebsockets-evlib-ev libev4 librdkafka1 libjansson4 libpq5 \
+    && apt-get install -y --no-install-recommends libwebsockets17 libwebsockets-evlib-ev libev4 librdkafka1 libjansson4 libpq5 libjwt0 libssl3 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/bin/aegis-bridge /usr/local/bin/aegis-bridge
 COPY web/ /usr/local/share/aegis-events/web/

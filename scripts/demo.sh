@@ -2,7 +2,9 @@
 # scripts/demo.sh: what `make demo` runs. Owns the demo's life cycle: install
 # missing dependencies, build and install, a throwaway PostgreSQL cluster under
 # demo/.run/, the extension, aegis-bridge serving the dashboard on
-# 127.0.0.1:8001, the agent worker (examples/worker), Kafka (KAFKA=1), the publisher.
+# 127.0.0.1:8001 with authorization on (a secret generated in demo/.run/, a
+# token in the printed dashboard URL), the agent worker (examples/worker),
+# Kafka (KAFKA=1), the publisher.
 # Ctrl-C (or the end of a --once run) stops everything it started, by pid.
 #
 #   scripts/demo.sh [--once] [--kafka] [--port N] [--pace X] [--start-delay S] [--no-build]
@@ -25,7 +27,7 @@ start_delay=${DEMO_START_DELAY:-3} no_build=${DEMO_NO_BUILD:-0} linger=0 linger_
 wait_browser=${DEMO_WAIT_FOR_BROWSER:-}
 run_dir=${DEMO_RUN_DIR:-$TOP/demo/.run}
 checklist=chk-demo conv1=conv-demo-1 conv2=conv-demo-2
-pg_data='' bridge_pid='' publisher_pid='' worker_pid='' kcat_pid='' kafka_dir='' stopping=0 started=0
+pg_data='' bridge_pid='' publisher_pid='' worker_pid='' kcat_pid='' kafka_dir='' stopping=0 started=0 token=
 
 say()   { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
 die()   { echo "demo: error: $*" >&2; exit 2; }
@@ -189,11 +191,25 @@ check_port() {
     fi
 }
 
+# authorization: a secret of the demo's own (kept across runs) and a token
+# for the demo's streams, runs and /metrics, valid 12 hours
+make_token() {
+    local bin=$1 secret=$run_dir/jwt.secret
+    if [ ! -s "$secret" ]; then
+        (umask 077; head -c 32 /dev/urandom | base64 | tr -d '\n' >"$secret")
+    fi
+    token=$("$bin" token --key "$secret" --sub demo --ttl 12h --subscribe "workspace:$checklist" \
+        --subscribe 'conversation:conv-*' --run '*' --metrics) \
+        || die "aegis-bridge token failed"
+    (umask 077; echo "$token" >"$run_dir/token")
+}
+
 start_bridge() {
     local bin
     bin=$(bridge_bin)
     check_port
-    "$bin" --listen "127.0.0.1:$port" --static-dir "$TOP/web" \
+    make_token "$bin"
+    "$bin" --listen "127.0.0.1:$port" --static-dir "$TOP/web" --auth-jwt-key "$run_dir/jwt.secret" \
         2> >(tee -a "$run_dir/bridge.log" | sed -u 's/^/bridge | /' >&2) &
     bridge_pid=$!
     for _ in $(seq 1 100); do
@@ -244,10 +260,10 @@ replay() {
 print_urls() {
     local base="http://127.0.0.1:$port"
     echo
-    say "dashboard:  $base/?checklist=$checklist&conversations=$conv1,$conv2"
+    say "dashboard:  $base/?checklist=$checklist&conversations=$conv1,$conv2&token=$token"
     say "            (type a question in its message box: the agent worker answers it)"
-    say "watch raw:  curl -N $base/workspaces/$checklist/stream"
-    say "            curl -N $base/conversations/$conv1/stream"
+    say "watch raw:  curl -N -H \"Authorization: Bearer \$(cat $run_dir/token)\" $base/workspaces/$checklist/stream"
+    say "            curl -N -H \"Authorization: Bearer \$(cat $run_dir/token)\" $base/conversations/$conv1/stream"
     echo
 }
 

@@ -41,6 +41,17 @@
     return node;
   }
 
+  /* safeUrl(u): u as an absolute http(s) URL, or null (javascript:, data:… are never links) */
+  function safeUrl(u) {
+    if (typeof u !== "string" || !u) return null;
+    try {
+      var url = new URL(u, window.location.href);
+      return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
   function formatBytes(n) {
     if (n == null) return "";
     if (n < 1024) return n + " B";
@@ -73,8 +84,9 @@
     var li = keyed($("artifacts"), ev.artifact_id, "li");
     li.className = "artifact type-" + ev.artifact_type;
     li.textContent = "";
-    var name = ev.url ? make("a", "artifact-name", ev.name) : make("span", "artifact-name", ev.name);
-    if (ev.url) { name.href = ev.url; name.setAttribute("download", ""); }
+    var href = safeUrl(ev.url);
+    var name = href ? make("a", "artifact-name", ev.name) : make("span", "artifact-name", ev.name);
+    if (href) { name.href = href; name.setAttribute("download", ""); name.rel = "noopener noreferrer"; }
     li.appendChild(name);
     var meta = [ev.artifact_type, ev.mime_type, formatBytes(ev.size_bytes)]
       .filter(function (x) { return x; }).join(" \u00B7 ");
@@ -227,10 +239,20 @@
   /* the bridge refused the stream with an error status (a conversation that
    * finished before the page opened is replayed, so it never lands here) */
   function renderRefused(box, stream) {
-    if (stream.count > 0) return;
+    if (stream.count > 0 && !denied(stream)) return;
     var out = box.querySelector(".outcome");
     out.className = "outcome refused muted";
-    out.textContent = "The bridge refused this conversation's stream (see the browser console for the status).";
+    out.textContent = denied(stream)
+      ? "Not authorized: the bridge refused this conversation's stream (" + stream.status + "); open the page with a token that covers it."
+      : "The bridge refused this conversation's stream" + (stream.status ? " (" + stream.status + ")." : ".");
+  }
+
+  function denied(stream) { return stream.status === 401 || stream.status === 403; }
+
+  function renderRunRefused(box, text) {
+    var out = box.querySelector(".outcome");
+    out.className = "outcome refused";
+    out.textContent = "Run not started: " + text;
   }
 
   /* ---- wiring ---- */
@@ -244,11 +266,22 @@
              message: q.get("message"), agent_id: q.get("agent_id"), agent_type: q.get("agent_type") };
   }
 
-  function conversationUrl(id, p) {
-    var url = "conversations/" + encodeURIComponent(id) + "/stream";
-    var q = new URLSearchParams();
-    ["message", "agent_id", "agent_type"].forEach(function (k) { if (p[k]) q.set(k, p[k]); });
-    return q.toString() ? url + "?" + q.toString() : url;
+  function conversationUrl(id) {
+    return "conversations/" + encodeURIComponent(id) + "/stream";
+  }
+
+  /* startRun(id, p): POST the run request (the message never goes into a
+   * URL); resolves with the run id, rejects with the bridge's one-line answer */
+  function startRun(id, p) {
+    return fetch("conversations/" + encodeURIComponent(id) + "/runs", {
+      method: "POST", credentials: "same-origin", cache: "no-store",
+      headers: { "Content-Type": "application/json", "X-Aegis-Request": "1" },
+      body: JSON.stringify({ message: p.message, agent_id: p.agent_id || undefined,
+                             agent_type: p.agent_type || undefined })
+    }).then(function (r) {
+      if (r.status === 202) return r.json().then(function (b) { return b.run_id; });
+      return r.text().then(function (t) { throw new Error(r.status + ": " + t.trim()); });
+    });
   }
 
   /* ids as the bridge accepts them in a stream URL */
@@ -315,12 +348,28 @@
     var stream = window.aegisStreams.open("workspace " + p.checklist,
       "workspaces/" + encodeURIComponent(p.checklist) + "/stream", WORKSPACE_EVENTS,
       function (type, data) { WORKSPACE_RENDERERS[type](data); });
+    stream.onclosed = function (st) {
+      if (denied(st)) pageError("Not authorized: the bridge refused the workspace stream (" + st.status +
+        "); open the page with a token that covers workspace " + p.checklist + ".");
+    };
     stream.onreset = clearWorkspace;
   }
 
+  /* with ?message=…, a run is requested first (POST), then the stream opens
+   * and replays from that run */
   function openConversation(id, p) {
-    var box = conversationBox(id), stream;
-    stream = window.aegisStreams.open("conversation " + id, conversationUrl(id, p), CONVERSATION_EVENTS,
+    var box = conversationBox(id);
+    if (!p.message) {
+      openConversationStream(box, id);
+      return;
+    }
+    startRun(id, p).then(function () { openConversationStream(box, id); },
+      function (e) { renderRunRefused(box, e.message); openConversationStream(box, id); });
+  }
+
+  function openConversationStream(box, id) {
+    var stream;
+    stream = window.aegisStreams.open("conversation " + id, conversationUrl(id), CONVERSATION_EVENTS,
       function (type, data) {
         if (type === "node_end") renderNodeEnd(box, data);
         else if (type === "done") { renderDone(box, data); window.aegisStreams.markFinished(stream); }

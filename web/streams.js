@@ -32,13 +32,25 @@
   /* EventSource's error event: CONNECTING means it will retry by itself;
    * CLOSED means the server refused the stream (an error status, or 204 on
    * the reconnect after a conversation's done/error). A finished
-   * conversation shows "ended" either way. */
+   * conversation shows "ended" either way. A refusal is asked about once
+   * (session.js): 401/403 shows "not authorized", not a silent spinner. */
   function onError(stream) {
     if (stream.finished) {
       setState(stream, "ended");
     } else if (stream.source.readyState === EventSource.CLOSED) {
       setState(stream, "closed");
-      if (stream.onclosed) stream.onclosed(stream);
+      if (!window.aegisSession) {
+        if (stream.onclosed) stream.onclosed(stream);
+        return;
+      }
+      window.aegisSession.refusal(stream.url).then(function (status) {
+        stream.status = status;
+        if (status === 401 || status === 403) {
+          setState(stream, "unauthorized");
+          stream.badge.textContent = stream.label + ": not authorized";
+        }
+        if (stream.onclosed) stream.onclosed(stream);
+      });
     } else {
       stream.reconnects += 1;
       setState(stream, "reconnecting");
@@ -71,10 +83,11 @@
   }
 
   /* open(label, url, eventNames, handler): handler(type, data, id) per event;
-   * set the returned stream's onclosed to hear when the server refused it */
+   * set the returned stream's onclosed to hear when the server refused it
+ * (stream.status: the refusal's HTTP status, when session.js could ask) */
   function open(label, url, eventNames, handler) {
     var stream = {
-      label: label, url: url, state: "connecting", reconnects: 0, count: 0, onclosed: null,
+      label: label, url: url, state: "connecting", reconnects: 0, count: 0, onclosed: null, status: null,
       resets: 0, onreset: null,
       finished: false, badge: badgeFor(label), source: new EventSource(url)
     };

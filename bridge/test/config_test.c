@@ -281,6 +281,56 @@ static void test_rejections(void)
     rejects("", bad_env_listen, "AEGIS_LISTEN", "'nohost'");
 }
 
+/* the authorization options (gate.c) */
+static void test_auth_options(void)
+{
+    char *env[] = { "AEGIS_JWT_KEY_FILE=/etc/aegis/jwt",
+                    "AEGIS_JWT_ALG=RS256",
+                    "AEGIS_ALLOWED_HOSTS=a.example, b.example:8443",
+                    "AEGIS_AUTH_SQL_FUNCTION=app.may_read",
+                    "AEGIS_JWT_AUDIENCE=aud",
+                    "AEGIS_JWT_ISSUER=iss",
+                    NULL };
+    char *env_none[] = { "AEGIS_AUTH=none", NULL };
+    struct bridge_config cfg;
+    char *err = NULL;
+
+    CHECK("auth options from the environment",
+          parse(&cfg, "", env, &err) == 0 && !strcmp(cfg.auth_jwt_key_file, "/etc/aegis/jwt")
+              && !strcmp(cfg.auth_jwt_alg, "RS256") && cfg.nallowed_hosts == 2
+              && !strcmp(cfg.allowed_hosts[1], "b.example:8443")
+              && !strcmp(cfg.auth_sql_function, "app.may_read")
+              && !strcmp(cfg.auth_jwt_audience, "aud") && !strcmp(cfg.auth_jwt_issuer, "iss")
+              && !cfg.auth_none);
+    config_free(&cfg);
+    CHECK("--allowed-hosts flags replace the environment's list",
+          parse(&cfg, "--allowed-hosts c.example --allowed-hosts [::1]:80,d.example", env, &err)
+                  == 0
+              && cfg.nallowed_hosts == 3 && !strcmp(cfg.allowed_hosts[0], "c.example")
+              && !strcmp(cfg.allowed_hosts[2], "d.example"));
+    config_free(&cfg);
+    CHECK("AEGIS_AUTH=none", parse(&cfg, "", env_none, &err) == 0 && cfg.auth_none);
+    config_free(&cfg);
+    CHECK("--auth none and a function without a schema",
+          parse(&cfg, "--auth none --auth-sql-function may_read", NULL, &err) == 0 && cfg.auth_none
+              && !strcmp(cfg.auth_sql_function, "may_read"));
+    config_free(&cfg);
+    CHECK("no auth options: none set", parse(&cfg, "", NULL, &err) == 0 && !cfg.auth_jwt_key_file
+                                           && !cfg.auth_none && cfg.nallowed_hosts == 0
+                                           && !cfg.auth_sql_function);
+    config_free(&cfg);
+    rejects("--auth jwt", NULL, "--auth", "none");
+    rejects("--auth-jwt-alg none", NULL, "--auth-jwt-alg", "HS256");
+    rejects("--auth-jwt-alg hs256", NULL, "--auth-jwt-alg", "RS256");
+    rejects("--auth-jwt-alg RS512", NULL, "--auth-jwt-alg", NULL);
+    rejects("--allowed-hosts http://a.example", NULL, "--allowed-hosts", "host[:port]");
+    rejects("--allowed-hosts a.example,", NULL, "--allowed-hosts", NULL);
+    rejects("--allowed-hosts a.example:99999x", NULL, "--allowed-hosts", NULL);
+    rejects("--auth-sql-function app.may_read();--", NULL, "--auth-sql-function", "identifiers");
+    rejects("--auth-sql-function a.b.c", NULL, "--auth-sql-function", NULL);
+    rejects("--auth-jwt-key", NULL, "--auth-jwt-key", "needs a value");
+}
+
 int main(void)
 {
     test_defaults();
@@ -290,5 +340,6 @@ int main(void)
     test_consumer_flag();
     test_help_version();
     test_rejections();
+    test_auth_options();
     return check_done("config_test");
 }

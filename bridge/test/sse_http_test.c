@@ -78,6 +78,13 @@ static void test_routes(void)
           ROUTE_CONVERSATION && n == 6);
     CHECK("missing id routes to the stream (then 400)",
           http_route_of("/workspaces/stream", &id, &n, 0) == ROUTE_WORKSPACE && n == 0);
+    CHECK("run requests route",
+          http_route_of("/conversations/conv-1/runs", &id, &n, 0) == ROUTE_RUNS && n == 6
+              && !strncmp(id, "conv-1", 6));
+    CHECK("runs with a slash in the id route (then 400)",
+          http_route_of("/conversations/a/b/runs", &id, &n, 0) == ROUTE_RUNS && n == 3);
+    CHECK("runs on a workspace do not route",
+          http_route_of("/workspaces/w/runs", &id, &n, 0) == ROUTE_NONE);
     CHECK("nested id keeps the slash (then 400)",
           http_route_of("/conversations/a/b/stream", &id, &n, 0) == ROUTE_CONVERSATION && n == 3);
     CHECK("healthz", http_route_of("/healthz", &id, &n, 0) == ROUTE_HEALTHZ);

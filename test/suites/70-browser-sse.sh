@@ -40,7 +40,8 @@ check "CREATE EXTENSION aegis_events" psql -X -q -v ON_ERROR_STOP=1 -c "CREATE E
 
 # the bridge serves the dashboard (web/) and the probe page side by side
 mkdir -p "$OUT/static"
-cp -r "$AEGIS_TOP/web/." "$AEGIS_TOP/test/browser/pages/sse-probe.html" "$OUT/static/"
+cp -r "$AEGIS_TOP/web/." "$AEGIS_TOP/test/browser/pages/sse-probe.html" \
+    "$AEGIS_TOP/test/browser/pages/sse-probe.js" "$OUT/static/"
 
 AEGIS_BRIDGE_BIN=$BRIDGE AEGIS_PAGES_DIR="$OUT/static" AEGIS_OUT="$OUT" \
 AEGIS_BRIDGE_PORT=$(free_port) \

@@ -91,10 +91,16 @@ ok "make demo printed the dashboard URL"
 URL=$(sed 's/\x1b\[[0-9;]*m//g' "$OUT/demo.log" | grep -o 'http://127.0.0.1:[0-9]*/?[^ ]*' | head -1)
 BASE="http://127.0.0.1:$PORT"
 check "the dashboard URL is on 127.0.0.1:$PORT" test "${URL#"$BASE/"}" != "$URL"
-check "make demo printed a curl -N line" grep -q "curl -N $BASE/workspaces/chk-demo/stream" "$OUT/demo.log"
+check "make demo printed a curl -N line with the token header" \
+    grep -q "curl -N -H \"Authorization: Bearer .*\" $BASE/workspaces/chk-demo/stream" "$OUT/demo.log"
+# the demo runs with authorization on: its dashboard URL carries the token
+TOKEN=${URL##*token=}
+check "the dashboard URL carries a token" test -n "$TOKEN" -a "$TOKEN" != "$URL"
+expect_eq "the demo's streams need the token (401 without)" 401 \
+    "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$BASE/workspaces/chk-demo/stream" || true)"
 
 for s in workspaces/chk-demo conversations/conv-demo-1 conversations/conv-demo-2; do
-    curl -sN --max-time 120 "$BASE/$s/stream" >"$OUT/$(basename "$s").sse" 2>"$OUT/$(basename "$s").err" &
+    curl -sN --max-time 120 -H "Authorization: Bearer $TOKEN" "$BASE/$s/stream" >"$OUT/$(basename "$s").sse" 2>"$OUT/$(basename "$s").err" &
     CURL_PIDS+=($!)
 done
 
