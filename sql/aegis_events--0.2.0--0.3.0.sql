@@ -11,6 +11,9 @@
 
 /* ---- hardening ---- */
 
+COMMENT ON FUNCTION aegis.emit_row_event() IS
+'Trigger: aegis.emit_row_event(topic [, ''columns=a,b'' | ''exclude=a,b''] [, ''oversize=reference'' | ''oversize=error'']) publishes row changes to topic keyed by the primary key; columns=/exclude= choose the published columns; a row event larger than aegis.max_payload_bytes publishes a reference (table, key, bytes) by default, or fails the statement with oversize=error.';
+
 
 /* ---- agent runs: claims, leases, retries ---- */
 
