@@ -17,6 +17,7 @@ struct pgconn;
 struct sse_hub;
 struct drain;
 struct consumer_set;
+struct guard;
 
 struct bridge_metrics {
     uint64_t sse_connections;         /* open SSE responses (gauge) */
@@ -44,6 +45,7 @@ struct bridge {
     struct sse_hub *sse;
     struct drain *drain;              /* set by drain_start; NULL: no drain */
     struct consumer_set *consumers;   /* set by consumers_start */
+    struct guard *guard;              /* connection and per-address bounds (guard.c) */
     struct bridge_metrics metrics;
     volatile int stopping;            /* set on the first SIGTERM/SIGINT */
 };

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "bridge.h"
+#include "guard.h"
 #include "buf.h"
 #include "log.h"
 #include "pgconn.h"
@@ -558,6 +559,22 @@ static void http_session_reset(struct lws *wsi, struct http_session *ss)
     (void)wsi;
 }
 
+/* connections: counted and capped by guard.c (wsi is the listener for the filter) */
+static int http_guard_event(struct lws *wsi, enum lws_callback_reasons reason)
+{
+    struct bridge *b = http_bridge(wsi);
+
+    if (!b || !b->guard)
+        return 0;
+    if (reason == LWS_CALLBACK_FILTER_NETWORK_CONNECTION)
+        return guard_on_accept(b->guard, wsi);
+    if (reason == LWS_CALLBACK_WSI_CREATE)
+        guard_on_wsi_create(b->guard, wsi);
+    else
+        guard_on_wsi_destroy(b->guard, wsi);
+    return 0;
+}
+
 static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
     struct http_session *ss = user;
@@ -582,6 +599,10 @@ static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
         if (ss)
             http_session_reset(wsi, ss);
         return 0;
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+    case LWS_CALLBACK_WSI_CREATE:
+    case LWS_CALLBACK_WSI_DESTROY:
+        return http_guard_event(wsi, reason);
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
         return lws_http_transaction_completed(wsi) ? -1 : 0;
     case LWS_CALLBACK_CLOSED_HTTP:

@@ -17,6 +17,7 @@
 
 #include "bridge.h"
 #include "config.h"
+#include "guard.h"
 #include "http.h"
 #include "log.h"
 #include "loop.h"
@@ -119,6 +120,7 @@ static int main_create_context(struct bridge *b)
     info.protocols = list;
     info.user = b;
     info.max_http_header_data = 16384;
+    info.timeout_secs_ah_idle = (unsigned)b->cfg.header_timeout_seconds;
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
     b->ctx = main_context_on_libev(b, &info);
     if (!b->ctx)
@@ -136,7 +138,8 @@ static int main_create_context(struct bridge *b)
 
 static int main_start(struct bridge *b)
 {
-    if (main_create_context(b) < 0)
+    b->guard = guard_new(b);            /* before the listener can accept */
+    if (!b->guard || main_create_context(b) < 0)
         return -1;
     b->sse = sse_hub_new(b);
     if (!b->sse)
@@ -182,9 +185,12 @@ static void main_stop(struct bridge *b)
     b->sse = NULL;
     if (b->evloop)
         loop_evlib_detach(b);
+    guard_detach(b->guard);
     if (b->ctx)
         lws_context_destroy(b->ctx);
     b->ctx = NULL;
+    guard_free(b->guard);
+    b->guard = NULL;
     if (b->evloop)
         ev_loop_destroy(b->evloop);
     b->evloop = NULL;

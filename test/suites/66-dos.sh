@@ -175,7 +175,7 @@ stop_bridge
 # 3. per-address limit, and clients that take nothing while data waits
 # ---------------------------------------------------------------------------
 check "limits: --help documents --max-clients-per-ip with default 64" \
-    bash -c "'$BIN' --help | grep -- '--max-clients-per-ip' | grep -q 64"
+    bash -c "'$BIN' --help | grep -A2 -- '--max-clients-per-ip' | grep -q 'default 64'"
 BRIDGE_ENV=(AEGIS_MAX_CLIENTS_PER_IP=5)
 check "limits: the bridge starts with AEGIS_MAX_CLIENTS_PER_IP=5" start_bridge perip 4096 --heartbeat-seconds 1
 "${HOSTILE[@]}" hold --port "$PORT" --count 5 --path /workspaces/ws-ip/stream --seconds 60 \

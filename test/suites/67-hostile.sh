@@ -107,7 +107,7 @@ BRIDGE_ENV=()
 
 check "slowloris: the bridge starts with the default header timeout" start_bridge slow-default "$PLAIN"
 check "slowloris: --help documents the header timeout, default 10 s" \
-    bash -c "'$PLAIN' --help | grep -- '--header-timeout-seconds' | grep -q 10"
+    bash -c "'$PLAIN' --help | grep -A1 -- '--header-timeout-seconds' | grep -q 'default 10'"
 slowloris_round slow-default 16
 expect_eq "slowloris: with the default (10 s), every attacker is closed within the 16 s run" "500 500" \
     "$(jq -r '"\(.drip_closed) \(.silent_closed)"' "$WORK/slow-default.out")"
