@@ -18,6 +18,7 @@ struct sse_hub;
 struct drain;
 struct consumer_set;
 struct guard;
+struct stats;
 
 struct bridge_metrics {
     uint64_t sse_connections;         /* open SSE responses (gauge) */
@@ -46,6 +47,7 @@ struct bridge {
     struct drain *drain;              /* set by drain_start; NULL: no drain */
     struct consumer_set *consumers;   /* set by consumers_start */
     struct guard *guard;              /* connection and per-address bounds (guard.c) */
+    struct stats *stats;              /* cached store numbers for /metrics (stats.c) */
     struct bridge_metrics metrics;
     volatile int stopping;            /* set on the first SIGTERM/SIGINT */
 };

@@ -18,6 +18,7 @@
 #include "bridge.h"
 #include "config.h"
 #include "guard.h"
+#include "stats.h"
 #include "http.h"
 #include "log.h"
 #include "loop.h"
@@ -144,6 +145,9 @@ static int main_start(struct bridge *b)
     b->sse = sse_hub_new(b);
     if (!b->sse)
         return -1;
+    b->stats = stats_new(b);
+    if (!b->stats)
+        return -1;
     if (drain_start(b) < 0)
         return -1;
     if (consumers_start(b) < 0)
@@ -183,6 +187,8 @@ static void main_stop(struct bridge *b)
     drain_stop(b);
     sse_hub_free(b->sse);
     b->sse = NULL;
+    stats_free(b->stats);               /* after the queries in flight have failed */
+    b->stats = NULL;
     if (b->evloop)
         loop_evlib_detach(b);
     guard_detach(b->guard);
