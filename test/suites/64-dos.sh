@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 66-dos.sh: denial of service against aegis-bridge (issue 20, items 1-4),
+# 64-dos.sh: denial of service against aegis-bridge (issue 20, items 1-4),
 # against a real PostgreSQL and a real Kafka broker, with the hostile clients
 # of test/tools/hostile.py (loopback, bounded, killed by pid):
 #   1 file-descriptor exhaustion: under `ulimit -n 256`, 1,000 connections;
