@@ -4,7 +4,8 @@
  *	  an application table's row changes into events keyed by the primary key
  *	  (options: which columns to publish, what a row too large for
  *	  aegis.max_payload_bytes does), and aegis.refuse_change(), the
- *	  append-only guard of aegis.events.
+ *	  append-only guard of aegis.events (which lets aegis.enforce_retention's
+ *	  deletes through, see retention.c).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -33,6 +34,10 @@ aegis_refuse_change(PG_FUNCTION_ARGS)
 	TriggerData *td = (TriggerData *) fcinfo->context;
 	const char *op = "change";
 
+	/* aegis.enforce_retention removes expired rows (superuser-only flag) */
+	if (CALLED_AS_TRIGGER(fcinfo) && aegis_retention_deleting &&
+		TRIGGER_FIRED_BY_DELETE(td->tg_event) && TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		return PointerGetDatum(td->tg_trigtuple);
 	if (CALLED_AS_TRIGGER(fcinfo))
 		op = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? "UPDATE"
 			: TRIGGER_FIRED_BY_DELETE(td->tg_event) ? "DELETE"
