@@ -26,7 +26,7 @@ CREATE ROLE aegis_bridge LOGIN PASSWORD 'aegis_bridge';
 GRANT USAGE ON SCHEMA aegis TO aegis_bridge;
 GRANT EXECUTE ON FUNCTION aegis.safe_position, aegis.wait_all, aegis.read_stream,
     aegis.request_run, aegis.conversation_finished, aegis.conversation_latest_run,
-    aegis.drain_status, aegis.publisher_status TO aegis_bridge;
+    aegis.drain_status, aegis.publisher_status, aegis.read_stream_resume TO aegis_bridge;
 GRANT EXECUTE ON FUNCTION aegis.read_topic_events, aegis.topic_settings,
     aegis.cursor_position, aegis.cursor_advance, aegis.drain_dead_letter TO aegis_bridge;
 
