@@ -447,6 +447,21 @@ static char **config_str_slot(struct bridge_config *cfg, const struct config_opt
     return &cfg->static_dir;
 }
 
+/* --topic-allow: comma-separated Kafka topic names ([A-Za-z0-9._-], 1..249 each) */
+static int config_topic_list_ok(const char *v)
+{
+    size_t n;
+
+    for (;;) {
+        n = strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-");
+        if (n == 0 || n > 249 || (v[n] != ',' && v[n] != '\0'))
+            return 0;
+        if (v[n] == '\0')
+            return 1;
+        v += n + 1;
+    }
+}
+
 static void config_set_hardening(struct bridge_config *cfg, const char *flag, long v)
 {
     if (!strcmp(flag, "--max-clients-per-ip"))
@@ -493,6 +508,9 @@ static int config_apply(struct bridge_config *cfg, const struct config_opt *o, c
     case OPT_STR:
         if (!*v || strlen(v) > 4096)
             return config_fail(errmsg, "invalid value '%s' for %s: expected a non-empty string", v, name);
+        if (!strcmp(o->flag, "--topic-allow") && !config_topic_list_ok(v))
+            return config_fail(errmsg, "invalid value '%s' for %s: expected topic names "
+                               "([A-Za-z0-9._-], 1 to 249 characters) separated by commas", v, name);
         if (config_set_str(config_str_slot(cfg, o), v) < 0)
             return config_fail(errmsg, "out of memory");
         return 0;
