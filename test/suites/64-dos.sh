@@ -220,6 +220,7 @@ stop_bridge
 # 4. PostgreSQL: a blocked run request, statement_timeout, /metrics reads
 # ---------------------------------------------------------------------------
 q "SELECT aegis.publish_agent_status('ws-pool', 'running', 'replayed while run requests wait')" >/dev/null
+q "SELECT aegis.configure_agent('default')" >/dev/null     # runs are accepted for configured agents
 BRIDGE_ENV=(AEGIS_PG_POOL_SIZE=3 AEGIS_STATEMENT_TIMEOUT_MS=2000)
 check "pool: the bridge starts with AEGIS_PG_POOL_SIZE=3 AEGIS_STATEMENT_TIMEOUT_MS=2000" \
     start_bridge pool 4096 --heartbeat-seconds 1
