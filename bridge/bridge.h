@@ -17,7 +17,7 @@ struct pgconn;
 struct sse_hub;
 struct drain;
 struct consumer_set;
-struct guard;
+struct limits;
 struct stats;
 
 struct bridge_metrics {
@@ -46,7 +46,7 @@ struct bridge {
     struct sse_hub *sse;
     struct drain *drain;              /* set by drain_start; NULL: no drain */
     struct consumer_set *consumers;   /* set by consumers_start */
-    struct guard *guard;              /* connection and per-address bounds (guard.c) */
+    struct limits *limits;             /* connection and per-address bounds (limits.c) */
     struct stats *stats;              /* cached store numbers for /metrics (stats.c) */
     struct bridge_metrics metrics;
     volatile int stopping;            /* set on the first SIGTERM/SIGINT */

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 
 #include "bridge.h"
-#include "guard.h"
+#include "limits.h"
 #include "buf.h"
 #include "log.h"
 #include "pgconn.h"
@@ -307,21 +307,21 @@ static void http_metric(struct buf *out, const char *name, const char *type, con
                      value);
 }
 
-/* the bounds of guard.c and the open publishers (stats.c) */
+/* the bounds of limits.c and the open publishers (stats.c) */
 static void http_metrics_hardening(struct buf *out, struct bridge *b, const struct stats_values *v)
 {
-    if (b->guard) {
+    if (b->limits) {
         http_metric(out, "aegis_bridge_connections", "gauge", "open client connections",
-                    (double)guard_open_connections(b->guard));
+                    (double)limits_open_connections(b->limits));
         http_metric(out, "aegis_bridge_connection_limit", "gauge",
                     "client connections at most (descriptor limit minus --reserved-fds)",
-                    (double)guard_connection_limit(b->guard));
+                    (double)limits_connection_limit(b->limits));
         http_metric(out, "aegis_bridge_connections_refused_total", "counter",
                     "connections closed at accept because the limit was reached",
-                    (double)guard_refused_total(b->guard));
+                    (double)limits_refused_total(b->limits));
         http_metric(out, "aegis_bridge_sse_address_refused_total", "counter",
                     "streams refused with 429 (--max-clients-per-ip)",
-                    (double)guard_ip_refused_total(b->guard));
+                    (double)limits_ip_refused_total(b->limits));
     }
     if (v && v->have_publishers) {
         http_metric(out, "aegis_bridge_open_publishers", "gauge",
@@ -588,19 +588,19 @@ static void http_session_reset(struct lws *wsi, struct http_session *ss)
     (void)wsi;
 }
 
-/* connections: counted and capped by guard.c (wsi is the listener for the filter) */
-static int http_guard_event(struct lws *wsi, enum lws_callback_reasons reason)
+/* connections: counted and capped by limits.c (wsi is the listener for the filter) */
+static int http_limits_event(struct lws *wsi, enum lws_callback_reasons reason)
 {
     struct bridge *b = http_bridge(wsi);
 
-    if (!b || !b->guard)
+    if (!b || !b->limits)
         return 0;
     if (reason == LWS_CALLBACK_FILTER_NETWORK_CONNECTION)
-        return guard_on_accept(b->guard, wsi);
+        return limits_on_accept(b->limits, wsi);
     if (reason == LWS_CALLBACK_WSI_CREATE)
-        guard_on_wsi_create(b->guard, wsi);
+        limits_on_wsi_create(b->limits, wsi);
     else
-        guard_on_wsi_destroy(b->guard, wsi);
+        limits_on_wsi_destroy(b->limits, wsi);
     return 0;
 }
 
@@ -631,7 +631,7 @@ static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
     case LWS_CALLBACK_WSI_CREATE:
     case LWS_CALLBACK_WSI_DESTROY:
-        return http_guard_event(wsi, reason);
+        return http_limits_event(wsi, reason);
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
         return lws_http_transaction_completed(wsi) ? -1 : 0;
     case LWS_CALLBACK_CLOSED_HTTP:

@@ -17,7 +17,7 @@
 
 #include "bridge.h"
 #include "config.h"
-#include "guard.h"
+#include "limits.h"
 #include "stats.h"
 #include "http.h"
 #include "log.h"
@@ -139,8 +139,8 @@ static int main_create_context(struct bridge *b)
 
 static int main_start(struct bridge *b)
 {
-    b->guard = guard_new(b);            /* before the listener can accept */
-    if (!b->guard || main_create_context(b) < 0)
+    b->limits = limits_new(b);            /* before the listener can accept */
+    if (!b->limits || main_create_context(b) < 0)
         return -1;
     b->sse = sse_hub_new(b);
     if (!b->sse)
@@ -191,12 +191,12 @@ static void main_stop(struct bridge *b)
     b->stats = NULL;
     if (b->evloop)
         loop_evlib_detach(b);
-    guard_detach(b->guard);
+    limits_detach(b->limits);
     if (b->ctx)
         lws_context_destroy(b->ctx);
     b->ctx = NULL;
-    guard_free(b->guard);
-    b->guard = NULL;
+    limits_free(b->limits);
+    b->limits = NULL;
     if (b->evloop)
         ev_loop_destroy(b->evloop);
     b->evloop = NULL;

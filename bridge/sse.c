@@ -26,7 +26,7 @@
 
 #include "bridge.h"
 #include "buf.h"
-#include "guard.h"
+#include "limits.h"
 #include "log.h"
 #include "loop.h"
 #include "pgconn.h"
@@ -107,7 +107,7 @@ struct sse_sub {
     uint64_t written_mark;          /* written at the previous heartbeat tick */
     int idle_beats;                 /* heartbeats in a row with data waiting and none taken */
     int replay_limit;               /* events the replay query in flight asked for */
-    struct guard_ip *ip;            /* the client address's stream count (guard.c) */
+    struct limits_ip *ip;            /* the client address's stream count (limits.c) */
     struct buf out;                 /* LWS_PRE headroom, then out.len bytes to send */
     struct sse_held *held, **held_tail;
     size_t held_bytes;
@@ -298,7 +298,7 @@ static void sse_sub_free(struct sse_sub *s)
     sse_held_free(sse_held_take(s));
     sse_unsubscribe(s);
     loop_peer_free(s->peer);
-    guard_ip_release(s->h->b->guard, s->ip);
+    limits_ip_release(s->h->b->limits, s->ip);
     s->ip = NULL;
     if (s->all_prev)
         s->all_prev->all_next = s->all_next;
@@ -820,7 +820,7 @@ int sse_open(struct sse_hub *h, struct lws *wsi, const struct sse_request *req, 
     s = calloc(1, sizeof *s);
     if (!s)
         return 503;
-    if (h->b->guard && guard_ip_acquire(h->b->guard, wsi, &s->ip) < 0) {
+    if (h->b->limits && limits_ip_acquire(h->b->limits, wsi, &s->ip) < 0) {
         free(s);
         h->b->metrics.sse_rejected++;
         return 429;                     /* --max-clients-per-ip */
@@ -1009,7 +1009,7 @@ void sse_closed(struct sse_sub *s)
     if (h->b->metrics.sse_connections > 0)
         h->b->metrics.sse_connections--;
     s->wsi = NULL;
-    guard_ip_release(h->b->guard, s->ip);
+    limits_ip_release(h->b->limits, s->ip);
     s->ip = NULL;
     sse_unsubscribe(s);
     if (s->pending == 0)
