@@ -12,8 +12,8 @@ OBJS       = extension/aegis_events.o extension/order.o extension/notify.o \
 DATA       = $(wildcard sql/aegis_events--*.sql)
 
 REGRESS      = install publish validate_workspace validate_conversation \
-               readers trigger guard bridge_interface hardening \
-               runs retention validate_faults \
+               readers trigger trigger_columns guard bridge_interface hardening \
+               drain_dead_letter runs retention validate_faults \
                upgrade
 REGRESS_OPTS = --inputdir=test
 ISOLATION    = order_reverse_commit order_three order_abort order_savepoint \

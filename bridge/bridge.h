@@ -18,6 +18,8 @@ struct sse_hub;
 struct drain;
 struct consumer_set;
 struct gate;
+struct limits;
+struct stats;
 
 struct bridge_metrics {
     uint64_t sse_connections;         /* open SSE responses (gauge) */
@@ -46,6 +48,8 @@ struct bridge {
     struct drain *drain;              /* set by drain_start; NULL: no drain */
     struct consumer_set *consumers;   /* set by consumers_start */
     struct gate *gate;                /* gate.c: authorization (tokens, hosts, policy) */
+    struct limits *limits;             /* connection and per-address bounds (limits.c) */
+    struct stats *stats;              /* cached store numbers for /metrics (stats.c) */
     struct bridge_metrics metrics;
     volatile int stopping;            /* set on the first SIGTERM/SIGINT */
 };

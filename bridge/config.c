@@ -61,8 +61,27 @@ static const struct config_opt config_opts[] = {
     { "--max-clients", "AEGIS_MAX_CLIENTS", OPT_INT, 1, 1000000,
       "most concurrent SSE streams, 1..1000000 (default 10000)" },
     { "--client-buffer-bytes", "AEGIS_CLIENT_BUFFER_BYTES", OPT_SIZE, 1024, 1073741824,
-      "per-subscriber output bound; a client past it is dropped, 1024..1073741824 (default "
-      "262144)" },
+      "per-subscriber output bound; a client past it is dropped, 1024..1073741824 (default 262144)" },
+    /* hardening: bounds against hostile clients and a slow store */
+    { "--max-clients-per-ip", "AEGIS_MAX_CLIENTS_PER_IP", OPT_INT, 1, 1000000,
+      "most concurrent SSE streams from one client address, 1..1000000 (default 64); behind a\n"
+      "      proxy every client has the proxy's address: limit per client there (X-Forwarded-For is not read)" },
+    { "--reserved-fds", "AEGIS_RESERVED_FDS", OPT_INT, 16, 100000,
+      "descriptors kept free for PostgreSQL, Kafka and files: connections are capped at the\n"
+      "      descriptor limit minus this, 16..100000 (default 64)" },
+    { "--header-timeout-seconds", "AEGIS_HEADER_TIMEOUT_SECONDS", OPT_INT, 1, 300,
+      "seconds a connection may take to send its request headers, 1..300 (default 10)" },
+    { "--idle-heartbeats", "AEGIS_IDLE_HEARTBEATS", OPT_INT, 1, 1000,
+      "heartbeat intervals a client may take no byte while data waits before it is dropped, 1..1000 (default 4)" },
+    { "--pg-pool-size", "AEGIS_PG_POOL_SIZE", OPT_INT, 1, 64,
+      "PostgreSQL connections for replays, run requests and /metrics, 1..64 (default 4)" },
+    { "--statement-timeout-ms", "AEGIS_STATEMENT_TIMEOUT_MS", OPT_INT, 1000, 3600000,
+      "statement_timeout of the bridge's PostgreSQL sessions, 1000..3600000 (default 30000)" },
+    { "--publisher-warn-seconds", "AEGIS_PUBLISHER_WARN_SECONDS", OPT_INT, 1, 86400,
+      "warn when a publishing transaction has held every reader back this long, 1..86400 (default 60)" },
+    { "--topic-allow", "AEGIS_TOPIC_ALLOW", OPT_STR, 0, 0,
+      "comma list of the only topics the drain produces to; events for others are dead-lettered\n"
+      "      (default: any topic)" },
     { "--static-dir", "AEGIS_STATIC_DIR", OPT_STR, 0, 0,
       "directory served at / and /static/ for the dashboard (default: none)" },
     { "--no-drain", NULL, OPT_FLAG_OFF, 0, 0,
@@ -468,7 +487,42 @@ static char **config_str_slot(struct bridge_config *cfg, const struct config_opt
         return &cfg->auth_jwt_issuer;
     if (!strcmp(o->flag, "--auth-sql-function"))
         return &cfg->auth_sql_function;
+    if (!strcmp(o->flag, "--topic-allow"))
+        return &cfg->topic_allow;
     return &cfg->static_dir;
+}
+
+/* --topic-allow: comma-separated Kafka topic names ([A-Za-z0-9._-], 1..249 each) */
+static int config_topic_list_ok(const char *v)
+{
+    size_t n;
+
+    for (;;) {
+        n = strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-");
+        if (n == 0 || n > 249 || (v[n] != ',' && v[n] != '\0'))
+            return 0;
+        if (v[n] == '\0')
+            return 1;
+        v += n + 1;
+    }
+}
+
+static void config_set_hardening(struct bridge_config *cfg, const char *flag, long v)
+{
+    if (!strcmp(flag, "--max-clients-per-ip"))
+        cfg->max_clients_per_ip = (int)v;
+    else if (!strcmp(flag, "--reserved-fds"))
+        cfg->reserved_fds = (int)v;
+    else if (!strcmp(flag, "--header-timeout-seconds"))
+        cfg->header_timeout_seconds = (int)v;
+    else if (!strcmp(flag, "--idle-heartbeats"))
+        cfg->idle_heartbeats = (int)v;
+    else if (!strcmp(flag, "--pg-pool-size"))
+        cfg->pg_pool_size = (int)v;
+    else if (!strcmp(flag, "--statement-timeout-ms"))
+        cfg->statement_timeout_ms = (int)v;
+    else if (!strcmp(flag, "--publisher-warn-seconds"))
+        cfg->publisher_warn_seconds = (int)v;
 }
 
 static void config_set_int(struct bridge_config *cfg, const struct config_opt *o, long v)
@@ -485,6 +539,8 @@ static void config_set_int(struct bridge_config *cfg, const struct config_opt *o
         cfg->drain_batch = (int)v;
     else if (!strcmp(o->flag, "--flush-timeout-ms"))
         cfg->flush_timeout_ms = (int)v;
+    else
+        config_set_hardening(cfg, o->flag, v);
 }
 
 /* one Host allow-list entry or a comma list of them */
@@ -556,6 +612,9 @@ static int config_apply(struct bridge_config *cfg, const struct config_opt *o, c
     case OPT_STR:
         if (!*v || strlen(v) > 4096)
             return config_fail(errmsg, "invalid value '%s' for %s: expected a non-empty string", v, name);
+        if (!strcmp(o->flag, "--topic-allow") && !config_topic_list_ok(v))
+            return config_fail(errmsg, "invalid value '%s' for %s: expected topic names "
+                               "([A-Za-z0-9._-], 1 to 249 characters) separated by commas", v, name);
         if (config_set_str(config_str_slot(cfg, o), v) < 0)
             return config_fail(errmsg, "out of memory");
         return 0;
@@ -606,6 +665,13 @@ static void config_defaults(struct bridge_config *cfg)
     cfg->retry_ms = 3000;
     cfg->max_clients = 10000;
     cfg->client_buffer_bytes = 262144;
+    cfg->max_clients_per_ip = 64;
+    cfg->reserved_fds = 64;
+    cfg->header_timeout_seconds = 10;
+    cfg->idle_heartbeats = 4;
+    cfg->pg_pool_size = 4;
+    cfg->statement_timeout_ms = 30000;
+    cfg->publisher_warn_seconds = 60;
     cfg->drain_enabled = 1;
     cfg->drain_batch = 5000;
     cfg->flush_timeout_ms = 10000;
@@ -730,6 +796,7 @@ void config_free(struct bridge_config *cfg)
     free(cfg->auth_jwt_issuer);
     free(cfg->auth_sql_function);
     config_clear_list(cfg, OPT_HOSTS);
+    free(cfg->topic_allow);
     for (i = 0; i < cfg->nrdkafka_props; i++) {
         free(cfg->rdkafka_props[i].key);
         free(cfg->rdkafka_props[i].value);

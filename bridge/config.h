@@ -37,6 +37,14 @@ struct bridge_config {
     size_t ncors_origins;
     int max_clients;                  /* 10000 */
     size_t client_buffer_bytes;       /* 262144 */
+    int max_clients_per_ip;           /* 64: SSE streams per client address */
+    int reserved_fds;                 /* 64: descriptors kept free below RLIMIT_NOFILE */
+    int header_timeout_seconds;       /* 10: lws's timeout for a request's headers */
+    int idle_heartbeats;              /* 4: heartbeats without a byte taken while data waits */
+    int pg_pool_size;                 /* 4: connections for replays, run requests, metrics */
+    int statement_timeout_ms;         /* 30000: statement_timeout of every session */
+    int publisher_warn_seconds;       /* 60: warn about an open publisher this old */
+    char *topic_allow;                /* NULL: any topic; else a comma list */
     char *static_dir;                 /* NULL: no dashboard files */
     int drain_enabled;                /* 1; --no-drain */
     int drain_batch;                  /* 1000 */

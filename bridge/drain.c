@@ -3,7 +3,9 @@
  * PostgreSQL connection (advisory lock, LISTEN aegis_events, reads, cursor),
  * the producer's lifetime (created when the lock is won, recreated after a
  * fatal error or a failed delivery, rewinding to the acknowledged prefix),
- * topic creation before the first produce to a topic, and the shutdown flush.
+ * topic creation before the first produce to a topic, the dead letters
+ * (an event Kafka refuses for good, or for a topic outside --topic-allow, is
+ * recorded with aegis.drain_dead_letter and passed), and the shutdown flush.
  */
 #define _GNU_SOURCE
 #include "drain.h"
@@ -29,6 +31,7 @@
     "SELECT id, topic, key, headers::text, event_type, payload::text " \
     "FROM aegis.read_topic_events($1::bigint, $2::int)"
 #define DRAIN_CHANNEL "aegis_events"
+#define DRAIN_DEAD_LETTER_SQL "SELECT aegis.drain_dead_letter($1::bigint, $2)"
 
 #define DRAIN_LOCK_RETRY_US 2000000        /* standby: try the lock again */
 #define DRAIN_CURSOR_DELAY_US 100000       /* cursor writes at most every 100 ms, */
@@ -85,6 +88,18 @@ struct drain {
     struct loop_backoff topic_backoff;
     uint64_t produced, delivered, failed, restarts;
     uint64_t failed_here;             /* failed deliveries of the current producer */
+    int64_t isolate_until;            /* after a permanent error: one event at a time up to here */
+    uint64_t dead_letters;
+};
+
+/* a dead letter being recorded: through the window (seq) or, after a
+ * producer restart, by moving the acknowledged position past id */
+struct drain_dead {
+    struct drain *d;
+    int64_t id;
+    uint64_t seq;
+    unsigned gen;
+    int via_window;
 };
 
 static void drain_maybe_read(struct drain *d);
@@ -92,6 +107,9 @@ static void drain_read_done(struct pgconn *c, PGresult *res, void *ud);
 static void drain_restart_producer(struct drain *d, const char *reason);
 static void drain_try_lock(struct drain *d);
 static void drain_cursor_arm(struct drain *d);
+static int drain_isolating(const struct drain *d);
+static void drain_dead_letter(struct drain *d, int64_t id, const char *topic, const char *why,
+                              uint64_t seq, int via_window);
 
 /* ---- topics known to exist ---- */
 
@@ -217,6 +235,13 @@ static void drain_cursor_store_now(struct drain *d)
 static void drain_on_delivery(void *ud, uint64_t seq, int err, const char *errstr)
 {
     struct drain *d = ud;
+    if (err != 0 && kafka_err_permanent(err)) {
+        if (drain_isolating(d) && ackwin_count(&d->win) == 1)
+            drain_dead_letter(d, ackwin_id(&d->win, seq), NULL, errstr ? errstr : "delivery failed",
+                              seq, 0);
+        else if (d->read_pos > d->isolate_until)
+            d->isolate_until = d->read_pos;   /* find which event of the batch it was */
+    }
     if (err != 0) {
         d->failed++;
         if (d->failed_here++ == 0)   /* the first one per producer; the restart line counts them */
@@ -227,6 +252,8 @@ static void drain_on_delivery(void *ud, uint64_t seq, int err, const char *errst
         return;
     }
     d->delivered++;
+    if (drain_isolating(d))
+        d->want_read = 1;                 /* the next one */
     if (ackwin_ack(&d->win, seq) > 0) {   /* progress: the next restart starts fast again */
         loop_backoff_reset(&d->backoff);
         drain_cursor_arm(d);
@@ -419,6 +446,76 @@ static void drain_topic_ensure(struct drain *d, const char *topic)
         drain_topic_step(d);
 }
 
+/* ---- dead letters ---- */
+
+static int drain_isolating(const struct drain *d)
+{
+    return d->isolate_until > d->win.acked;
+}
+
+static int drain_topic_allowed(const struct drain *d, const char *topic)
+{
+    const char *list = d->b->cfg.topic_allow, *p;
+    size_t n = strlen(topic);
+
+    if (list == NULL)
+        return 1;
+    for (p = list; *p; p += strcspn(p, ",")) {
+        p += strspn(p, ", ");
+        if (strncmp(p, topic, n) == 0 && (p[n] == ',' || p[n] == '\0' || p[n] == ' '))
+            return 1;
+    }
+    return 0;
+}
+
+static void drain_dead_done(struct pgconn *c, PGresult *res, void *ud)
+{
+    struct drain_dead *x = ud;
+    struct drain *d = x->d;
+
+    (void)c;
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        LOG(LOG_ERROR, "drain", "msg=dead_letter_not_recorded event=%" PRId64 " error=\"%s\" "
+            "action=\"retried by the next producer\"", x->id,
+            res ? log_text(PQresultErrorMessage(res)) : "connection lost");
+        free(x);
+        return;
+    }
+    d->dead_letters++;
+    if (x->via_window && x->gen == d->gen) {
+        if (ackwin_ack(&d->win, x->seq) > 0)
+            drain_cursor_arm(d);
+    } else if (!x->via_window && ackwin_count(&d->win) == 0 && d->win.acked < x->id) {
+        ackwin_reset(&d->win, x->id);    /* the restarted producer goes on after it */
+        d->read_pos = x->id;
+        d->want_read = 1;
+        drain_cursor_arm(d);
+        drain_maybe_read(d);
+    }
+    free(x);
+}
+
+static void drain_dead_letter(struct drain *d, int64_t id, const char *topic, const char *why,
+                              uint64_t seq, int via_window)
+{
+    struct drain_dead *x = calloc(1, sizeof *x);
+    char idbuf[24];
+    const char *params[2] = {idbuf, why};
+
+    LOG(LOG_WARN, "drain", "msg=dead_letter event=%" PRId64 " topic=\"%s\" error=\"%s\" "
+        "table=aegis.drain_dead_letters", id, log_text(topic ? topic : "?"), log_text(why));
+    if (x == NULL)
+        return;
+    x->d = d;
+    x->id = id;
+    x->seq = seq;
+    x->gen = d->gen;
+    x->via_window = via_window;
+    snprintf(idbuf, sizeof idbuf, "%" PRId64, id);
+    if (pgconn_query(d->pg, DRAIN_DEAD_LETTER_SQL, 2, params, drain_dead_done, x) < 0)
+        drain_dead_done(d->pg, NULL, x);
+}
+
 /* ---- reading and producing ---- */
 
 /* Produces row i; returns 0, or -1 when producing must pause here. */
@@ -430,6 +527,18 @@ static int drain_produce_row(struct drain *d, PGresult *res, int i)
     int64_t id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
 
     m.topic = PQgetvalue(res, i, 1);
+    if (!drain_topic_allowed(d, m.topic)) {
+        if (ackwin_full(&d->win)) {
+            d->kafka_full = 1;
+            return -1;
+        }
+        drain_dead_letter(d, id, m.topic, "topic not in the bridge's --topic-allow list",
+                          ackwin_push(&d->win, id), 1);
+        d->read_pos = id;
+        return 0;
+    }
+    if (drain_isolating(d) && ackwin_count(&d->win) > 0)
+        return -1;                    /* one at a time until past the failed batch */
     if (!drain_topic_known(d, m.topic)) {
         drain_topic_ensure(d, m.topic);
         return -1;
@@ -473,7 +582,7 @@ static int drain_issue_read(struct drain *d, int64_t after_id)
     if (d->reads_n == DRAIN_READS_MAX)
         return -1;
     snprintf(after, sizeof(after), "%" PRId64, after_id);
-    snprintf(limit, sizeof(limit), "%d", d->b->cfg.drain_batch);
+    snprintf(limit, sizeof(limit), "%d", drain_isolating(d) ? 1 : d->b->cfg.drain_batch);
     if (pgconn_query(d->pg, DRAIN_READ_SQL, 2, params, drain_read_done, d) < 0)
         return -1;
     slot = (d->reads_head + d->reads_n++) % DRAIN_READS_MAX;
@@ -489,7 +598,8 @@ static int drain_issue_read(struct drain *d, int64_t after_id)
 static void drain_prefetch(struct drain *d, PGresult *res, int n)
 {
     size_t batch = (size_t)d->b->cfg.drain_batch;
-    if (n != d->b->cfg.drain_batch || d->reading != 0 || d->ensuring != NULL || d->kafka_full ||
+    if (n != d->b->cfg.drain_batch || drain_isolating(d) || d->reading != 0 || d->ensuring != NULL ||
+        d->kafka_full ||
         ackwin_count(&d->win) + 2 * batch > d->win.cap)
         return;
     if (!drain_topic_known(d, PQgetvalue(res, 0, 1)))
@@ -546,7 +656,8 @@ static void drain_read_done(struct pgconn *c, PGresult *res, void *ud)
 static void drain_maybe_read(struct drain *d)
 {
     if (d->phase != DRAIN_ACTIVE || d->k == NULL || d->reading || !d->want_read ||
-        d->ensuring != NULL || d->kafka_full || ackwin_full(&d->win))
+        d->ensuring != NULL || d->kafka_full || ackwin_full(&d->win) ||
+        (drain_isolating(d) && ackwin_count(&d->win) > 0))
         return;
     if (drain_issue_read(d, d->read_pos) == 0)
         d->want_read = 0;
@@ -672,9 +783,9 @@ static void drain_lock_timer(void *ud)
 static void drain_pg_connected(struct pgconn *c, void *ud)
 {
     struct drain *d = ud;
-    (void)c;
     if (d->phase == DRAIN_STOPPING)
         return;
+    pgconn_set_statement_timeout(c, d->b->cfg.statement_timeout_ms);
     d->phase = DRAIN_WAIT_PG;
     drain_try_lock(d);
 }

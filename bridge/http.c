@@ -19,12 +19,14 @@
 #include <sys/stat.h>
 
 #include "bridge.h"
+#include "limits.h"
 #include "buf.h"
 #include "gate.h"
 #include "log.h"
 #include "pgconn.h"
 #include "runreq.h"
 #include "sse.h"
+#include "stats.h"
 #include "drain.h"
 
 #define HTTP_MESSAGE_MAX 8192
@@ -424,11 +426,38 @@ static void http_metric(struct buf *out, const char *name, const char *type, con
                      value);
 }
 
-static char *http_metrics_text(struct bridge *b, PGresult *lag)
+/* the bounds of limits.c and the open publishers (stats.c) */
+static void http_metrics_hardening(struct buf *out, struct bridge *b, const struct stats_values *v)
+{
+    if (b->limits) {
+        http_metric(out, "aegis_bridge_connections", "gauge", "open client connections",
+                    (double)limits_open_connections(b->limits));
+        http_metric(out, "aegis_bridge_connection_limit", "gauge",
+                    "client connections at most (descriptor limit minus --reserved-fds)",
+                    (double)limits_connection_limit(b->limits));
+        http_metric(out, "aegis_bridge_connections_refused_total", "counter",
+                    "connections closed at accept because the limit was reached",
+                    (double)limits_refused_total(b->limits));
+        http_metric(out, "aegis_bridge_sse_address_refused_total", "counter",
+                    "streams refused with 429 (--max-clients-per-ip)",
+                    (double)limits_ip_refused_total(b->limits));
+    }
+    if (v && v->have_publishers) {
+        http_metric(out, "aegis_bridge_open_publishers", "gauge",
+                    "open transactions that published (each holds readers back until it ends)",
+                    v->open_publishers);
+        http_metric(out, "aegis_bridge_oldest_publisher_age_seconds", "gauge",
+                    "how long the oldest open publishing transaction has held every reader back",
+                    v->oldest_age_s);
+    }
+}
+
+static char *http_metrics_text(struct bridge *b)
 {
     const struct bridge_metrics *m = &b->metrics;
     struct buf out = { 0 };
-    int have_lag = lag && PQresultStatus(lag) == PGRES_TUPLES_OK && PQntuples(lag) == 1;
+    const struct stats_values *v = b->stats ? stats_values(b->stats) : NULL;
+    int have_lag = v && v->have_drain;
 
     if (buf_reserve(&out, 0, 4096) < 0)
         return NULL;
@@ -465,30 +494,34 @@ static char *http_metrics_text(struct bridge *b, PGresult *lag)
                 "conversation run requests recorded or found", (double)m->run_requests);
     if (have_lag) {
         http_metric(&out, "aegis_bridge_drain_cursor_position", "gauge",
-                    "last event id Kafka acknowledged", atof(PQgetvalue(lag, 0, 0)));
+                    "last event id Kafka acknowledged", v->cursor);
         http_metric(&out, "aegis_bridge_drain_pending_events", "gauge",
-                    "events with a topic not yet acknowledged by Kafka", atof(PQgetvalue(lag, 0, 1)));
+                    "events with a topic not yet acknowledged by Kafka", v->pending);
         http_metric(&out, "aegis_bridge_drain_lag_seconds", "gauge",
                     "age of the oldest event waiting for Kafka",
-                    PQgetisnull(lag, 0, 2) ? 0.0 : atof(PQgetvalue(lag, 0, 2)));
+                    v->lag_s);
+        http_metric(&out, "aegis_bridge_drain_dead_letters_total", "counter",
+                    "events the drain could not produce (permanent error or topic not allowed), "
+                    "in aegis.drain_dead_letters", v->dead_letters);
     }
+    http_metrics_hardening(&out, b, v);
     return out.p;
 }
 
-static void http_metrics_done(struct pgconn *c, PGresult *res, void *ud)
+/* the cached store numbers are fresh (stats.c): answer */
+static void http_metrics_ready(void *ud)
 {
     struct http_async *a = ud;
     struct lws *wsi = a->wsi;
     struct http_session *ss;
     char *text;
 
-    (void)c;
     free(a);
     if (!wsi)
         return;
     ss = lws_wsi_user(wsi);
     ss->async = NULL;
-    text = http_metrics_text(http_bridge(wsi), res);
+    text = http_metrics_text(http_bridge(wsi));
     if (!text || http_reply(wsi, ss, 200, "text/plain; version=0.0.4", text) < 0)
         lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
     free(text);
@@ -496,9 +529,6 @@ static void http_metrics_done(struct pgconn *c, PGresult *res, void *ud)
 
 static int http_metrics(struct lws *wsi, struct http_session *ss)
 {
-    static const char sql[] =
-        "SELECT cursor_position, pending_events, extract(epoch from oldest_pending_age) "
-        "FROM aegis.drain_status()";
     static const struct gate_target target = { GATE_METRICS, NULL, NULL, NULL };
     struct bridge *b = http_bridge(wsi);
     struct auth_claims *claims = NULL;
@@ -510,15 +540,13 @@ static int http_metrics(struct lws *wsi, struct http_session *ss)
         return rc;
     auth_claims_free(claims);
 
-    if (sse_pg_ready(b->sse) && (a = calloc(1, sizeof *a))) {
+    if (b->stats && (a = calloc(1, sizeof *a))) {
         a->wsi = wsi;
-        if (pgconn_query(b->pg, sql, 0, NULL, http_metrics_done, a) == 0) {
-            ss->async = a;
-            return 0;
-        }
-        free(a);
+        ss->async = a;
+        stats_when_fresh(b->stats, http_metrics_ready, a);   /* may answer at once */
+        return 0;
     }
-    text = http_metrics_text(b, NULL);
+    text = http_metrics_text(b);
     rc = text ? http_reply(wsi, ss, 200, "text/plain; version=0.0.4", text) : -1;
     free(text);
     return rc;
@@ -656,8 +684,9 @@ static int http_sse_open(struct lws *wsi, struct http_session *ss, const struct 
     int status = sse_open(b->sse, wsi, req, &sub); /* copies what it keeps */
 
     if (status != 0)
-        return http_reply_text(wsi, ss, status,
-                               "service unavailable: store not connected or too many clients");
+        return http_reply_text(wsi, ss, status, status == 429
+                               ? "too many requests: this address has --max-clients-per-ip streams open"
+                               : "service unavailable: store not connected or too many clients");
     lws_set_opaque_user_data(wsi, sub);
     ss->expiry = gate_expiry_start(b, wsi, claims->exp);
     return 0;
@@ -928,6 +957,22 @@ static void http_session_reset(struct lws *wsi, struct http_session *ss)
     (void)wsi;
 }
 
+/* connections: counted and capped by limits.c (wsi is the listener for the filter) */
+static int http_limits_event(struct lws *wsi, enum lws_callback_reasons reason)
+{
+    struct bridge *b = http_bridge(wsi);
+
+    if (!b || !b->limits)
+        return 0;
+    if (reason == LWS_CALLBACK_FILTER_NETWORK_CONNECTION)
+        return limits_on_accept(b->limits, wsi);
+    if (reason == LWS_CALLBACK_WSI_CREATE)
+        limits_on_wsi_create(b->limits, wsi);
+    else
+        limits_on_wsi_destroy(b->limits, wsi);
+    return 0;
+}
+
 static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
     struct http_session *ss = user;
@@ -954,6 +999,10 @@ static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
         if (ss)
             http_session_reset(wsi, ss);
         return 0;
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+    case LWS_CALLBACK_WSI_CREATE:
+    case LWS_CALLBACK_WSI_DESTROY:
+        return http_limits_event(wsi, reason);
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
         return lws_http_transaction_completed(wsi) ? -1 : 0;
     case LWS_CALLBACK_CLOSED_HTTP:

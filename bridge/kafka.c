@@ -575,3 +575,26 @@ int kafka_flush(struct kafka *k, int timeout_ms)
     kafka_drain_queue(k, timeout_ms, 1);
     return rd_kafka_outq_len(k->rk) == 0 ? 0 : -1;
 }
+
+/*
+ * A delivery error that no retry can fix, for this message: the drain
+ * dead-letters the event instead of retrying it for ever.  librdkafka has
+ * already retried what it considers retriable (rd_kafka_error_is_retriable
+ * covers the same ground for errors it returns as objects).
+ */
+int kafka_err_permanent(int err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:          /* the topic's max.message.bytes */
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:             /* an invalid topic, e.g. an internal one */
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT:
+        return 1;
+    default:
+        return 0;
+    }
+}

@@ -79,6 +79,9 @@ int kafka_create_topic(struct kafka *k, const char *topic, int partitions, int r
 /* 1 when a CreateTopics error means this client may not or cannot create
  * topics here (no permission, broker without the API): the topic may exist. */
 int kafka_err_cannot_create(int err);
+/* 1 when a delivery error is permanent for that message (too large for its
+ * topic, not authorized, an invalid topic...): retrying cannot deliver it */
+int kafka_err_permanent(int err);
 
 /* Blocks up to timeout_ms until every message is delivered or failed, then
  * serves the reports.  Returns 0 when nothing is left in flight.  Shutdown only. */

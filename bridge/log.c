@@ -71,11 +71,39 @@ const char *log_text(const char *s)
     return log_text_n(s, SIZE_MAX);
 }
 
+/*
+ * lws logs some conditions once per event (an accept failing with EMFILE:
+ * 1.7 million lines in 10 s; a header overflow: one per request), so a line
+ * equal to the previous one is held back for LOG_LWS_REPEAT_S seconds and
+ * the next line that is written says how many were.
+ */
+#define LOG_LWS_REPEAT_S 10
+
+static struct {
+    char last[256];
+    time_t since;
+    unsigned long repeated;
+} log_lws_state;
+
 static void log_from_lws(int level, const char *line)
 {
     enum log_level l = (level & LLL_ERR) ? LOG_ERROR : (level & LLL_WARN) ? LOG_WARN : LOG_DEBUG;
+    time_t now = time(NULL);
 
-    LOG(l, "lws", "msg=lws text=\"%s\"", log_text(line));
+    if (!log_enabled(l))
+        return;
+    if (strncmp(line, log_lws_state.last, sizeof log_lws_state.last - 1) == 0 &&
+        now - log_lws_state.since < LOG_LWS_REPEAT_S) {
+        log_lws_state.repeated++;
+        return;
+    }
+    if (log_lws_state.repeated > 0)
+        LOG(l, "lws", "msg=lws text=\"%s\" count=%lu", log_text(line), log_lws_state.repeated + 1);
+    else
+        LOG(l, "lws", "msg=lws text=\"%s\"", log_text(line));
+    snprintf(log_lws_state.last, sizeof log_lws_state.last, "%s", line);
+    log_lws_state.since = now;
+    log_lws_state.repeated = 0;
 }
 
 void log_hook_lws(void)

@@ -18,6 +18,8 @@
 #include "bridge.h"
 #include "config.h"
 #include "gate.h"
+#include "limits.h"
+#include "stats.h"
 #include "http.h"
 #include "log.h"
 #include "loop.h"
@@ -121,6 +123,7 @@ static int main_create_context(struct bridge *b)
     info.protocols = list;
     info.user = b;
     info.max_http_header_data = 16384;
+    info.timeout_secs_ah_idle = (unsigned)b->cfg.header_timeout_seconds;
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
     b->ctx = main_context_on_libev(b, &info);
     if (!b->ctx)
@@ -138,10 +141,14 @@ static int main_create_context(struct bridge *b)
 
 static int main_start(struct bridge *b)
 {
-    if (main_create_context(b) < 0)
+    b->limits = limits_new(b);            /* before the listener can accept */
+    if (!b->limits || main_create_context(b) < 0)
         return -1;
     b->sse = sse_hub_new(b);
     if (!b->sse)
+        return -1;
+    b->stats = stats_new(b);
+    if (!b->stats)
         return -1;
     if (drain_start(b) < 0)
         return -1;
@@ -182,11 +189,16 @@ static void main_stop(struct bridge *b)
     drain_stop(b);
     sse_hub_free(b->sse);
     b->sse = NULL;
+    stats_free(b->stats);               /* after the queries in flight have failed */
+    b->stats = NULL;
     if (b->evloop)
         loop_evlib_detach(b);
+    limits_detach(b->limits);
     if (b->ctx)
         lws_context_destroy(b->ctx);
     b->ctx = NULL;
+    limits_free(b->limits);
+    b->limits = NULL;
     if (b->evloop)
         ev_loop_destroy(b->evloop);
     b->evloop = NULL;

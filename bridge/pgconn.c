@@ -589,3 +589,15 @@ int pgconn_queue_length(const struct pgconn *c)
 {
     return c ? c->qlen : 0;
 }
+
+/* statement_timeout for this session (call from on_connected: the queue is
+ * FIFO, so it applies to every query sent after it) */
+int pgconn_set_statement_timeout(struct pgconn *c, int ms)
+{
+    char v[24];
+    const char *params[1] = { v };
+
+    snprintf(v, sizeof v, "%dms", ms);
+    return pgconn_query(c, "SELECT pg_catalog.set_config('statement_timeout', $1, false)", 1, params,
+                        NULL, NULL);
+}

@@ -53,6 +53,9 @@ int pgconn_query_prepared(struct pgconn *c, const char *stmt, int nparams,
  * integer; -1 otherwise (an error, no row, several rows, NULL, not a number). */
 int pgconn_result_int8(const PGresult *res, int64_t *out);
 
+/* SET statement_timeout for the session (from on_connected; FIFO: it applies
+ * to every query queued after it).  Same return as pgconn_query. */
+int pgconn_set_statement_timeout(struct pgconn *c, int ms);
 int pgconn_is_ready(const struct pgconn *c);
 const char *pgconn_state_name(const struct pgconn *c);   /* "connecting", "ready", "backoff", "closed" */
 int pgconn_queue_length(const struct pgconn *c);

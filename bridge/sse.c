@@ -26,6 +26,7 @@
 
 #include "bridge.h"
 #include "buf.h"
+#include "limits.h"
 #include "log.h"
 #include "loop.h"
 #include "pgconn.h"
@@ -41,8 +42,14 @@ static const char SQL_SAFE_POSITION[] = "SELECT aegis.safe_position()";
 static const char SQL_WAIT_ALL[] =
     "SELECT id, stream_kind, stream_id, event_type, payload::text "
     "FROM aegis.wait_all($1::bigint, $2::int, $3::int)";
+/* a replay batch bounded by bytes as well as events: the rows whose payloads
+ * before them sum to less than $5 (so always the first), and how many rows
+ * the batch had before that cut */
 static const char SQL_READ_STREAM[] =
-    "SELECT id, event_type, payload::text FROM aegis.read_stream($1, $2, $3::bigint, $4::int)";
+    "SELECT id, event_type, p, total FROM (SELECT id, event_type, p, "
+    "count(*) OVER () AS total, sum(octet_length(p)) OVER (ORDER BY id) - octet_length(p) AS before "
+    "FROM (SELECT id, event_type, payload::text AS p "
+    "FROM aegis.read_stream($1, $2, $3::bigint, $4::int)) r) b WHERE before < $5::bigint ORDER BY id";
 static const char SQL_REQUEST_RUN[] = "SELECT aegis.request_run($1, $2, $3, $4)";
 /* finished: the last conversation event at or before N is done/error, no run
  * was requested after it up to N, and nothing follows N */
@@ -99,6 +106,9 @@ struct sse_sub {
     long long delivered;            /* highest event id queued */
     uint64_t written;               /* bytes handed to lws so far */
     uint64_t written_mark;          /* written at the previous heartbeat tick */
+    int idle_beats;                 /* heartbeats in a row with data waiting and none taken */
+    int replay_limit;               /* events the replay query in flight asked for */
+    struct limits_ip *ip;            /* the client address's stream count (limits.c) */
     struct buf out;                 /* LWS_PRE headroom, then out.len bytes to send */
     struct sse_held *held, **held_tail;
     size_t held_bytes;
@@ -107,9 +117,13 @@ struct sse_sub {
     struct loop_peer *peer;         /* libev loop, h1: watches the client's close */
 };
 
+#define SSE_POOL_MAX 64
+
 struct sse_hub {
     struct bridge *b;
-    struct pgconn *pg;              /* replays and conversation queries */
+    struct pgconn *pool[SSE_POOL_MAX];  /* replays, conversation queries, /metrics */
+    int npool;
+    struct pgconn *pg;              /* pool[0] */
     struct pgconn *live;            /* the live reader's long poll */
     struct sse_stream *buckets[SSE_BUCKETS];
     struct sse_sub *all;
@@ -285,6 +299,8 @@ static void sse_sub_free(struct sse_sub *s)
     sse_held_free(sse_held_take(s));
     sse_unsubscribe(s);
     loop_peer_free(s->peer);
+    limits_ip_release(s->h->b->limits, s->ip);
+    s->ip = NULL;
     if (s->all_prev)
         s->all_prev->all_next = s->all_next;
     else
@@ -492,7 +508,7 @@ static void sse_go_live(struct sse_sub *s)
     struct sse_held *list = s->held, *e;
 
     LOG(LOG_DEBUG, "sse", "msg=\"stream live\" stream=%s delivered=%lld held_bytes=%zu queue=%d",
-        s->stream_id, s->delivered, s->held_bytes, pgconn_queue_length(s->h->pg));
+        s->stream_id, s->delivered, s->held_bytes, pgconn_queue_length(sse_pg_pick(s->h)));
     sse_held_take(s);
     s->phase = PH_LIVE;
     if (s->status == 0)
@@ -507,7 +523,7 @@ static void sse_flush_dirty(struct sse_hub *h);
 
 static void sse_replay_apply(struct sse_sub *s, PGresult *res)
 {
-    int i, n;
+    int i, n, total;
     size_t len;
     char *msg;
 
@@ -516,6 +532,8 @@ static void sse_replay_apply(struct sse_sub *s, PGresult *res)
         return;
     }
     n = PQntuples(res);
+    /* rows before the byte cut (SQL_READ_STREAM's "total"), else all of them */
+    total = n > 0 && PQfnumber(res, "total") >= 0 ? atoi(PQgetvalue(res, 0, PQfnumber(res, "total"))) : n;
     for (i = 0; i < n && s->phase == PH_REPLAY; i++) {
         long long id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
         const char *type = PQgetvalue(res, i, 1);
@@ -533,7 +551,7 @@ static void sse_replay_apply(struct sse_sub *s, PGresult *res)
             sse_decide(s, 200);
         return;
     }
-    if (n < SSE_REPLAY_BATCH && s->replay_drops == s->held_drops)
+    if (n == total && n < s->replay_limit && s->replay_drops == s->held_drops)
         sse_go_live(s);
     else
         sse_replay_next(s);
@@ -551,15 +569,19 @@ static void sse_on_replay(struct pgconn *c, PGresult *res, void *ud)
     sse_flush_dirty(s->h);
 }
 
+/* the next replay batch, once the client has taken half of what waits; at
+ * most the room left in its buffer (and one event, however large) */
 static void sse_replay_next(struct sse_sub *s)
 {
-    char after[24], batch[16];
-    const char *params[4];
+    char after[24], batch[16], room[24];
+    const char *params[5];
+    size_t bound = s->h->b->cfg.client_buffer_bytes;
 
-    if (s->out.len > s->h->b->cfg.client_buffer_bytes / 2 && s->status == 200) {
+    if (s->out.len > bound / 2 && s->status == 200) {
         s->replay_paused = 1;               /* resumed from sse_writeable */
         return;
     }
+    snprintf(room, sizeof room, "%zu", s->out.len < bound ? bound - s->out.len : 1);
     s->replay_paused = 0;
     snprintf(after, sizeof after, "%lld", s->delivered);
     snprintf(batch, sizeof batch, "%d", SSE_REPLAY_BATCH);
@@ -567,9 +589,11 @@ static void sse_replay_next(struct sse_sub *s)
     params[1] = s->stream_id;
     params[2] = after;
     params[3] = batch;
+    params[4] = room;
+    s->replay_limit = SSE_REPLAY_BATCH;
     s->pending++;
     s->replay_drops = s->held_drops;
-    if (pgconn_query(s->h->pg, SQL_READ_STREAM, 4, params, sse_on_replay, s) < 0) {
+    if (pgconn_query(sse_pg_pick(s->h), SQL_READ_STREAM, 5, params, sse_on_replay, s) < 0) {
         s->pending--;
         sse_fail(s, NULL, "read_stream");
     }
@@ -644,14 +668,17 @@ static void sse_resume(struct sse_sub *s)
     }
     sse_replay_begin(s, s->last_id);
     snprintf(after, sizeof after, "%lld", s->last_id);
-    snprintf(batch, sizeof batch, "%d", SSE_REPLAY_BATCH);
+    /* one event: read_stream_resume's batch is not cut by bytes; the rest
+     * of the replay is (SQL_READ_STREAM) */
+    s->replay_limit = 1;
+    snprintf(batch, sizeof batch, "%d", s->replay_limit);
     params[0] = s->kind == SSE_WORKSPACE ? "workspace" : "conversation";
     params[1] = s->stream_id;
     params[2] = after;
     params[3] = batch;
     s->pending++;
     s->replay_drops = s->held_drops;
-    if (pgconn_query(s->h->pg, SQL_READ_STREAM_RESUME, 4, params, sse_on_resume, s) < 0) {
+    if (pgconn_query(sse_pg_pick(s->h), SQL_READ_STREAM_RESUME, 4, params, sse_on_resume, s) < 0) {
         s->pending--;
         sse_fail(s, NULL, "read_stream_resume");
     }
@@ -762,7 +789,7 @@ static int sse_start(struct sse_sub *s)
         sql = SQL_LATEST_RUN, cb = sse_on_latest_run, n = 1;
     }
     s->pending++;
-    if (pgconn_query(s->h->pg, sql, n, params, cb, s) < 0) {
+    if (pgconn_query(sse_pg_pick(s->h), sql, n, params, cb, s) < 0) {
         s->pending--;
         return -1;
     }
@@ -794,6 +821,11 @@ int sse_open(struct sse_hub *h, struct lws *wsi, const struct sse_request *req, 
     s = calloc(1, sizeof *s);
     if (!s)
         return 503;
+    if (h->b->limits && limits_ip_acquire(h->b->limits, wsi, &s->ip) < 0) {
+        free(s);
+        h->b->metrics.sse_rejected++;
+        return 429;                     /* --max-clients-per-ip */
+    }
     s->h = h;
     s->wsi = wsi;
     s->held_tail = &s->held;
@@ -986,6 +1018,8 @@ void sse_closed(struct sse_sub *s)
     if (h->b->metrics.sse_connections > 0)
         h->b->metrics.sse_connections--;
     s->wsi = NULL;
+    limits_ip_release(h->b->limits, s->ip);
+    s->ip = NULL;
     sse_unsubscribe(s);
     if (s->pending == 0)
         sse_sub_free(s);
@@ -1153,8 +1187,38 @@ static void sse_on_prepared(struct pgconn *c, PGresult *res, void *ud)
  * (FIFO: the prepare runs before the first wait that uses it) */
 static void sse_on_live_connected(struct pgconn *c, void *ud)
 {
+    struct sse_hub *h = ud;
+
+    /* the long poll itself waits up to SSE_WAIT_MS */
+    pgconn_set_statement_timeout(c, h->b->cfg.statement_timeout_ms + SSE_WAIT_MS);
     if (pgconn_prepare(c, SSE_WAIT_STMT, SQL_WAIT_ALL, sse_on_prepared, ud) == 0)
         sse_begin(ud);
+}
+
+static void sse_on_pool_connected(struct pgconn *c, void *ud)
+{
+    struct sse_hub *h = ud;
+
+    pgconn_set_statement_timeout(c, h->b->cfg.statement_timeout_ms);
+}
+
+/* the pool connection with the shortest queue among the ready ones (a slow
+ * run request or replay delays only the queries behind it) */
+struct pgconn *sse_pg_pick(struct sse_hub *h)
+{
+    struct pgconn *best = h->pool[0];
+    int i, q, best_q = -1;
+
+    for (i = 0; i < h->npool; i++) {
+        if (!pgconn_is_ready(h->pool[i]))
+            continue;
+        q = pgconn_queue_length(h->pool[i]);
+        if (best_q < 0 || q < best_q) {
+            best = h->pool[i];
+            best_q = q;
+        }
+    }
+    return best;
 }
 
 static void sse_on_live_lost(struct pgconn *c, void *ud)
@@ -1180,9 +1244,15 @@ static void sse_heartbeat_cb(void *ud)
         next = s->all_next;
         if (!s->wsi || s->status != 200 || s->killed || s->phase == PH_ENDING)
             continue;
-        /* no byte taken by the client for a whole interval, buffer half full */
+        /* no byte taken by the client for a whole interval, buffer half
+         * full; or data waiting and none taken for --idle-heartbeats intervals */
+        s->idle_beats = s->written == s->written_mark && s->out.len > 0 ? s->idle_beats + 1 : 0;
         if (s->written == s->written_mark && s->out.len >= h->b->cfg.client_buffer_bytes / 2) {
             sse_drop(s, "stalled_client");
+            continue;
+        }
+        if (s->idle_beats >= h->b->cfg.idle_heartbeats) {
+            sse_drop(s, "idle_client");
             continue;
         }
         s->written_mark = s->written;
@@ -1227,7 +1297,9 @@ static void sse_liveness_cb(void *ud)
 
 struct sse_hub *sse_hub_new(struct bridge *b)
 {
-    static const struct pgconn_callbacks cbs = { NULL, NULL, NULL };
+    static const struct pgconn_callbacks cbs = { sse_on_pool_connected, NULL, NULL };
+    char name[16];
+    int i;
     static const struct pgconn_callbacks live_cbs = { sse_on_live_connected, NULL, sse_on_live_lost };
     struct sse_hub *h = calloc(1, sizeof *h);
 
@@ -1240,9 +1312,15 @@ struct sse_hub *sse_hub_new(struct bridge *b)
         h->liveness = loop_timer_new(b, sse_liveness_cb, h);
     if (!h->heartbeat || !h->reread || (!b->evloop && !h->liveness))
         goto err;
-    h->pg = pgconn_new(b, b->cfg.database_url, "sse", &cbs, h);
+    h->npool = b->cfg.pg_pool_size < SSE_POOL_MAX ? b->cfg.pg_pool_size : SSE_POOL_MAX;
+    for (i = 0; i < h->npool; i++) {
+        snprintf(name, sizeof name, "sse-%d", i);
+        if (!(h->pool[i] = pgconn_new(b, b->cfg.database_url, name, &cbs, h)))
+            goto err;
+    }
+    h->pg = h->pool[0];
     h->live = pgconn_new(b, b->cfg.database_url, "sse-live", &live_cbs, h);
-    if (!h->pg || !h->live)
+    if (!h->live)
         goto err;
     b->pg = h->pg;
     loop_timer_schedule(h->heartbeat, (int64_t)b->cfg.heartbeat_seconds * 1000000);
@@ -1257,6 +1335,7 @@ err:
 void sse_hub_free(struct sse_hub *h)
 {
     struct sse_sub *s;
+    int i;
 
     if (!h)
         return;
@@ -1264,9 +1343,10 @@ void sse_hub_free(struct sse_hub *h)
     loop_timer_free(h->reread);
     loop_timer_free(h->liveness);
     pgconn_free(h->live);
-    pgconn_free(h->pg);             /* fails pending queries: subs drop their refs */
     if (h->b->pg == h->pg)
         h->b->pg = NULL;
+    for (i = 0; i < h->npool; i++)
+        pgconn_free(h->pool[i]);    /* fails pending queries: subs drop their refs */
     h->pg = NULL;
     while ((s = h->all)) {
         if (s->wsi)
@@ -1278,8 +1358,13 @@ void sse_hub_free(struct sse_hub *h)
     free(h);
 }
 
-/* ready for subscribers: both connections up and the live reader placed */
+/* ready for subscribers: a pool connection and the live reader up, and the
+ * live reader placed */
 int sse_pg_ready(const struct sse_hub *h)
 {
-    return h && pgconn_is_ready(h->pg) && pgconn_is_ready(h->live) && h->have_position;
+    int i, any = 0;
+
+    for (i = 0; h && i < h->npool && !any; i++)
+        any = pgconn_is_ready(h->pool[i]);
+    return any && pgconn_is_ready(h->live) && h->have_position;
 }

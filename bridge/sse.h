@@ -43,6 +43,9 @@ void sse_closed(struct sse_sub *s);
 /* Shutdown: end every stream (connections close as soon as they are flushed). */
 void sse_close_all(struct sse_hub *h);
 int sse_pg_ready(const struct sse_hub *h);
+/* the least busy ready connection of the pool (replays, run requests, /metrics) */
+struct pgconn;
+struct pgconn *sse_pg_pick(struct sse_hub *h);
 
 /* Pure helpers, unit-tested. */
 int sse_id_valid(const char *id, size_t len);              /* ^[A-Za-z0-9_.:-]{1,128}$ */

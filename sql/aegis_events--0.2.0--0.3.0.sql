@@ -249,6 +249,75 @@ REVOKE ALL ON FUNCTION aegis.publisher_slots(), aegis.open_publishers(),
 REVOKE ALL ON aegis.open_publishers FROM PUBLIC;
 
 
+/*
+ * The Kafka drain's dead letters: an event Kafka refused for good (larger
+ * than its topic's max.message.bytes, authorization denied, a topic that
+ * cannot be created, or a topic outside the bridge's --topic-allow list) is
+ * recorded here with the error, and the drain moves on past it instead of
+ * retrying it for ever.  The bridge records one through
+ * aegis.drain_dead_letter (it writes no table itself); an operator reads
+ * the table, fixes the cause and publishes the event again if it matters.
+ */
+CREATE TABLE aegis.drain_dead_letters (
+    event_id    bigint      NOT NULL PRIMARY KEY,
+    topic       text        NOT NULL,
+    error       text        NOT NULL,
+    failed_at   timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+REVOKE ALL ON aegis.drain_dead_letters FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('aegis.drain_dead_letters', '');
+
+CREATE FUNCTION aegis.drain_dead_letter(id bigint, error text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t text;
+BEGIN
+    IF id IS NULL OR error IS NULL OR error = '' THEN
+        RAISE EXCEPTION 'aegis.drain_dead_letter: id and error are required'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the event id and the error Kafka reported.';
+    END IF;
+    SELECT e.topic INTO t FROM aegis.events e WHERE e.id = drain_dead_letter.id;
+    IF t IS NULL THEN
+        RAISE EXCEPTION 'aegis.drain_dead_letter: event % does not exist or has no topic', id
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Only events published to a Kafka topic are drained.';
+    END IF;
+    INSERT INTO aegis.drain_dead_letters AS d (event_id, topic, error)
+    VALUES (drain_dead_letter.id, t, pg_catalog.left(drain_dead_letter.error, 2000))
+    ON CONFLICT (event_id) DO UPDATE SET error = EXCLUDED.error, failed_at = pg_catalog.now();
+END;
+$$;
+REVOKE ALL ON FUNCTION aegis.drain_dead_letter(bigint, text) FROM PUBLIC;
+
+/* drain_lag and drain_status() count the dead letters too */
+CREATE OR REPLACE VIEW aegis.drain_lag AS
+SELECT c.position AS cursor_position,
+       (SELECT count(*) FROM aegis.events e
+         WHERE e.topic IS NOT NULL AND e.id > c.position) AS pending_events,
+       (SELECT now() - min(e.created_at) FROM aegis.events e
+         WHERE e.topic IS NOT NULL AND e.id > c.position) AS oldest_pending_age,
+       (SELECT count(*) FROM aegis.drain_dead_letters) AS dead_letters
+  FROM (SELECT aegis.cursor_position('kafka-drain') AS position) c;
+
+DROP FUNCTION aegis.drain_status();
+CREATE FUNCTION aegis.drain_status()
+RETURNS TABLE (cursor_position bigint, pending_events bigint, oldest_pending_age interval,
+               dead_letters bigint)
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT l.cursor_position, l.pending_events, l.oldest_pending_age, l.dead_letters
+      FROM aegis.drain_lag l
+$$;
+REVOKE ALL ON FUNCTION aegis.drain_status() FROM PUBLIC;
+
+COMMENT ON FUNCTION aegis.emit_row_event() IS
+'Trigger: aegis.emit_row_event(topic [, ''columns=a,b'' | ''exclude=a,b''] [, ''oversize=reference'' | ''oversize=error'']) publishes row changes to topic keyed by the primary key; columns=/exclude= choose the published columns; a row event larger than aegis.max_payload_bytes publishes a reference (table, key, bytes) by default, or fails the statement with oversize=error.';
+
 
 /* ---- agent runs: claims, leases, retries ---- */
 

@@ -105,7 +105,7 @@ NG_PORT=$(free_port)
 
 # ---- servers ----
 start_bridge() {
-    "$BRIDGE" --listen "127.0.0.1:$BR_PORT" --no-drain --max-clients 12000 \
+    "$BRIDGE" --listen "127.0.0.1:$BR_PORT" --no-drain --max-clients 12000 --max-clients-per-ip 12000 \
         --log-level warn 2>>"$W/bridge.log" &
     BR_PID=$!
     wait_for 30 curl -sf "http://127.0.0.1:$BR_PORT/healthz" || {

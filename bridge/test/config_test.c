@@ -331,8 +331,54 @@ static void test_auth_options(void)
     rejects("--auth-jwt-key", NULL, "--auth-jwt-key", "needs a value");
 }
 
+/* the hardening settings: defaults, flags, environment, bad values */
+static void test_hardening_options(void)
+{
+    char *env[] = { "AEGIS_MAX_CLIENTS_PER_IP=7", "AEGIS_HEADER_TIMEOUT_SECONDS=3",
+                    "AEGIS_TOPIC_ALLOW=a,b.c", NULL };
+    char *bad_env_pool[] = { "AEGIS_PG_POOL_SIZE=0", NULL };
+    struct bridge_config cfg;
+    char *err = NULL;
+
+    CHECK("hardening defaults parse", parse(&cfg, "", NULL, &err) == 0);
+    CHECK("default --max-clients-per-ip 64", cfg.max_clients_per_ip == 64);
+    CHECK("default --reserved-fds 64", cfg.reserved_fds == 64);
+    CHECK("default --header-timeout-seconds 10", cfg.header_timeout_seconds == 10);
+    CHECK("default --idle-heartbeats 4", cfg.idle_heartbeats == 4);
+    CHECK("default --pg-pool-size 4", cfg.pg_pool_size == 4);
+    CHECK("default --statement-timeout-ms 30000", cfg.statement_timeout_ms == 30000);
+    CHECK("default --publisher-warn-seconds 60", cfg.publisher_warn_seconds == 60);
+    CHECK("default --topic-allow: any", cfg.topic_allow == NULL);
+    config_free(&cfg);
+    CHECK("hardening flags parse",
+          parse(&cfg, "--max-clients-per-ip 2 --reserved-fds 32 --header-timeout-seconds 5 "
+                "--idle-heartbeats 9 --pg-pool-size 8 --statement-timeout-ms 1000 "
+                "--publisher-warn-seconds 30 --topic-allow x,y-z", NULL, &err) == 0);
+    CHECK("hardening flags set", cfg.max_clients_per_ip == 2 && cfg.reserved_fds == 32 &&
+          cfg.header_timeout_seconds == 5 && cfg.idle_heartbeats == 9 && cfg.pg_pool_size == 8 &&
+          cfg.statement_timeout_ms == 1000 && cfg.publisher_warn_seconds == 30 &&
+          cfg.topic_allow && !strcmp(cfg.topic_allow, "x,y-z"));
+    config_free(&cfg);
+    CHECK("hardening environment parses", parse(&cfg, "", env, &err) == 0);
+    CHECK("hardening environment sets", cfg.max_clients_per_ip == 7 &&
+          cfg.header_timeout_seconds == 3 && cfg.topic_allow && !strcmp(cfg.topic_allow, "a,b.c"));
+    config_free(&cfg);
+    rejects("--max-clients-per-ip 0", NULL, "--max-clients-per-ip", "'0'");
+    rejects("--reserved-fds 15", NULL, "--reserved-fds", "'15'");
+    rejects("--header-timeout-seconds 301", NULL, "--header-timeout-seconds", "301");
+    rejects("--idle-heartbeats 0", NULL, "--idle-heartbeats", NULL);
+    rejects("--pg-pool-size 65", NULL, "--pg-pool-size", "65");
+    rejects("--statement-timeout-ms 999", NULL, "--statement-timeout-ms", "999");
+    rejects("--publisher-warn-seconds x", NULL, "--publisher-warn-seconds", "'x'");
+    rejects("--topic-allow a,,b", NULL, "--topic-allow", "'a,,b'");
+    rejects("--topic-allow a,b,", NULL, "--topic-allow", NULL);
+    rejects("--topic-allow bad/topic", NULL, "--topic-allow", "topic names");
+    rejects("", bad_env_pool, "AEGIS_PG_POOL_SIZE", "'0'");
+}
+
 int main(void)
 {
+    test_hardening_options();
     test_defaults();
     test_flags();
     test_env();

@@ -43,6 +43,7 @@ start_bridge() {
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
         "$BIN" --listen "127.0.0.1:$PORT" --heartbeat-seconds 1 --retry-ms 1500 \
         --cors-origin http://allowed.test --client-buffer-bytes 65536 --no-drain \
+        --max-clients-per-ip 100000 \
         >>"$LOG" 2>&1 &
     BRIDGE_PID=$!
     wait_for 30 curl -sf "$B/healthz"

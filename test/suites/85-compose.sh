@@ -5,7 +5,8 @@
 # the project; Kafka has the seed's settings; the Dockerfiles build with the
 # same commands as a local install (`make && make install`, `make bridge &&
 # make install-bridge`), and what they copy out of the build stage is what
-# those install (run here with DESTDIR).
+# those install (run here with DESTDIR); the bridge connects as a
+# least-privilege role granted the README's blocks.
 set -uo pipefail
 source "$(dirname "$0")/../lib.sh"
 
@@ -37,6 +38,11 @@ check "checker: flags a bootstrap address kafka does not advertise in the networ
     grep -q '^not ok - compose: bridge: KAFKA_BOOTSTRAP_SERVERS' "$TMP/broken.out"
 check "checker: flags a variable aegis-bridge does not read" \
     grep -q '^not ok - compose: bridge: every variable is one aegis-bridge reads.*AEGIS_LISTEN_ADDR' "$TMP/broken.out"
+sed -e 's#postgresql://aegis_bridge:aegis_bridge@#postgresql://aegis:aegis@#' \
+    "$AEGIS_TOP/docker-compose.yml" >"$TMP/superuser.yml"
+run_check "$TMP/superuser.yml" >"$TMP/superuser.out"
+check "checker: flags a bridge that connects as the superuser" \
+    grep -q '^not ok - compose: bridge: connects as the least-privilege role' "$TMP/superuser.out"
 printf 'services: [unclosed\n' >"$TMP/bad.yml"
 check "checker: a file that does not parse fails" bash -c "! python3 '$AEGIS_TOP/test/demo/compose_check.py' '$AEGIS_TOP' '$TMP/bad.yml' >/dev/null 2>&1"
 
