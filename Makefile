@@ -6,11 +6,11 @@ MODULE_big = aegis_events
 OBJS       = extension/aegis_events.o extension/order.o extension/notify.o \
              extension/validate.o extension/store.o extension/publish.o \
              extension/read.o extension/trigger.o \
-             extension/payload.o
+             extension/payload.o extension/monitor.o
 DATA       = $(wildcard sql/aegis_events--*.sql)
 
 REGRESS      = install publish validate_workspace validate_conversation \
-               readers trigger guard \
+               readers trigger guard bridge_interface hardening \
                upgrade
 REGRESS_OPTS = --inputdir=test
 ISOLATION    = order_reverse_commit order_three order_abort order_savepoint \
@@ -23,16 +23,22 @@ PG_CPPFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-ini
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: bridge install-bridge deps test demo bench-publish bench-drain bench-sse bench-consume
+# `make` / `make install` build and install the extension alone (PGXS): a
+# packager of the extension needs PostgreSQL's server headers only, not
+# libwebsockets, librdkafka or jansson.  The daemon has its own targets:
+#   make bridge           builds bridge/aegis-bridge
+#   make install-bridge   installs it as $(PREFIX)/bin/aegis-bridge
+# PREFIX defaults to /usr/local (the bridge is not a PostgreSQL program, so it
+# does not go under pg_config's bindir); DESTDIR is honoured by both installs.
+PREFIX ?= /usr/local
 
-all: bridge
+.PHONY: bridge install-bridge clean-bridge deps test demo bench-publish bench-drain bench-sse bench-consume
 
 bridge:
 	$(MAKE) -C bridge all
 
-install: install-bridge
-install-bridge:
-	$(MAKE) -C bridge install
+install-bridge: bridge
+	$(MAKE) -C bridge install PREFIX=$(PREFIX)
 
 clean: clean-bridge
 clean-bridge:
@@ -43,8 +49,8 @@ deps:
 
 test:
 	bash scripts/install-deps.sh
-	$(MAKE) all
-	$(MAKE) install
+	$(MAKE) all bridge
+	$(MAKE) install install-bridge
 	bash test/run
 
 demo:

@@ -42,16 +42,10 @@ struct bridge {
     struct loop_sul_pump *sul_pump;   /* loop.c: services lws timers on evloop */
     struct pgconn *pg;                /* the SSE reader's connection */
     struct sse_hub *sse;
-    struct drain *drain;              /* set by drain_start (kafka engineer) */
-    struct consumer_set *consumers;   /* set by consumers_start (kafka engineer) */
-    /* The drain sets these so /healthz can show "kafka": "off|connected|down". */
-    const char *(*kafka_state)(void *ud);
-    void *kafka_state_ud;
+    struct drain *drain;              /* set by drain_start; NULL: no drain */
+    struct consumer_set *consumers;   /* set by consumers_start */
     struct bridge_metrics metrics;
     volatile int stopping;            /* set on the first SIGTERM/SIGINT */
 };
-
-/* "off" when Kafka is not configured or no drain registered a state. */
-const char *bridge_kafka_state(const struct bridge *b);
 
 #endif

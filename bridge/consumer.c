@@ -1,9 +1,10 @@
 /*
  * consumer.c: owns the Kafka -> PostgreSQL consumers: one librdkafka group
- * member each, with partitions assigned from the offsets in
- * aegis.consumer_offsets and spread over CONSUMER_WORKERS PostgreSQL
- * connections; messages are encoded a batch at a time and applied in one
- * statement (handler effects, dead letters and offsets in one transaction):
+ * member each, with partitions assigned from the offsets stored in
+ * PostgreSQL (aegis.consumer_positions) and spread over CONSUMER_WORKERS
+ * PostgreSQL connections; messages are encoded a batch at a time (consumer_batch.c)
+ * and applied in one statement (handler effects, dead letters and offsets
+ * in one transaction):
  * the fast path, a statement prepared once per connection around
  * aegis.consumer_claim, or aegis.consume_batch when the batch has dead
  * letters or the fast path failed; a failed batch is retried as it was.
@@ -24,443 +25,17 @@
 #include <unistd.h>
 
 #include "bridge.h"
+#include "consumer_batch.h"
+#include "kafka.h"
 #include "log.h"
 #include "loop.h"
 #include "pgconn.h"
 
-#define CONSUMER_BACKOFF_MIN_MS 200
-#define CONSUMER_BACKOFF_MAX_MS 10000
+#define CONSUMER_BACKOFF_MIN_US 200000
+#define CONSUMER_BACKOFF_MAX_US 10000000
 /* PostgreSQL connections per consumer; partitions are spread over them
  * (3: measured 0.47 -> 0.68 of COPY at batch=100 over 2, bench/consume) */
 #define CONSUMER_WORKERS 3
-
-/* ------------------------------------------------------------------ */
-/* batch encoding (pure: no I/O, unit-tested)                          */
-/* ------------------------------------------------------------------ */
-
-struct consumer_pos {
-    const char *topic;          /* borrowed from the message */
-    int32_t partition;
-    int64_t first, last;
-};
-
-/* room for n more bytes and a NUL */
-static int consumer_buf_reserve(struct consumer_buf *sb, size_t n)
-{
-    size_t cap;
-    char *p;
-
-    if (sb->len + n + 1 <= sb->cap)
-        return 0;
-    cap = sb->cap ? sb->cap : 256;
-    while (cap < sb->len + n + 1)
-        cap *= 2;
-    p = realloc(sb->p, cap);
-    if (!p)
-        return -1;
-    sb->p = p;
-    sb->cap = cap;
-    return 0;
-}
-
-int consumer_buf_add(struct consumer_buf *sb, const char *s, size_t n)
-{
-    if (consumer_buf_reserve(sb, n) < 0)
-        return -1;
-    memcpy(sb->p + sb->len, s, n);
-    sb->len += n;
-    sb->p[sb->len] = '\0';
-    return 0;
-}
-
-static int consumer_buf_str(struct consumer_buf *sb, const char *s)
-{
-    return consumer_buf_add(sb, s, strlen(s));
-}
-
-void consumer_buf_free(struct consumer_buf *sb)
-{
-    free(sb->p);
-    memset(sb, 0, sizeof *sb);
-}
-
-/* UTF-8 as PostgreSQL accepts it (no overlongs, no surrogates), without NUL */
-static int consumer_is_text(const void *bytes, size_t n)
-{
-    const unsigned char *p = bytes;
-    size_t i = 0, k, len;
-    uint32_t cp;
-
-    while (i < n) {
-        if (p[i] == 0)
-            return 0;
-        if (p[i] < 0x80) {
-            i++;
-            continue;
-        }
-        if (p[i] >= 0xc2 && p[i] <= 0xdf)
-            len = 2, cp = p[i] & 0x1f;
-        else if (p[i] >= 0xe0 && p[i] <= 0xef)
-            len = 3, cp = p[i] & 0x0f;
-        else if (p[i] >= 0xf0 && p[i] <= 0xf4)
-            len = 4, cp = p[i] & 0x07;
-        else
-            return 0;
-        if (n - i < len)
-            return 0;
-        for (k = 1; k < len; k++) {
-            if ((p[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff))
-            || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += len;
-    }
-    return 1;
-}
-
-/* a JSON string of text that consumer_is_text accepted */
-static int consumer_buf_string(struct consumer_buf *sb, const char *p, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    char esc[7] = "\\u00";
-    size_t i, from = 0;
-
-    if (consumer_buf_add(sb, "\"", 1) < 0)
-        return -1;
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (ch >= 0x20 && ch != '"' && ch != '\\')
-            continue;
-        if (consumer_buf_add(sb, p + from, i - from) < 0)
-            return -1;
-        if (ch == '"' || ch == '\\') {
-            esc[0] = '\\', esc[1] = (char)ch;
-            if (consumer_buf_add(sb, esc, 2) < 0)
-                return -1;
-        } else {
-            esc[0] = '\\', esc[1] = 'u', esc[4] = hex[ch >> 4], esc[5] = hex[ch & 15];
-            if (consumer_buf_add(sb, esc, 6) < 0)
-                return -1;
-        }
-        from = i + 1;
-    }
-    if (consumer_buf_add(sb, p + from, n - from) < 0)
-        return -1;
-    return consumer_buf_add(sb, "\"", 1);
-}
-
-/* base64 text, unquoted */
-static int consumer_buf_b64(struct consumer_buf *sb, const void *p, size_t n)
-{
-    size_t room = 4 * ((n + 2) / 3) + 4;   /* lws wants room past the text */
-    int len;
-
-    if (n > (size_t)INT32_MAX / 2 || consumer_buf_reserve(sb, room) < 0)
-        return -1;
-    len = lws_b64_encode_string(p, (int)n, sb->p + sb->len, (int)room);
-    if (len < 0)
-        return -1;
-    sb->len += (size_t)len;
-    return 0;
-}
-
-static int consumer_buf_base64(struct consumer_buf *sb, const void *p, size_t n)
-{
-    return consumer_buf_add(sb, "\"", 1) < 0 || consumer_buf_b64(sb, p, n) < 0
-                   || consumer_buf_add(sb, "\"", 1) < 0
-               ? -1
-               : 0;
-}
-
-int consumer_buf_bytes(struct consumer_buf *sb, const void *p, size_t n)
-{
-    if (!p)
-        return consumer_buf_str(sb, "null");
-    if (consumer_is_text(p, n))
-        return consumer_buf_string(sb, p, n);
-    return consumer_buf_str(sb, "{\"base64\":") < 0 || consumer_buf_base64(sb, p, n) < 0
-                   || consumer_buf_str(sb, "}") < 0
-               ? -1
-               : 0;
-}
-
-/* a header name as an object key: itself, or "base64:..." when not text */
-static int consumer_buf_header_name(struct consumer_buf *sb, const char *name)
-{
-    struct consumer_buf b64 = { 0 };
-    int rc;
-
-    if (consumer_is_text(name, strlen(name)))
-        return consumer_buf_string(sb, name, strlen(name));
-    rc = consumer_buf_str(&b64, "base64:") < 0 || consumer_buf_b64(&b64, name, strlen(name)) < 0
-             ? -1
-             : consumer_buf_string(sb, b64.p, b64.len);
-    consumer_buf_free(&b64);
-    return rc;
-}
-
-/* {name: value}; a repeated name collects its values in an array; null when none */
-static int consumer_buf_headers(struct consumer_buf *sb, const struct consumer_msg *m)
-{
-    size_t i, j, count;
-    int first = 1;
-
-    if (m->nheaders == 0)
-        return consumer_buf_str(sb, "null");
-    if (consumer_buf_str(sb, "{") < 0)
-        return -1;
-    for (i = 0; i < m->nheaders; i++) {
-        for (j = 0; j < i && strcmp(m->header_names[j], m->header_names[i]) != 0; j++)
-            ;
-        if (j < i)
-            continue;                      /* written with its first occurrence */
-        for (count = 0, j = i; j < m->nheaders; j++)
-            count += strcmp(m->header_names[j], m->header_names[i]) == 0;
-        if ((!first && consumer_buf_str(sb, ",") < 0)
-            || consumer_buf_header_name(sb, m->header_names[i]) < 0
-            || consumer_buf_str(sb, count > 1 ? ":[" : ":") < 0)
-            return -1;
-        first = 0;
-        for (count = 0, j = i; j < m->nheaders; j++) {
-            if (strcmp(m->header_names[j], m->header_names[i]) != 0)
-                continue;
-            if ((count++ && consumer_buf_str(sb, ",") < 0)
-                || consumer_buf_bytes(sb, m->header_values[j], m->header_sizes[j]) < 0)
-                return -1;
-        }
-        if (count > 1 && consumer_buf_str(sb, "]") < 0)
-            return -1;
-    }
-    return consumer_buf_str(sb, "}");
-}
-
-/* {"topic", "partition", "offset", "key", "headers", "timestamp"} */
-static int consumer_buf_meta(struct consumer_buf *sb, const struct consumer_msg *m)
-{
-    char num[96];
-
-    if (consumer_buf_str(sb, "{\"topic\":") < 0
-        || consumer_buf_bytes(sb, m->topic, strlen(m->topic)) < 0)
-        return -1;
-    snprintf(num, sizeof num, ",\"partition\":%d,\"offset\":%" PRId64 ",\"key\":",
-             (int)m->partition, m->offset);
-    if (consumer_buf_str(sb, num) < 0 || consumer_buf_bytes(sb, m->key, m->key_len) < 0
-        || consumer_buf_str(sb, ",\"headers\":") < 0 || consumer_buf_headers(sb, m) < 0)
-        return -1;
-    if (m->timestamp_ms >= 0)
-        snprintf(num, sizeof num, ",\"timestamp\":%" PRId64 "}", m->timestamp_ms);
-    else
-        snprintf(num, sizeof num, ",\"timestamp\":null}");
-    return consumer_buf_str(sb, num);
-}
-
-static int consumer_batch_note_pos(struct consumer_batch *bt, const struct consumer_msg *m)
-{
-    struct consumer_pos *grown;
-    size_t i;
-
-    for (i = 0; i < bt->npos; i++) {
-        if (bt->pos[i].partition == m->partition && strcmp(bt->pos[i].topic, m->topic) == 0) {
-            if (m->offset < bt->pos[i].first)
-                bt->pos[i].first = m->offset;
-            if (m->offset > bt->pos[i].last)
-                bt->pos[i].last = m->offset;
-            return 0;
-        }
-    }
-    if (bt->npos == bt->pos_cap) {
-        grown = realloc(bt->pos, (bt->pos_cap ? bt->pos_cap * 2 : 8) * sizeof *grown);
-        if (!grown)
-            return -1;
-        bt->pos = grown;
-        bt->pos_cap = bt->pos_cap ? bt->pos_cap * 2 : 8;
-    }
-    bt->pos[bt->npos++] = (struct consumer_pos){ m->topic, m->partition, m->offset, m->offset };
-    return 0;
-}
-
-void consumer_batch_init(struct consumer_batch *bt, enum consumer_mode mode)
-{
-    memset(bt, 0, sizeof *bt);
-    bt->text_mode = mode == CONSUMER_TEXT;
-    bt->fast = mode == CONSUMER_FAST;
-}
-
-/* ---- binary jsonb[] (PostgreSQL's array_send layout, jsonb_send elements) ---- */
-
-#define CONSUMER_JSONB_OID 3802
-#define CONSUMER_ARRAY_HEADER 20        /* ndim, hasnull, elemtype, dim, lbound */
-
-static void consumer_put32(char *p, uint32_t v)
-{
-    p[0] = (char)(v >> 24), p[1] = (char)(v >> 16), p[2] = (char)(v >> 8), p[3] = (char)v;
-}
-
-/* reserves the array header, written by consumer_array_close */
-static int consumer_array_open(struct consumer_buf *sb)
-{
-    static const char zero[CONSUMER_ARRAY_HEADER];
-
-    return consumer_buf_add(sb, zero, sizeof zero);
-}
-
-static int consumer_array_close(struct consumer_buf *sb, size_t n)
-{
-    if (sb->len < CONSUMER_ARRAY_HEADER || n > INT32_MAX)
-        return -1;
-    consumer_put32(sb->p, n ? 1 : 0);       /* an empty array has no dimension */
-    consumer_put32(sb->p + 4, 0);
-    consumer_put32(sb->p + 8, CONSUMER_JSONB_OID);
-    if (n == 0) {
-        sb->len = 12;
-        return 0;
-    }
-    consumer_put32(sb->p + 12, (uint32_t)n);
-    consumer_put32(sb->p + 16, 1);
-    return 0;
-}
-
-/* the element's length and jsonb's version byte; returns where the length goes */
-static int consumer_element_open(struct consumer_buf *sb, size_t *at)
-{
-    *at = sb->len;
-    return consumer_buf_add(sb, "\0\0\0\0\1", 5);
-}
-
-static int consumer_element_close(struct consumer_buf *sb, size_t at)
-{
-    size_t n = sb->len - at - 4;
-
-    if (n > INT32_MAX)
-        return -1;
-    consumer_put32(sb->p + at, (uint32_t)n);
-    return 0;
-}
-
-/* CONSUMER_FAST: the value into messages, the meta into metas */
-static int consumer_batch_fast(struct consumer_batch *bt, const struct consumer_msg *m)
-{
-    size_t at;
-
-    if ((bt->nmessages == 0 && (consumer_array_open(&bt->messages) < 0
-                                || consumer_array_open(&bt->metas) < 0))
-        || consumer_element_open(&bt->messages, &at) < 0
-        || consumer_buf_add(&bt->messages, m->value, m->value_len) < 0
-        || consumer_element_close(&bt->messages, at) < 0
-        || consumer_element_open(&bt->metas, &at) < 0 || consumer_buf_meta(&bt->metas, m) < 0
-        || consumer_element_close(&bt->metas, at) < 0)
-        return -1;
-    bt->nmessages++;
-    return 0;
-}
-
-/* {"m": meta, "e": why, "t"|"b": value} into dead */
-static int consumer_batch_dead(struct consumer_batch *bt, const struct consumer_msg *m,
-                               const char *why)
-{
-    struct consumer_buf *sb = &bt->dead;
-
-    if (consumer_buf_str(sb, bt->ndead++ ? ",{\"m\":" : "[{\"m\":") < 0
-        || consumer_buf_meta(sb, m) < 0 || consumer_buf_str(sb, ",\"e\":") < 0
-        || consumer_buf_string(sb, why, strlen(why)) < 0)
-        return -1;
-    if (m->value && consumer_is_text(m->value, m->value_len)) {
-        if (consumer_buf_str(sb, ",\"t\":") < 0 || consumer_buf_string(sb, m->value, m->value_len) < 0)
-            return -1;
-    } else if (m->value) {
-        if (consumer_buf_str(sb, ",\"b\":") < 0 || consumer_buf_base64(sb, m->value, m->value_len) < 0)
-            return -1;
-    }
-    return consumer_buf_str(sb, "}");
-}
-
-/* Valid JSON is spliced in as received ("v"), or as a JSON string ("t"). */
-static int consumer_batch_good(struct consumer_batch *bt, const struct consumer_msg *m)
-{
-    struct consumer_buf *sb = &bt->messages;
-
-    if (bt->fast)
-        return consumer_batch_fast(bt, m);
-    if (consumer_buf_str(sb, bt->nmessages++ ? ",{\"m\":" : "[{\"m\":") < 0
-        || consumer_buf_meta(sb, m) < 0)
-        return -1;
-    if (bt->text_mode)
-        return consumer_buf_str(sb, ",\"t\":") < 0 || consumer_buf_string(sb, m->value, m->value_len) < 0
-                       || consumer_buf_str(sb, "}") < 0
-                   ? -1
-                   : 0;
-    return consumer_buf_str(sb, ",\"v\":") < 0 || consumer_buf_add(sb, m->value, m->value_len) < 0
-                   || consumer_buf_str(sb, "}") < 0
-               ? -1
-               : 0;
-}
-
-int consumer_batch_add(struct consumer_batch *bt, const struct consumer_msg *m)
-{
-    json_error_t jerr;
-    json_t *v;
-    char why[300];
-
-    if (consumer_batch_note_pos(bt, m) < 0)
-        return -1;
-    if (!m->value)
-        return consumer_batch_dead(bt, m, "message has no value (null)");
-    if (memchr(m->value, '\0', m->value_len))
-        return consumer_batch_dead(bt, m, "value is not JSON: it contains a NUL byte");
-    if (bt->fast && m->value_len > 0 && consumer_is_text(m->value, m->value_len))
-        return consumer_batch_good(bt, m);   /* PostgreSQL parses it; if it refuses,
-                                              * consume_batch gets the batch */
-    v = json_loadb(m->value, m->value_len, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &jerr);
-    if (!v) {
-        snprintf(why, sizeof why, "value is not JSON: %s at line %d column %d", jerr.text,
-                 jerr.line, jerr.column);
-        return consumer_batch_dead(bt, m, why);
-    }
-    json_decref(v);
-    return consumer_batch_good(bt, m);
-}
-
-int consumer_batch_finish(struct consumer_batch *bt)
-{
-    char num[96];
-    size_t i;
-
-    if (bt->fast) {
-        if ((bt->nmessages == 0 && (consumer_array_open(&bt->messages) < 0
-                                    || consumer_array_open(&bt->metas) < 0))
-            || consumer_array_close(&bt->messages, bt->nmessages) < 0
-            || consumer_array_close(&bt->metas, bt->nmessages) < 0)
-            return -1;
-    } else if (consumer_buf_str(&bt->messages, bt->nmessages ? "]" : "[]") < 0) {
-        return -1;
-    }
-    if (consumer_buf_str(&bt->dead, bt->ndead ? "]" : "[]") < 0
-        || consumer_buf_str(&bt->positions, "[") < 0)
-        return -1;
-    for (i = 0; i < bt->npos; i++) {
-        if (consumer_buf_str(&bt->positions, i ? ",{\"topic\":" : "{\"topic\":") < 0
-            || consumer_buf_bytes(&bt->positions, bt->pos[i].topic, strlen(bt->pos[i].topic)) < 0)
-            return -1;
-        snprintf(num, sizeof num, ",\"partition\":%d,\"first\":%" PRId64 ",\"last\":%" PRId64 "}",
-                 (int)bt->pos[i].partition, bt->pos[i].first, bt->pos[i].last);
-        if (consumer_buf_str(&bt->positions, num) < 0)
-            return -1;
-    }
-    return consumer_buf_str(&bt->positions, "]");
-}
-
-void consumer_batch_free(struct consumer_batch *bt)
-{
-    consumer_buf_free(&bt->messages);
-    consumer_buf_free(&bt->metas);
-    consumer_buf_free(&bt->dead);
-    consumer_buf_free(&bt->positions);
-    free(bt->pos);
-    memset(bt, 0, sizeof *bt);
-}
 
 /* ------------------------------------------------------------------ */
 /* one consumer: a group member, a PostgreSQL connection, one batch     */
@@ -495,7 +70,8 @@ struct consumer_worker {
     int inflight;                   /* slot[cur] is at PostgreSQL */
     int prepared;                   /* the fast statement: 0 not yet, 1 queued/ok, -1 off */
     int fast_failures;              /* in a row: CONSUMER_FAST_FAILURES turn it off */
-    int64_t backoff_ms;
+    struct loop_backoff backoff;    /* retries of a failed batch */
+    int64_t retry_ms;               /* the last retry's delay (logged) */
     int64_t retry_after_us;         /* no send before this (after a failure) */
 };
 
@@ -515,7 +91,7 @@ struct consumer {
     unsigned pending_gen;
     int pending_query;              /* the offsets query is queued */
     int64_t pending_retry_us;
-    int64_t pending_backoff_ms;
+    struct loop_backoff pending_backoff;   /* retries of the offsets query */
     rd_kafka_topic_partition_list_t *assigned;  /* what we assigned (with PG offsets) */
     int stopping;
     uint64_t handled, dead, skipped, batches;
@@ -544,40 +120,19 @@ static const char consumer_fast_sql[] =
 #define CONSUMER_HANDLER_ARGS "(pg_catalog.jsonb,pg_catalog.jsonb)"
 
 static const char consumer_offsets_sql[] =
-    "SELECT p.topic, p.partition, o.next_offset"
-    "  FROM jsonb_to_recordset($2::jsonb) AS p(topic text, partition integer)"
-    "  LEFT JOIN aegis.consumer_offsets o"
-    "    ON o.group_id = $1 AND o.topic = p.topic AND o.partition = p.partition";
+    "SELECT topic, partition, next_offset FROM aegis.consumer_positions($1, $2::jsonb)";
 
 static void consumer_pump(struct consumer_worker *w);
 static void consumer_pump_all(struct consumer *c);
-
-/* a copy of s fit for a quoted log field: '"' and control characters become ' ' */
-static char *consumer_log_text(const char *s)
-{
-    char *t = strdup(s ? s : ""), *p;
-    size_t n;
-
-    if (!t)
-        return NULL;
-    for (p = t; *p; p++)
-        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
-            *p = (*p == '"') ? '\'' : ' ';
-    n = strlen(t);
-    while (n > 0 && t[n - 1] == ' ')
-        t[--n] = '\0';
-    return t;
-}
 
 static void consumer_log_pg_error(struct consumer *c, const char *what, const PGresult *res,
                                   int64_t retry_ms)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    char *msg = consumer_log_text(res ? PQresultErrorMessage(res) : "connection lost");
 
     LOG(LOG_ERROR, "consumer", "msg=\"%s\" group=%s sqlstate=%s error=\"%s\" retry_ms=%" PRId64,
-        what, c->cfg->group, state ? state : "-", msg ? msg : "", retry_ms);
-    free(msg);
+        what, c->cfg->group, state ? log_text(state) : "-",
+        log_text(res ? PQresultErrorMessage(res) : "connection lost"), retry_ms);
 }
 
 static void consumer_slot_drop(struct consumer_slot *s)
@@ -606,18 +161,11 @@ static void consumer_drop_idle(struct consumer *c)
     }
 }
 
-static int64_t consumer_next_backoff(int64_t *backoff_ms)
-{
-    *backoff_ms = *backoff_ms ? *backoff_ms * 2 : CONSUMER_BACKOFF_MIN_MS;
-    if (*backoff_ms > CONSUMER_BACKOFF_MAX_MS)
-        *backoff_ms = CONSUMER_BACKOFF_MAX_MS;
-    return *backoff_ms;
-}
-
 static void consumer_backoff(struct consumer_worker *w)
 {
-    int64_t ms = consumer_next_backoff(&w->backoff_ms);
+    int64_t ms = loop_backoff_next(&w->backoff) / 1000;
 
+    w->retry_ms = ms;
     w->retry_after_us = loop_now_us() + ms * 1000;
     loop_timer_schedule(w->c->tick, ms * 1000);
 }
@@ -684,7 +232,7 @@ static int consumer_apply_offsets(struct consumer *c, const PGresult *res)
     err = rd_kafka_assign(c->rk, c->pending);
     if (err) {
         LOG(LOG_ERROR, "consumer", "msg=\"assign failed\" group=%s error=\"%s\"", c->cfg->group,
-            rd_kafka_err2str(err));
+            log_text(rd_kafka_err2str(err)));
         return -1;
     }
     consumer_log_assigned(c, c->pending);
@@ -699,7 +247,7 @@ static void consumer_read_offsets(struct consumer *c);
 
 static void consumer_offsets_retry(struct consumer *c, const char *why, const PGresult *res)
 {
-    int64_t ms = consumer_next_backoff(&c->pending_backoff_ms);
+    int64_t ms = loop_backoff_next(&c->pending_backoff) / 1000;
 
     c->pending_retry_us = loop_now_us() + ms * 1000;
     loop_timer_schedule(c->tick, ms * 1000);
@@ -726,7 +274,7 @@ static void consumer_on_offsets(struct pgconn *pg, PGresult *res, void *ud)
         consumer_offsets_retry(c, "cannot assign partitions", NULL);
         return;
     }
-    c->pending_backoff_ms = 0;
+    loop_backoff_reset(&c->pending_backoff);
     consumer_pump_all(c);
 }
 
@@ -786,7 +334,7 @@ static void consumer_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         return;
     }
     LOG(LOG_INFO, "consumer", "msg=\"partitions revoked\" group=%s reason=\"%s\"", c->cfg->group,
-        rd_kafka_err2str(err));
+        log_text(rd_kafka_err2str(err)));
     rd_kafka_assign(rk, NULL);
     if (c->assigned)
         rd_kafka_topic_partition_list_destroy(c->assigned);
@@ -876,16 +424,13 @@ static int consumer_encode(struct consumer_worker *w, struct consumer_slot *s)
 static void consumer_on_prepared(struct pgconn *pg, PGresult *res, void *ud)
 {
     struct consumer_worker *w = ud;
-    char *msg;
 
     (void)pg;
     if (!res || PQresultStatus(res) == PGRES_COMMAND_OK)
         return;                            /* lost: on_connected prepares again */
     w->prepared = -1;
-    msg = consumer_log_text(PQresultErrorMessage(res));
     LOG(LOG_WARN, "consumer", "msg=\"fast path refused, using aegis.consume_batch\" group=%s "
-        "worker=%d error=\"%s\"", w->c->cfg->group, w->idx, msg ? msg : "");
-    free(msg);
+        "worker=%d error=\"%s\"", w->c->cfg->group, w->idx, log_text(PQresultErrorMessage(res)));
 }
 
 /* queues the fast statement's preparation (once per connection) */
@@ -981,12 +526,10 @@ static void consumer_slot_slow(struct consumer_worker *w, struct consumer_slot *
                                const PGresult *res)
 {
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    char *msg = consumer_log_text(PQresultErrorMessage(res));
 
     LOG(LOG_DEBUG, "consumer", "msg=\"fast path failed, batch goes to aegis.consume_batch\" "
         "group=%s worker=%d sqlstate=%s error=\"%s\"", w->c->cfg->group, w->idx,
-        state ? state : "-", msg ? msg : "");
-    free(msg);
+        state ? log_text(state) : "-", log_text(PQresultErrorMessage(res)));
     if (state && strcmp(state, "26000") == 0 && w->prepared == 1)
         w->prepared = 0;                   /* the statement is gone: prepare it again */
     if (++w->fast_failures >= CONSUMER_FAST_FAILURES && w->prepared == 1) {
@@ -1027,7 +570,7 @@ static void consumer_batch_done(struct consumer_worker *w, const PGresult *res)
     c->skipped += (uint64_t)skipped;
     c->batches++;
     if (dead)
-        LOG(LOG_WARN, "consumer", "msg=\"messages went to aegis.dead_letters\" group=%s count=%lld",
+        LOG(LOG_WARN, "consumer", "msg=\"messages went to the dead letters\" group=%s count=%lld",
             c->cfg->group, (long long)dead);
     LOG(LOG_DEBUG, "consumer",
         "msg=batch group=%s worker=%d path=%s messages=%zu handled=%lld dead=%lld skipped=%lld",
@@ -1035,7 +578,7 @@ static void consumer_batch_done(struct consumer_worker *w, const PGresult *res)
         (long long)dead, (long long)skipped);
     consumer_slot_drop(s);
     w->cur ^= 1;                           /* the prepared batch goes next */
-    w->backoff_ms = 0;
+    loop_backoff_reset(&w->backoff);
 }
 
 static void consumer_on_batch(struct pgconn *pg, PGresult *res, void *ud)
@@ -1060,7 +603,7 @@ static void consumer_on_batch(struct pgconn *pg, PGresult *res, void *ud)
             consumer_slot_text_mode(s);    /* a value PostgreSQL cannot take as jsonb */
         } else {
             consumer_backoff(w);
-            consumer_log_pg_error(w->c, "batch failed, will retry it", res, w->backoff_ms);
+            consumer_log_pg_error(w->c, "batch failed, will retry it", res, w->retry_ms);
             return;
         }
     }
@@ -1074,7 +617,8 @@ static void consumer_kafka_error(struct consumer *c, const rd_kafka_message_t *m
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
         return;
     LOG(LOG_WARN, "consumer", "msg=\"kafka consumer error\" group=%s topic=%s error=\"%s\"",
-        c->cfg->group, m->rkt ? rd_kafka_topic_name(m->rkt) : "-", rd_kafka_err2str(m->err));
+        c->cfg->group, m->rkt ? rd_kafka_topic_name(m->rkt) : "-",
+        log_text(rd_kafka_err2str(m->err)));
 }
 
 static void consumer_fill(struct consumer_worker *w, struct consumer_slot *s)
@@ -1227,40 +771,31 @@ static void consumer_on_lost(struct pgconn *pg, void *ud)
 static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     struct consumer *c = opaque;
-    char *r = consumer_log_text(reason);
 
     (void)rk;
     LOG(LOG_WARN, "consumer", "msg=\"kafka error\" group=%s error=\"%s\" reason=\"%s\"",
-        c->cfg->group, rd_kafka_err2str((rd_kafka_resp_err_t)err), r ? r : "");
-    free(r);
+        c->cfg->group, log_text(rd_kafka_err2str((rd_kafka_resp_err_t)err)), log_text(reason));
 }
 
 static void consumer_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    enum log_level l = level <= 3 ? LOG_ERROR : level == 4 ? LOG_WARN : level <= 6 ? LOG_INFO
-                                                                                    : LOG_DEBUG;
-    char *t;
-
     (void)rk;
-    if (!log_enabled(l))
-        return;
-    t = consumer_log_text(buf);
-    LOG(l, "consumer", "msg=\"librdkafka\" facility=%s text=\"%s\"", fac, t ? t : "");
-    free(t);
+    LOG(kafka_log_level(level), "consumer", "msg=librdkafka facility=\"%s\" text=\"%s\"",
+        log_text(fac), log_text(buf));
 }
 
 /* ---- creation ---- */
 
 static int consumer_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v)
 {
-    char errstr[512];
+    char *err = NULL;
 
-    if (rd_kafka_conf_set(conf, k, v, errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
-        LOG(LOG_ERROR, "consumer", "msg=\"bad Kafka property\" property=%s error=\"%s\"", k,
-            errstr);
-        return -1;
-    }
-    return 0;
+    if (kafka_conf_set(conf, k, v, "consumer", &err) == 0)
+        return 0;
+    LOG(LOG_ERROR, "consumer", "msg=\"bad Kafka property\" property=\"%s\" error=\"%s\"",
+        log_text(k), err ? log_text(err) : "out of memory");
+    free(err);
+    return -1;
 }
 
 static rd_kafka_conf_t *consumer_conf(struct consumer *c)
@@ -1304,7 +839,7 @@ static int consumer_subscribe(struct consumer *c)
     rd_kafka_topic_partition_list_destroy(topics);
     if (err) {
         LOG(LOG_ERROR, "consumer", "msg=\"cannot subscribe\" group=%s error=\"%s\"",
-            c->cfg->group, rd_kafka_err2str(err));
+            c->cfg->group, log_text(rd_kafka_err2str(err)));
         return -1;
     }
     return 0;
@@ -1355,7 +890,7 @@ static int consumer_kafka_start(struct consumer *c)
     if (!c->rk) {
         rd_kafka_conf_destroy(conf);
         LOG(LOG_ERROR, "consumer", "msg=\"cannot create Kafka consumer\" group=%s error=\"%s\"",
-            c->cfg->group, errstr);
+            c->cfg->group, log_text(errstr));
         return -1;
     }
     rd_kafka_poll_set_consumer(c->rk);
@@ -1429,8 +964,11 @@ static struct consumer *consumer_new(struct bridge *b, const struct config_consu
     c->b = b;
     c->cfg = cfg;
     c->pipefd[0] = c->pipefd[1] = -1;
-    for (i = 0; i < CONSUMER_WORKERS; i++)
+    loop_backoff_init(&c->pending_backoff, CONSUMER_BACKOFF_MIN_US, CONSUMER_BACKOFF_MAX_US);
+    for (i = 0; i < CONSUMER_WORKERS; i++) {
         c->w[i].pipefd[0] = c->w[i].pipefd[1] = -1;
+        loop_backoff_init(&c->w[i].backoff, CONSUMER_BACKOFF_MIN_US, CONSUMER_BACKOFF_MAX_US);
+    }
     c->handler = strdup(handler);
     if (asprintf(&c->name, "consumer:%s", cfg->group) < 0)
         c->name = NULL;
@@ -1458,18 +996,15 @@ static int consumers_check_handlers(struct bridge *b, char **resolved)
     const char *vals[] = { b->cfg.database_url, "10", "aegis-bridge consumer check", NULL };
     PGconn *conn;
     PGresult *res;
-    char *msg;
     size_t i;
     int rc = 0;
 
     conn = PQconnectdbParams(b->cfg.database_url ? keys : keys + 1,
                              b->cfg.database_url ? vals : vals + 1, 1);
     if (PQstatus(conn) != CONNECTION_OK) {
-        msg = consumer_log_text(PQerrorMessage(conn));
         LOG(LOG_ERROR, "consumer",
             "msg=\"cannot check consumer handlers: PostgreSQL unreachable\" error=\"%s\"",
-            msg ? msg : "");
-        free(msg);
+            log_text(PQerrorMessage(conn)));
         PQfinish(conn);
         return -1;
     }
@@ -1480,11 +1015,10 @@ static int consumers_check_handlers(struct bridge *b, char **resolved)
         if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
             resolved[i] = strdup(PQgetvalue(res, 0, 0));
         } else {
-            msg = consumer_log_text(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
             LOG(LOG_ERROR, "consumer",
                 "msg=\"consumer handler refused\" group=%s handler=%s error=\"%s\"",
-                b->cfg.consumers[i].group, param, msg ? msg : "");
-            free(msg);
+                b->cfg.consumers[i].group, param,
+                log_text(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)));
             rc = -1;
         }
         PQclear(res);

@@ -24,7 +24,7 @@
 #define DRAIN_LOCK_SQL "SELECT pg_try_advisory_lock(1095059273, 1)"
 #define DRAIN_CURSOR_SQL "SELECT aegis.cursor_position('kafka-drain')"
 #define DRAIN_ADVANCE_SQL "SELECT aegis.cursor_advance('kafka-drain', $1::bigint)"
-#define DRAIN_TOPIC_SQL "SELECT partitions, replication_factor FROM aegis.topics WHERE topic = $1"
+#define DRAIN_TOPIC_SQL "SELECT partitions, replication_factor FROM aegis.topic_settings($1)"
 #define DRAIN_READ_SQL \
     "SELECT id, topic, key, headers::text, event_type, payload::text " \
     "FROM aegis.read_topic_events($1::bigint, $2::int)"
@@ -78,11 +78,11 @@ struct drain {
     int64_t cursor_written_us;        /* when the last cursor update was sent */
     int kafka_full;                   /* producer queue full: wait for reports */
     char *restart_reason;             /* set from kafka callbacks, acted on after serving */
-    int64_t backoff_us;
+    struct loop_backoff backoff;      /* producer restarts */
     char **topics;                    /* topics known to exist for this producer */
     size_t ntopics, captopics;
     char *ensuring;                   /* topic being created */
-    int64_t topic_backoff_us;
+    struct loop_backoff topic_backoff;
     uint64_t produced, delivered, failed, restarts;
     uint64_t failed_here;             /* failed deliveries of the current producer */
 };
@@ -140,12 +140,12 @@ static void drain_cursor_done(struct pgconn *c, PGresult *res, void *ud)
     struct drain *d = ud;
     (void)c;
     d->cursor_busy = 0;
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+    if (pgconn_result_int8(res, &d->stored) < 0) {
         if (res != NULL)
-            LOG(LOG_WARN, "drain", "cursor_advance_failed error=\"%s\"", PQresultErrorMessage(res));
+            LOG(LOG_WARN, "drain", "msg=cursor_advance_failed error=\"%s\"",
+                log_text(PQresultErrorMessage(res)));
         return;
     }
-    d->stored = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     if (d->win.acked > d->stored && d->phase == DRAIN_ACTIVE)
         drain_cursor_arm(d);
 }
@@ -199,17 +199,15 @@ static void drain_cursor_store_now(struct drain *d)
     snprintf(pos, sizeof(pos), "%" PRId64, d->win.acked);
     conn = PQconnectdbParams(keys, vals, 1);
     if (PQstatus(conn) != CONNECTION_OK) {
-        LOG(LOG_WARN, "drain", "cursor_not_stored position=%s reason=\"%s\"", pos,
-            PQerrorMessage(conn));
+        LOG(LOG_WARN, "drain", "msg=cursor_not_stored position=%s reason=\"%s\"", pos,
+            log_text(PQerrorMessage(conn)));
         PQfinish(conn);
         return;
     }
     res = PQexecParams(conn, DRAIN_ADVANCE_SQL, 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) == PGRES_TUPLES_OK)
-        d->stored = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    else
-        LOG(LOG_WARN, "drain", "cursor_not_stored position=%s reason=\"%s\"", pos,
-            PQresultErrorMessage(res));
+    if (pgconn_result_int8(res, &d->stored) < 0)   /* one row, not NULL: or not stored */
+        LOG(LOG_WARN, "drain", "msg=cursor_not_stored position=%s reason=\"%s\"", pos,
+            log_text(PQresultErrorMessage(res)));
     PQclear(res);
     PQfinish(conn);
 }
@@ -222,15 +220,15 @@ static void drain_on_delivery(void *ud, uint64_t seq, int err, const char *errst
     if (err != 0) {
         d->failed++;
         if (d->failed_here++ == 0)   /* the first one per producer; the restart line counts them */
-            LOG(LOG_WARN, "drain", "delivery_failed event_id=%" PRId64 " reason=\"%s\"",
-                ackwin_id(&d->win, seq), errstr);
+            LOG(LOG_WARN, "drain", "msg=delivery_failed event_id=%" PRId64 " reason=\"%s\"",
+                ackwin_id(&d->win, seq), log_text(errstr));
         if (d->restart_reason == NULL)
             d->restart_reason = strdup(errstr ? errstr : "delivery failed");
         return;
     }
     d->delivered++;
     if (ackwin_ack(&d->win, seq) > 0) {   /* progress: the next restart starts fast again */
-        d->backoff_us = DRAIN_BACKOFF_MIN_US;
+        loop_backoff_reset(&d->backoff);
         drain_cursor_arm(d);
     }
 }
@@ -244,12 +242,9 @@ static void drain_on_fatal(void *ud, const char *errstr)
 
 static void drain_topic_retry(struct drain *d, const char *topic, const char *why)
 {
-    LOG(LOG_WARN, "drain", "topic_not_ready topic=\"%s\" reason=\"%s\" retry_ms=%" PRId64, topic,
-        why ? why : "", d->topic_backoff_us / 1000);
-    loop_timer_schedule(d->t_topic, d->topic_backoff_us);
-    d->topic_backoff_us *= 2;
-    if (d->topic_backoff_us > DRAIN_BACKOFF_MAX_US)
-        d->topic_backoff_us = DRAIN_BACKOFF_MAX_US;
+    LOG(LOG_WARN, "drain", "msg=topic_not_ready topic=\"%s\" reason=\"%s\" retry_ms=%" PRId64,
+        log_text(topic), log_text(why), loop_backoff_peek(&d->topic_backoff) / 1000);
+    loop_timer_schedule(d->t_topic, loop_backoff_next(&d->topic_backoff));
 }
 
 static void drain_on_topic(void *ud, const char *topic, int err, const char *errstr)
@@ -260,13 +255,13 @@ static void drain_on_topic(void *ud, const char *topic, int err, const char *err
     if (err != 0 && kafka_err_cannot_create(err)) {
         /* an existing topic still works; a missing one fails its deliveries,
          * which restarts the producer with backoff: nothing is skipped */
-        LOG(LOG_WARN, "drain", "topic_create_not_allowed topic=\"%s\" reason=\"%s\" "
-            "action=\"producing anyway\"", d->ensuring, errstr ? errstr : "");
+        LOG(LOG_WARN, "drain", "msg=topic_create_not_allowed topic=\"%s\" reason=\"%s\" "
+            "action=\"producing anyway\"", log_text(d->ensuring), log_text(errstr));
     } else if (err != 0) {
         drain_topic_retry(d, d->ensuring, errstr);
         return;
     } else {
-        LOG(LOG_INFO, "drain", "topic_ready topic=\"%s\"", d->ensuring);
+        LOG(LOG_INFO, "drain", "msg=topic_ready topic=\"%s\"", log_text(d->ensuring));
     }
     if (drain_topic_add(d, d->ensuring) < 0) {
         drain_topic_retry(d, d->ensuring, "out of memory");
@@ -274,7 +269,7 @@ static void drain_on_topic(void *ud, const char *topic, int err, const char *err
     }
     free(d->ensuring);
     d->ensuring = NULL;
-    d->topic_backoff_us = DRAIN_BACKOFF_MIN_US;
+    loop_backoff_reset(&d->topic_backoff);
     d->want_read = 1;
 }
 
@@ -319,22 +314,23 @@ static void drain_producer_open(struct drain *d, int early)
     if (d->k != NULL)
         d->kwatch = loop_watch_fd(d->b, kafka_fd(d->k), drain_on_kafka_readable, d);
     if (d->k == NULL || d->kwatch == NULL) {
-        LOG(LOG_ERROR, "drain", "producer_failed reason=\"%s\"", err ? err : "cannot watch its queue");
+        LOG(LOG_ERROR, "drain", "msg=producer_failed reason=\"%s\"",
+            err ? log_text(err) : "cannot watch its queue");
         free(err);
         kafka_free(d->k, 0);
         d->k = NULL;
         d->gen++;   /* a first read issued with the producer is abandoned */
         d->reading = 0;
-        loop_timer_schedule(d->t_restart, d->backoff_us);
+        loop_timer_schedule(d->t_restart, loop_backoff_peek(&d->backoff));
         return;
     }
     if (early) {
-        LOG(LOG_INFO, "drain", "producer_started bootstrap=\"%s\" early=1",
-            cfg->kafka_bootstrap_servers);
+        LOG(LOG_INFO, "drain", "msg=producer_started bootstrap=\"%s\" early=1",
+            log_text(cfg->kafka_bootstrap_servers));
         return;
     }
-    LOG(LOG_INFO, "drain", "producer_started bootstrap=\"%s\" from=%" PRId64,
-        cfg->kafka_bootstrap_servers, d->win.acked);
+    LOG(LOG_INFO, "drain", "msg=producer_started bootstrap=\"%s\" from=%" PRId64,
+        log_text(cfg->kafka_bootstrap_servers), d->win.acked);
     d->want_read = 1;
     drain_maybe_read(d);
 }
@@ -359,9 +355,9 @@ static void drain_producer_drop_early(struct drain *d)
  * acknowledged prefix with a new producer after a backoff (at-least-once). */
 static void drain_restart_producer(struct drain *d, const char *reason)
 {
-    LOG(LOG_WARN, "drain", "producer_restart reason=\"%s\" failed_deliveries=%" PRIu64
-        " rewind_to=%" PRId64 " abandoned=%zu retry_ms=%" PRId64, reason, d->failed_here,
-        d->win.acked, ackwin_count(&d->win), d->backoff_us / 1000);
+    LOG(LOG_WARN, "drain", "msg=producer_restart reason=\"%s\" failed_deliveries=%" PRIu64
+        " rewind_to=%" PRId64 " abandoned=%zu retry_ms=%" PRId64, log_text(reason), d->failed_here,
+        d->win.acked, ackwin_count(&d->win), loop_backoff_peek(&d->backoff) / 1000);
     d->failed_here = 0;
     loop_watch_free(d->kwatch);
     d->kwatch = NULL;
@@ -374,10 +370,7 @@ static void drain_restart_producer(struct drain *d, const char *reason)
     d->reading = 0;
     d->kafka_full = 0;
     d->restarts++;
-    loop_timer_schedule(d->t_restart, d->backoff_us);
-    d->backoff_us *= 2;
-    if (d->backoff_us > DRAIN_BACKOFF_MAX_US)
-        d->backoff_us = DRAIN_BACKOFF_MAX_US;
+    loop_timer_schedule(d->t_restart, loop_backoff_next(&d->backoff));
 }
 
 /* ---- topic creation ---- */
@@ -397,8 +390,8 @@ static void drain_topic_declared(struct pgconn *c, PGresult *res, void *ud)
         partitions = atoi(PQgetvalue(res, 0, 0));
         rf = atoi(PQgetvalue(res, 0, 1));
     }
-    LOG(LOG_INFO, "drain", "topic_create topic=\"%s\" partitions=%d replication_factor=%d",
-        d->ensuring, partitions, rf);
+    LOG(LOG_INFO, "drain", "msg=topic_create topic=\"%s\" partitions=%d replication_factor=%d",
+        log_text(d->ensuring), partitions, rf);
     if (kafka_create_topic(d->k, d->ensuring, partitions, rf) < 0)
         drain_topic_retry(d, d->ensuring, "CreateTopics refused the request");
 }
@@ -459,8 +452,8 @@ static int drain_produce_row(struct drain *d, PGresult *res, int i)
         return -1;
     }
     if (r == KAFKA_PRODUCE_ERROR) {
-        LOG(LOG_ERROR, "drain", "produce_refused event_id=%" PRId64 " topic=\"%s\" reason=\"%s\"",
-            id, m.topic, errbuf);
+        LOG(LOG_ERROR, "drain", "msg=produce_refused event_id=%" PRId64 " topic=\"%s\" "
+            "reason=\"%s\"", id, log_text(m.topic), log_text(errbuf));
         if (d->restart_reason == NULL)
             d->restart_reason = strdup(errbuf);
         return -1;
@@ -522,7 +515,8 @@ static void drain_read_done(struct pgconn *c, PGresult *res, void *ud)
     d->reading--;
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
         if (res != NULL)
-            LOG(LOG_ERROR, "drain", "read_failed error=\"%s\"", PQresultErrorMessage(res));
+            LOG(LOG_ERROR, "drain", "msg=read_failed error=\"%s\"",
+                log_text(PQresultErrorMessage(res)));
         return;   /* the poll timer or the next wake-up retries */
     }
     if (after != d->read_pos) {   /* a prefetch that no longer fits */
@@ -535,7 +529,7 @@ static void drain_read_done(struct pgconn *c, PGresult *res, void *ud)
     for (i = 0; i < n; i++)
         if (drain_produce_row(d, res, i) < 0)
             break;
-    LOG(LOG_DEBUG, "drain", "batch rows=%d produced=%d in_flight=%zu acked=%" PRId64, n, i,
+    LOG(LOG_DEBUG, "drain", "msg=batch rows=%d produced=%d in_flight=%zu acked=%" PRId64, n, i,
         ackwin_count(&d->win), d->win.acked);
     if (d->restart_reason != NULL) {
         reason = d->restart_reason;
@@ -585,7 +579,8 @@ static void drain_activate(struct drain *d, int64_t cursor)
     d->stored = cursor;
     d->ever_active = 1;
     d->phase = DRAIN_ACTIVE;
-    LOG(LOG_INFO, "drain", "active cursor=%" PRId64 " in_flight=%zu", cursor, ackwin_count(&d->win));
+    LOG(LOG_INFO, "drain", "msg=active cursor=%" PRId64 " in_flight=%zu", cursor,
+        ackwin_count(&d->win));
     d->want_read = 1;
     loop_timer_schedule(d->t_poll, DRAIN_POLL_US);
     drain_cursor_arm(d);
@@ -602,18 +597,20 @@ static void drain_activate(struct drain *d, int64_t cursor)
 static void drain_cursor_loaded(struct pgconn *c, PGresult *res, void *ud)
 {
     struct drain *d = ud;
+    int64_t cursor;
+
     (void)c;
     if (d->phase != DRAIN_LOADING)
         return;
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        LOG(LOG_ERROR, "drain", "cursor_read_failed error=\"%s\"",
-            res ? PQresultErrorMessage(res) : "connection lost");
+    if (pgconn_result_int8(res, &cursor) < 0) {
+        LOG(LOG_ERROR, "drain", "msg=cursor_read_failed error=\"%s\"",
+            res ? log_text(PQresultErrorMessage(res)) : "connection lost");
         d->phase = res ? DRAIN_RETRY : DRAIN_WAIT_PG;
         if (res)
             loop_timer_schedule(d->t_lock, DRAIN_LOCK_RETRY_US);
         return;
     }
-    drain_activate(d, strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+    drain_activate(d, cursor);
 }
 
 static void drain_load_cursor(struct drain *d)
@@ -637,10 +634,11 @@ static void drain_lock_done(struct pgconn *c, PGresult *res, void *ud)
     won = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
           strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        LOG(LOG_ERROR, "drain", "lock_failed error=\"%s\"", PQresultErrorMessage(res));
+        LOG(LOG_ERROR, "drain", "msg=lock_failed error=\"%s\"",
+            log_text(PQresultErrorMessage(res)));
     if (!won) {
         if (!d->standby_logged)
-            LOG(LOG_INFO, "drain", "standby reason=\"another bridge holds the drain lock\"");
+            LOG(LOG_INFO, "drain", "msg=standby reason=\"another bridge holds the drain lock\"");
         d->standby_logged = 1;
         d->phase = DRAIN_STANDBY;
         drain_producer_drop_early(d);
@@ -699,7 +697,7 @@ static void drain_pg_lost(struct pgconn *c, void *ud)
     if (d->phase == DRAIN_STOPPING)
         return;
     if (d->phase == DRAIN_ACTIVE)
-        LOG(LOG_WARN, "drain", "paused reason=\"PostgreSQL connection lost\" acked=%" PRId64
+        LOG(LOG_WARN, "drain", "msg=paused reason=\"PostgreSQL connection lost\" acked=%" PRId64
             " in_flight=%zu", d->win.acked, ackwin_count(&d->win));
     /* the session's advisory lock is gone with it; in-flight messages stay */
     d->phase = DRAIN_WAIT_PG;
@@ -727,7 +725,8 @@ static struct drain *drain_new(struct bridge *b)
         return NULL;
     d->b = b;
     d->phase = DRAIN_WAIT_PG;
-    d->backoff_us = d->topic_backoff_us = DRAIN_BACKOFF_MIN_US;
+    loop_backoff_init(&d->backoff, DRAIN_BACKOFF_MIN_US, DRAIN_BACKOFF_MAX_US);
+    loop_backoff_init(&d->topic_backoff, DRAIN_BACKOFF_MIN_US, DRAIN_BACKOFF_MAX_US);
     window = (size_t)b->cfg.drain_batch * DRAIN_WINDOW_BATCHES;
     if (window < DRAIN_WINDOW_MIN)
         window = DRAIN_WINDOW_MIN;
@@ -758,9 +757,8 @@ err:
     return NULL;
 }
 
-static const char *drain_state_hook(void *ud)
+static const char *drain_state_name(const struct drain *d)
 {
-    struct drain *d = ud;
     if (d->phase == DRAIN_STANDBY || (d->phase == DRAIN_LOCKING && d->standby_logged))
         return "standby";
     if (d->k == NULL)
@@ -774,30 +772,28 @@ int drain_start(struct bridge *b)
     char *err = NULL;
 
     if (cfg->kafka_bootstrap_servers == NULL) {
-        LOG(LOG_WARN, "drain", "off reason=\"KAFKA_BOOTSTRAP_SERVERS is not set: events wait "
+        LOG(LOG_WARN, "drain", "msg=off reason=\"KAFKA_BOOTSTRAP_SERVERS is not set: events wait "
                                "in the store until a bridge with Kafka drains them\"");
         return 0;
     }
     if (!cfg->drain_enabled) {
-        LOG(LOG_INFO, "drain", "off reason=\"--no-drain\"");
+        LOG(LOG_INFO, "drain", "msg=off reason=\"--no-drain\"");
         return 0;
     }
     if (kafka_config_check(cfg->kafka_bootstrap_servers, cfg->rdkafka_props, cfg->nrdkafka_props,
                            &err) < 0) {
-        LOG(LOG_ERROR, "drain", "bad_kafka_config reason=\"%s\"", err);
+        LOG(LOG_ERROR, "drain", "msg=bad_kafka_config reason=\"%s\"", log_text(err));
         free(err);
         return -1;
     }
     b->drain = drain_new(b);
     if (b->drain == NULL) {
-        LOG(LOG_ERROR, "drain", "start_failed reason=\"out of memory\"");
+        LOG(LOG_ERROR, "drain", "msg=start_failed reason=\"out of memory\"");
         return -1;
     }
-    b->kafka_state = drain_state_hook;
-    b->kafka_state_ud = b->drain;
     drain_producer_open(b->drain, 1);
-    LOG(LOG_INFO, "drain", "started bootstrap=\"%s\" batch=%d window=%zu",
-        cfg->kafka_bootstrap_servers, cfg->drain_batch, b->drain->win.cap);
+    LOG(LOG_INFO, "drain", "msg=started bootstrap=\"%s\" batch=%d window=%zu",
+        log_text(cfg->kafka_bootstrap_servers), cfg->drain_batch, b->drain->win.cap);
     return 0;
 }
 
@@ -817,11 +813,9 @@ void drain_stop(struct bridge *b)
     }
     if (d->ever_active)
         drain_cursor_store_now(d);
-    LOG(LOG_INFO, "drain", "stopped cursor=%" PRId64 " produced=%" PRIu64 " delivered=%" PRIu64
+    LOG(LOG_INFO, "drain", "msg=stopped cursor=%" PRId64 " produced=%" PRIu64 " delivered=%" PRIu64
         " failed=%" PRIu64 " restarts=%" PRIu64 " unflushed=%d", d->stored, d->produced,
         d->delivered, d->failed, d->restarts, left);
-    b->kafka_state = NULL;
-    b->kafka_state_ud = NULL;
     loop_watch_free(d->kwatch);
     kafka_free(d->k, 0);
     pgconn_free(d->pg);
@@ -837,9 +831,9 @@ void drain_stop(struct bridge *b)
     b->drain = NULL;
 }
 
-const char *drain_kafka_state(struct bridge *b)
+const char *drain_kafka_state(const struct bridge *b)
 {
     if (b->drain == NULL)
         return "off";
-    return drain_state_hook(b->drain);
+    return drain_state_name(b->drain);
 }

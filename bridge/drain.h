@@ -1,7 +1,7 @@
 /*
  * drain.h: the PostgreSQL -> Kafka drain of aegis-bridge.  Reads topic events
- * after a durable cursor (aegis.cursors 'kafka-drain') in the store's one
- * order, produces them with kafka.c, and advances the cursor only over the
+ * after a durable cursor ('kafka-drain', aegis.cursor_position) in the
+ * store's one order, produces them with kafka.c, and advances the cursor only over the
  * acknowledged prefix.  One drain per database at a time (advisory lock).
  */
 #ifndef AEGIS_DRAIN_H
@@ -19,6 +19,6 @@ int drain_start(struct bridge *b);
 void drain_stop(struct bridge *b);
 
 /* "off", "standby", "connecting", "up" or "down" (for /healthz). */
-const char *drain_kafka_state(struct bridge *b);
+const char *drain_kafka_state(const struct bridge *b);
 
 #endif

@@ -15,12 +15,11 @@
 #include <sys/stat.h>
 
 #include "bridge.h"
+#include "buf.h"
 #include "log.h"
 #include "pgconn.h"
 #include "sse.h"
-#ifdef HAVE_DRAIN
 #include "drain.h"
-#endif
 
 #define HTTP_MESSAGE_MAX 8192
 
@@ -41,17 +40,6 @@ struct http_session {
 struct http_async {
     struct lws *wsi;              /* NULL once the connection closed */
 };
-
-const char *bridge_kafka_state(const struct bridge *b)
-{
-    if (b->kafka_state)
-        return b->kafka_state(b->kafka_state_ud);
-#ifdef HAVE_DRAIN
-    return drain_kafka_state((struct bridge *)b);
-#else
-    return "off";
-#endif
-}
 
 static struct bridge *http_bridge(struct lws *wsi)
 {
@@ -296,7 +284,7 @@ static int http_healthz(struct lws *wsi, struct http_session *ss)
     struct bridge *b = http_bridge(wsi);
     int up = sse_pg_ready(b->sse);
     json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "status", up ? "ok" : "unavailable",
-                          "postgres", up ? "connected" : "down", "kafka", bridge_kafka_state(b),
+                          "postgres", up ? "connected" : "down", "kafka", drain_kafka_state(b),
                           "sse_connections", (json_int_t)b->metrics.sse_connections);
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     int rc;
@@ -309,76 +297,63 @@ static int http_healthz(struct lws *wsi, struct http_session *ss)
     return rc;
 }
 
-static void http_metric(char **buf, size_t *len, size_t *cap, const char *name, const char *type,
-                        const char *help, double value)
+/* one metric; out of memory leaves it out (as a metric that did not fit did) */
+static void http_metric(struct buf *out, const char *name, const char *type, const char *help,
+                        double value)
 {
-    int n;
-    char *grown;
-
-    for (;;) {
-        n = snprintf(*buf + *len, *cap - *len, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help,
-                     name, type, name, value);
-        if (n >= 0 && (size_t)n < *cap - *len)
-            break;
-        grown = realloc(*buf, *cap * 2);
-        if (!grown)
-            return;
-        *buf = grown;
-        *cap *= 2;
-    }
-    *len += (size_t)n;
+    (void)buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name,
+                     value);
 }
 
 static char *http_metrics_text(struct bridge *b, PGresult *lag)
 {
     const struct bridge_metrics *m = &b->metrics;
-    size_t len = 0, cap = 4096;
-    char *buf = malloc(cap);
+    struct buf out = { 0 };
     int have_lag = lag && PQresultStatus(lag) == PGRES_TUPLES_OK && PQntuples(lag) == 1;
 
-    if (!buf)
+    if (buf_reserve(&out, 0, 4096) < 0)
         return NULL;
-    buf[0] = '\0';
-    http_metric(&buf, &len, &cap, "aegis_bridge_postgres_up", "gauge",
+    out.p[0] = '\0';
+    http_metric(&out, "aegis_bridge_postgres_up", "gauge",
                 "1 when the SSE connection to PostgreSQL is ready", sse_pg_ready(b->sse));
-    http_metric(&buf, &len, &cap, "aegis_bridge_sse_connections", "gauge", "open SSE streams",
+    http_metric(&out, "aegis_bridge_sse_connections", "gauge", "open SSE streams",
                 (double)m->sse_connections);
-    http_metric(&buf, &len, &cap, "aegis_bridge_sse_connections_total", "counter",
+    http_metric(&out, "aegis_bridge_sse_connections_total", "counter",
                 "SSE streams accepted", (double)m->sse_connections_total);
-    http_metric(&buf, &len, &cap, "aegis_bridge_sse_events_sent_total", "counter",
+    http_metric(&out, "aegis_bridge_sse_events_sent_total", "counter",
                 "events queued to SSE clients", (double)m->sse_events_sent);
-    http_metric(&buf, &len, &cap, "aegis_bridge_sse_replays_total", "counter",
+    http_metric(&out, "aegis_bridge_sse_replays_total", "counter",
                 "streams that replayed from the store", (double)m->sse_replays);
-    http_metric(&buf, &len, &cap, "aegis_bridge_sse_replayed_events_total", "counter",
+    http_metric(&out, "aegis_bridge_sse_replayed_events_total", "counter",
                 "events read by replays", (double)m->sse_replayed_events);
-    http_metric(&buf, &len, &cap, "aegis_bridge_sse_drops_total", "counter",
+    http_metric(&out, "aegis_bridge_sse_drops_total", "counter",
                 "stalled clients disconnected", (double)m->sse_drops);
-    http_metric(&buf, &len, &cap, "aegis_bridge_sse_catchups_total", "counter",
+    http_metric(&out, "aegis_bridge_sse_catchups_total", "counter",
                 "live subscribers whose buffer was full, switched to reading the store",
                 (double)m->sse_catchups);
-    http_metric(&buf, &len, &cap, "aegis_bridge_sse_rejected_total", "counter",
+    http_metric(&out, "aegis_bridge_sse_rejected_total", "counter",
                 "streams refused with 503", (double)m->sse_rejected);
-    http_metric(&buf, &len, &cap, "aegis_bridge_http_requests_total", "counter", "HTTP requests",
+    http_metric(&out, "aegis_bridge_http_requests_total", "counter", "HTTP requests",
                 (double)m->http_requests_total);
-    http_metric(&buf, &len, &cap, "aegis_bridge_http_bad_requests_total", "counter",
+    http_metric(&out, "aegis_bridge_http_bad_requests_total", "counter",
                 "requests answered 400, 404 or 405", (double)m->http_bad_requests);
-    http_metric(&buf, &len, &cap, "aegis_bridge_sse_held_drops_total", "counter",
+    http_metric(&out, "aegis_bridge_sse_held_drops_total", "counter",
                 "live events held during a replay dropped on overflow (read again from the store)",
                 (double)m->sse_held_drops);
-    http_metric(&buf, &len, &cap, "aegis_bridge_store_reads_total", "counter",
+    http_metric(&out, "aegis_bridge_store_reads_total", "counter",
                 "non-empty aegis.wait_all batches of the live reader", (double)m->store_reads);
-    http_metric(&buf, &len, &cap, "aegis_bridge_run_requests_total", "counter",
+    http_metric(&out, "aegis_bridge_run_requests_total", "counter",
                 "conversation run requests recorded or found", (double)m->run_requests);
     if (have_lag) {
-        http_metric(&buf, &len, &cap, "aegis_bridge_drain_cursor_position", "gauge",
+        http_metric(&out, "aegis_bridge_drain_cursor_position", "gauge",
                     "last event id Kafka acknowledged", atof(PQgetvalue(lag, 0, 0)));
-        http_metric(&buf, &len, &cap, "aegis_bridge_drain_pending_events", "gauge",
+        http_metric(&out, "aegis_bridge_drain_pending_events", "gauge",
                     "events with a topic not yet acknowledged by Kafka", atof(PQgetvalue(lag, 0, 1)));
-        http_metric(&buf, &len, &cap, "aegis_bridge_drain_lag_seconds", "gauge",
+        http_metric(&out, "aegis_bridge_drain_lag_seconds", "gauge",
                     "age of the oldest event waiting for Kafka",
                     PQgetisnull(lag, 0, 2) ? 0.0 : atof(PQgetvalue(lag, 0, 2)));
     }
-    return buf;
+    return out.p;
 }
 
 static void http_metrics_done(struct pgconn *c, PGresult *res, void *ud)
@@ -404,7 +379,7 @@ static int http_metrics(struct lws *wsi, struct http_session *ss)
 {
     static const char sql[] =
         "SELECT cursor_position, pending_events, extract(epoch from oldest_pending_age) "
-        "FROM aegis.drain_lag";
+        "FROM aegis.drain_status()";
     struct bridge *b = http_bridge(wsi);
     struct http_async *a;
     char *text;

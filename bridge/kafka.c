@@ -87,8 +87,8 @@ static const char *kafka_prop_refused(const char *key, const char *value)
     return NULL;
 }
 
-static int kafka_conf_set1(rd_kafka_conf_t *conf, const char *key, const char *value,
-                           const char *origin, char **errmsg)
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, const char *origin,
+                   char **errmsg)
 {
     char err[512];
     if (rd_kafka_conf_set(conf, key, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
@@ -113,10 +113,10 @@ static rd_kafka_conf_t *kafka_conf_build(const char *bootstrap, const struct con
         goto err;
     }
     for (i = 0; i < sizeof(kafka_defaults) / sizeof(kafka_defaults[0]); i++)
-        if (kafka_conf_set1(conf, kafka_defaults[i].key, kafka_defaults[i].value, "default",
+        if (kafka_conf_set(conf, kafka_defaults[i].key, kafka_defaults[i].value, "default",
                             errmsg) < 0)
             goto err;
-    if (kafka_conf_set1(conf, "bootstrap.servers", bootstrap, "KAFKA_BOOTSTRAP_SERVERS", errmsg) < 0)
+    if (kafka_conf_set(conf, "bootstrap.servers", bootstrap, "KAFKA_BOOTSTRAP_SERVERS", errmsg) < 0)
         goto err;
     for (i = 0; i < nprops; i++) {
         why = kafka_prop_refused(props[i].key, props[i].value);
@@ -124,7 +124,7 @@ static rd_kafka_conf_t *kafka_conf_build(const char *bootstrap, const struct con
             *errmsg = kafka_strdup_printf("-X %s=%s refused: %s", props[i].key, props[i].value, why);
             goto err;
         }
-        if (kafka_conf_set1(conf, props[i].key, props[i].value, "-X", errmsg) < 0)
+        if (kafka_conf_set(conf, props[i].key, props[i].value, "-X", errmsg) < 0)
             goto err;
     }
     return conf;
@@ -191,7 +191,7 @@ struct kafka *kafka_new(const char *bootstrap, const struct config_kv *props, si
     /* events queued before this point (configuration warnings) would never
      * wake the pipe: the queue only signals going from empty to non-empty */
     if (write(k->pipe_wr, "1", 1) < 0)
-        LOG(LOG_DEBUG, "kafka", "wakeup_write_failed errno=%d", errno);
+        LOG(LOG_DEBUG, "kafka", "msg=wakeup_write_failed errno=%d", errno);
     return k;
 err:
     if (*errmsg == NULL)
@@ -323,7 +323,7 @@ static void kafka_on_error_event(struct kafka *k, rd_kafka_event_t *ev)
 
     if (rd_kafka_event_error_is_fatal(ev)) {
         rd_kafka_fatal_error(k->rk, fatal, sizeof(fatal));
-        LOG(LOG_ERROR, "kafka", "fatal_error reason=\"%s\"", fatal);
+        LOG(LOG_ERROR, "kafka", "msg=fatal_error reason=\"%s\"", log_text(fatal));
         if (k->cbs.on_fatal)
             k->cbs.on_fatal(k->ud, fatal);
         return;
@@ -331,8 +331,9 @@ static void kafka_on_error_event(struct kafka *k, rd_kafka_event_t *ev)
     if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         k->state = KAFKA_DOWN;
     if (kafka_errlog_allow(k, code, &suppressed))
-        LOG(LOG_WARN, "kafka", "broker_error code=%s reason=\"%s\" suppressed=%u",
-            rd_kafka_err2name(code), rd_kafka_event_error_string(ev), suppressed);
+        LOG(LOG_WARN, "kafka", "msg=broker_error code=%s reason=\"%s\" suppressed=%u",
+            log_text(rd_kafka_err2name(code)), log_text(rd_kafka_event_error_string(ev)),
+            suppressed);
 }
 
 static void kafka_on_dr_event(struct kafka *k, rd_kafka_event_t *ev)
@@ -347,6 +348,14 @@ static void kafka_on_dr_event(struct kafka *k, rd_kafka_event_t *ev)
     }
 }
 
+enum log_level kafka_log_level(int syslog_level)
+{
+    return syslog_level <= 3   ? LOG_ERROR
+           : syslog_level == 4 ? LOG_WARN
+           : syslog_level <= 6 ? LOG_INFO
+                               : LOG_DEBUG;
+}
+
 static void kafka_on_log_event(rd_kafka_event_t *ev)
 {
     const char *fac = "", *str = "";
@@ -354,12 +363,12 @@ static void kafka_on_log_event(rd_kafka_event_t *ev)
     enum log_level l;
     if (rd_kafka_event_log(ev, &fac, &str, &level) != 0)
         return;
-    l = level <= 3 ? LOG_ERROR : level == 4 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG;
+    l = kafka_log_level(level);
     if (l == LOG_WARN && strcmp(fac, "CONFWARN") == 0 && strstr(str, "enable.gapless.guarantee"))
         l = LOG_INFO; /* "experimental": our deliberate default, not news */
     if (l == LOG_ERROR && strcmp(fac, "FAIL") == 0)
         l = LOG_WARN; /* a broker connection failed: librdkafka retries (and de-duplicates these) */
-    LOG(l, "rdkafka", "%s msg=\"%s\"", fac, str);
+    LOG(l, "rdkafka", "msg=librdkafka facility=\"%s\" text=\"%s\"", log_text(fac), log_text(str));
 }
 
 /* Broker states from the statistics JSON: up when any broker is UP. */
@@ -444,7 +453,7 @@ static int kafka_headers_add_json(rd_kafka_headers_t *hdrs, const char *headers_
         return 0;
     obj = json_loads(headers_json, JSON_DECODE_ANY, &jerr);
     if (obj == NULL || !json_is_object(obj)) {
-        LOG(LOG_WARN, "kafka", "bad_headers reason=\"not a JSON object\"");
+        LOG(LOG_WARN, "kafka", "msg=bad_headers reason=\"not a JSON object\"");
         json_decref(obj);
         return -1;
     }
@@ -526,8 +535,9 @@ int kafka_create_topic(struct kafka *k, const char *topic, int partitions, int r
              ? NULL
              : rd_kafka_NewTopic_new(topic, partitions, replication_factor, err, sizeof(err));
     if (nt == NULL) {
-        LOG(LOG_ERROR, "kafka", "create_topic_refused topic=\"%s\" partitions=%d "
-            "replication_factor=%d reason=\"%s\"", topic, partitions, replication_factor, err);
+        LOG(LOG_ERROR, "kafka", "msg=create_topic_refused topic=\"%s\" partitions=%d "
+            "replication_factor=%d reason=\"%s\"", log_text(topic), partitions, replication_factor,
+            log_text(err));
         return -1;
     }
     opts = rd_kafka_AdminOptions_new(k->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);

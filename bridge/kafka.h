@@ -5,10 +5,13 @@
  * (delivery reports, errors, logs, statistics, admin results) served from
  * one queue whose wake-ups arrive on a pipe the caller watches (kafka_fd).
  * Knows nothing of PostgreSQL or of the event loop: drain.c wires it in.
+ * Also the one librdkafka property setter and log-level mapping, which the
+ * consumers (consumer.c) share.
  */
 #ifndef AEGIS_KAFKA_H
 #define AEGIS_KAFKA_H
 
+#include <librdkafka/rdkafka.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "config.h"
@@ -45,6 +48,14 @@ enum kafka_produce_result { KAFKA_PRODUCE_OK = 0, KAFKA_PRODUCE_FULL, KAFKA_PROD
  * Returns 0, or -1 with *errmsg (malloc'd, names the property and value). */
 int kafka_config_check(const char *bootstrap, const struct config_kv *props, size_t nprops,
                        char **errmsg);
+
+/* Sets one librdkafka property (the producer's and the consumers' one setter).
+ * Returns 0, or -1 with *errmsg (malloc'd: "<origin> key=value refused by
+ * librdkafka: <reason>"). */
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, const char *origin,
+                   char **errmsg);
+/* librdkafka's syslog-style level (0-7) as the bridge's log level. */
+enum log_level kafka_log_level(int syslog_level);
 
 /* Creates the producer (it starts connecting in librdkafka's threads).
  * Returns NULL with *errmsg (malloc'd) on a bad configuration. */

@@ -1,12 +1,14 @@
 /*
- * log.c: owns the log level and the line format
- * "2026-01-01T00:00:00.000Z level=info module=sse <fields>" on stderr.
+ * log.c: owns the log level, the line format
+ * "2026-01-01T00:00:00.000Z level=info module=sse msg=... <fields>" on
+ * stderr, and log_text, the one cleaning of outside values for a field.
  */
 #define _GNU_SOURCE
 #include "log.h"
 
 #include <libwebsockets.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -43,14 +45,37 @@ void log_write(enum log_level l, const char *module, const char *fmt, ...)
     funlockfile(stderr);
 }
 
+const char *log_text_n(const char *s, size_t n)
+{
+    static _Thread_local char ring[LOG_TEXT_SLOTS][LOG_TEXT_MAX];
+    static _Thread_local unsigned next;
+    char *t = ring[next++ % LOG_TEXT_SLOTS];
+    size_t i, len = 0, cut = LOG_TEXT_MAX - 4;
+
+    for (i = 0; s != NULL && i < n && s[i] != '\0' && len < cut; i++) {
+        unsigned char c = (unsigned char)s[i];
+        t[len++] = c == '"' ? '\'' : (c == '\\' || c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+    }
+    if (s != NULL && i < n && s[i] != '\0') {
+        memcpy(t + len, "...", 3);
+        len += 3;
+    }
+    while (len > 0 && t[len - 1] == ' ')
+        len--;
+    t[len] = '\0';
+    return t;
+}
+
+const char *log_text(const char *s)
+{
+    return log_text_n(s, SIZE_MAX);
+}
+
 static void log_from_lws(int level, const char *line)
 {
     enum log_level l = (level & LLL_ERR) ? LOG_ERROR : (level & LLL_WARN) ? LOG_WARN : LOG_DEBUG;
-    size_t n = strlen(line);
 
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        n--;
-    LOG(l, "lws", "msg=\"%.*s\"", (int)n, line);
+    LOG(l, "lws", "msg=lws text=\"%s\"", log_text(line));
 }
 
 void log_hook_lws(void)

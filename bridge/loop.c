@@ -297,3 +297,28 @@ void loop_evlib_detach(struct bridge *b)
     free(p);
     b->sul_pump = NULL;
 }
+
+void loop_backoff_init(struct loop_backoff *b, int64_t min_us, int64_t max_us)
+{
+    b->min_us = min_us;
+    b->max_us = max_us;
+    b->next_us = min_us;
+}
+
+int64_t loop_backoff_next(struct loop_backoff *b)
+{
+    int64_t now = b->next_us;
+
+    b->next_us = now > b->max_us / 2 ? b->max_us : now * 2;
+    return now;
+}
+
+int64_t loop_backoff_peek(const struct loop_backoff *b)
+{
+    return b->next_us;
+}
+
+void loop_backoff_reset(struct loop_backoff *b)
+{
+    b->next_us = b->min_us;
+}

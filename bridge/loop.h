@@ -1,7 +1,8 @@
 /*
  * loop.h: the one event loop of aegis-bridge (the libwebsockets service
  * loop) as the other modules see it: foreign file descriptors watched for
- * readability (and, on request, writability) and one-shot timers.
+ * readability (and, on request, writability), one-shot timers and the
+ * retry backoff they are scheduled with.
  * Nothing here blocks; every callback runs on the loop's thread.
  */
 #ifndef AEGIS_LOOP_H
@@ -36,6 +37,18 @@ void loop_timer_schedule(struct loop_timer *t, int64_t delay_us);  /* re-arming 
 void loop_timer_cancel(struct loop_timer *t);
 void loop_timer_free(struct loop_timer *t);                        /* NULL is fine */
 int64_t loop_now_us(void);                                         /* monotonic */
+
+/* The bridge's one retry schedule: a delay that starts at min_us, doubles
+ * after every use up to max_us, and goes back to min_us on success. */
+struct loop_backoff {
+    int64_t min_us, max_us, next_us;
+};
+void loop_backoff_init(struct loop_backoff *b, int64_t min_us, int64_t max_us);
+/* The delay to wait now; the next call returns twice as much (at most max_us). */
+int64_t loop_backoff_next(struct loop_backoff *b);
+/* The delay loop_backoff_next would return, without using it up. */
+int64_t loop_backoff_peek(const struct loop_backoff *b);
+void loop_backoff_reset(struct loop_backoff *b);
 
 /* On the libev loop (b->evloop): service lws's timers before every poll
  * (lws 4.1.6's plugin can miss them; see loop.c).  Detach before the lws

@@ -21,12 +21,8 @@
 #include "log.h"
 #include "loop.h"
 #include "sse.h"
-#ifdef HAVE_DRAIN
-#include "drain.h"
-#endif
-#ifdef HAVE_CONSUMERS
 #include "consumer.h"
-#endif
+#include "drain.h"
 
 extern char **environ;
 
@@ -145,20 +141,12 @@ static int main_start(struct bridge *b)
     b->sse = sse_hub_new(b);
     if (!b->sse)
         return -1;
-#ifdef HAVE_DRAIN
     if (drain_start(b) < 0)
         return -1;
-#endif
-#ifdef HAVE_CONSUMERS
     if (consumers_start(b) < 0)
         return -1;
-#endif
     LOG(LOG_INFO, "main", "msg=listening listen=%s:%d version=%s kafka=%s", b->cfg.listen_host,
         b->cfg.listen_port, BRIDGE_VERSION, b->cfg.kafka_bootstrap_servers ? "on" : "off");
-#ifndef HAVE_DRAIN
-    if (!b->cfg.kafka_bootstrap_servers)
-        LOG(LOG_WARN, "main", "msg=\"Kafka is off: KAFKA_BOOTSTRAP_SERVERS is not set\"");
-#endif
     return 0;
 }
 
@@ -188,12 +176,8 @@ static void main_stop(struct bridge *b)
 {
     if (b->ctx)
         main_end_streams(b);
-#ifdef HAVE_CONSUMERS
     consumers_stop(b);
-#endif
-#ifdef HAVE_DRAIN
     drain_stop(b);
-#endif
     sse_hub_free(b->sse);
     b->sse = NULL;
     if (b->evloop)

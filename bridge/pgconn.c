@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "pgconn.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,7 +46,7 @@ struct pgconn {
     int failing;                        /* send failed: loss reported soon */
     char fail_reason[256];
     enum pgconn_state state;
-    int64_t backoff_us;
+    struct loop_backoff backoff;      /* reconnects: 100 ms .. 5 s */
     struct pgconn_query *head, *tail;   /* head is on the wire when busy */
     int busy;
     PGresult *last;                     /* last result of the query on the wire */
@@ -134,7 +135,7 @@ static void pgconn_lost(struct pgconn *c, const char *why)
     int was_ready = c->state == PGC_READY;
 
     LOG(LOG_WARN, "pgconn", "msg=\"connection lost\" name=%s reason=\"%s\" retry_ms=%lld", c->name,
-        why, (long long)(c->backoff_us / 1000));
+        log_text(why), (long long)(loop_backoff_peek(&c->backoff) / 1000));
     c->failing = 0;
     loop_timer_cancel(c->fail);
     pgconn_teardown(c);
@@ -142,22 +143,13 @@ static void pgconn_lost(struct pgconn *c, const char *why)
     pgconn_fail_all(c);
     if (was_ready && c->cbs.on_lost)
         c->cbs.on_lost(c, c->ud);
-    loop_timer_schedule(c->retry, c->backoff_us);
-    c->backoff_us *= 2;
-    if (c->backoff_us > 5000000)
-        c->backoff_us = 5000000;
+    loop_timer_schedule(c->retry, loop_backoff_next(&c->backoff));
 }
 
+/* libpq's message, raw: pgconn_lost logs it through log_text */
 static const char *pgconn_error(const struct pgconn *c)
 {
-    const char *e = c->conn ? PQerrorMessage(c->conn) : "out of memory";
-    static char one_line[256];
-    size_t i;
-
-    for (i = 0; e[i] && i < sizeof one_line - 1; i++)
-        one_line[i] = (e[i] == '\n' || e[i] == '"') ? ' ' : e[i];
-    one_line[i] = '\0';
-    return one_line;
+    return c->conn ? PQerrorMessage(c->conn) : "out of memory";
 }
 
 static int pgconn_queue_listen(struct pgconn *c, const char *channel)
@@ -193,7 +185,7 @@ static void pgconn_became_ready(struct pgconn *c)
         return;
     }
     c->state = PGC_READY;
-    c->backoff_us = 100000;
+    loop_backoff_reset(&c->backoff);
     LOG(LOG_INFO, "pgconn", "msg=connected name=%s server_version=%d", c->name,
         PQserverVersion(c->conn));
     for (i = 0; i < c->nchannels; i++)
@@ -230,11 +222,9 @@ static void pgconn_connect_step(void *ud)
 static void pgconn_notice(void *arg, const char *message)
 {
     struct pgconn *c = arg;
-    size_t n = strlen(message);
 
-    while (n > 0 && message[n - 1] == '\n')
-        n--;
-    LOG(LOG_WARN, "pgconn", "msg=\"server notice\" name=%s notice=\"%.*s\"", c->name, (int)n, message);
+    LOG(LOG_WARN, "pgconn", "msg=\"server notice\" name=%s notice=\"%s\"", c->name,
+        log_text(message));
 }
 
 static void pgconn_start(struct pgconn *c)
@@ -324,7 +314,7 @@ static void pgconn_finish_query(struct pgconn *c)
     c->busy = 0;
     if (q && q->internal && res && PQresultStatus(res) != PGRES_COMMAND_OK)
         LOG(LOG_ERROR, "pgconn", "msg=\"LISTEN failed\" name=%s error=\"%s\"", c->name,
-            PQresultErrorMessage(res));
+            log_text(PQresultErrorMessage(res)));
     if (q && q->cb)
         q->cb(c, res, q->ud);
     if (res)
@@ -396,7 +386,7 @@ struct pgconn *pgconn_new(struct bridge *b, const char *conninfo, const char *na
     if (cbs)
         c->cbs = *cbs;
     c->ud = ud;
-    c->backoff_us = 100000;
+    loop_backoff_init(&c->backoff, 100000, 5000000);
     pgconn_start(c);
     return c;
 err:
@@ -562,6 +552,24 @@ int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *con
     q->cb = cb;
     q->ud = ud;
     pgconn_enqueue(c, q);
+    return 0;
+}
+
+int pgconn_result_int8(const PGresult *res, int64_t *out)
+{
+    const char *v;
+    char *end;
+    long long n;
+
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+        PQnfields(res) < 1 || PQgetisnull(res, 0, 0))
+        return -1;
+    v = PQgetvalue(res, 0, 0);
+    errno = 0;
+    n = strtoll(v, &end, 10);
+    if (end == v || *end != '\0' || errno != 0)
+        return -1;
+    *out = n;
     return 0;
 }
 

@@ -7,6 +7,7 @@
 #define AEGIS_PGCONN_H
 
 #include <libpq-fe.h>
+#include <stdint.h>
 
 struct bridge;
 struct pgconn;
@@ -46,6 +47,11 @@ int pgconn_prepare(struct pgconn *c, const char *stmt, const char *sql, pgconn_r
 int pgconn_query_prepared(struct pgconn *c, const char *stmt, int nparams,
                           const char *const *params, const int *lengths, const int *formats,
                           pgconn_result_cb cb, void *ud);
+
+/* The one bigint of a one-row result ("SELECT f()"): 0 and *out when res is
+ * PGRES_TUPLES_OK with exactly one row whose first column is a non-NULL
+ * integer; -1 otherwise (an error, no row, several rows, NULL, not a number). */
+int pgconn_result_int8(const PGresult *res, int64_t *out);
 
 int pgconn_is_ready(const struct pgconn *c);
 const char *pgconn_state_name(const struct pgconn *c);   /* "connecting", "ready", "backoff", "closed" */

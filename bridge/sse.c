@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 
 #include "bridge.h"
+#include "buf.h"
 #include "log.h"
 #include "loop.h"
 #include "pgconn.h"
@@ -45,22 +46,12 @@ static const char SQL_READ_STREAM[] =
 static const char SQL_REQUEST_RUN[] = "SELECT aegis.request_run($1, $2, $3, $4)";
 /* finished: the last conversation event at or before N is done/error, no run
  * was requested after it up to N, and nothing follows N */
-static const char SQL_FINISHED_AT[] =
-    "WITH p AS (SELECT least($2::bigint, aegis.safe_position()) AS pos), "
-    "last AS (SELECT e.id, e.event_type FROM aegis.events e, p "
-    "  WHERE e.stream_kind = 'conversation' AND e.stream_id = $1 AND e.id <= p.pos "
-    "  ORDER BY e.id DESC LIMIT 1) "
-    "SELECT coalesce((SELECT last.event_type IN ('done', 'error') AND NOT EXISTS "
-    "  (SELECT 1 FROM aegis.run_requests r WHERE r.conversation_id = $1 "
-    "   AND r.event_id > last.id AND r.event_id <= $2::bigint) FROM last), false) "
-    "AND NOT EXISTS (SELECT 1 FROM aegis.read_stream('conversation', $1, $2::bigint, 1))";
+static const char SQL_FINISHED_AT[] = "SELECT aegis.conversation_finished($1, $2::bigint)";
 /* the conversation's latest run request id (0: none): a request without
  * message and without Last-Event-ID replays the events after it, so a page
  * opened after the run ended still shows it (and the stream ends after its
  * done/error like a live run's) */
-static const char SQL_LATEST_RUN[] =
-    "SELECT coalesce(max(r.event_id), 0) FROM aegis.run_requests r "
-    "WHERE r.conversation_id = $1 AND r.event_id <= (SELECT aegis.safe_position())";
+static const char SQL_LATEST_RUN[] = "SELECT aegis.conversation_latest_run($1)";
 
 enum sse_phase { PH_STARTING, PH_REPLAY, PH_LIVE, PH_ENDING };
 
@@ -101,8 +92,7 @@ struct sse_sub {
     long long delivered;            /* highest event id queued */
     uint64_t written;               /* bytes handed to lws so far */
     uint64_t written_mark;          /* written at the previous heartbeat tick */
-    char *buf;                      /* LWS_PRE headroom, then len bytes to send */
-    size_t len, cap;
+    struct buf out;                 /* LWS_PRE headroom, then out.len bytes to send */
     struct sse_held *held, **held_tail;
     size_t held_bytes;
     unsigned held_drops;            /* times held events were dropped (overflow) */
@@ -299,7 +289,7 @@ static void sse_sub_free(struct sse_sub *s)
     free(s->agent_id);
     free(s->agent_type);
     free(s->cors_origin);
-    free(s->buf);
+    buf_free(&s->out);
     free(s);
 }
 
@@ -324,26 +314,14 @@ static void sse_sub_kill(struct sse_sub *s, const char *why)
     s->phase = PH_ENDING;
     sse_unsubscribe(s);
     LOG(LOG_INFO, "sse", "msg=\"closing stream\" reason=%s stream=%s queued=%zu", why, s->stream_id,
-        s->len);
+        s->out.len);
     if (s->wsi)
         lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
 static int sse_buf_reserve(struct sse_sub *s, size_t extra)
 {
-    size_t need = LWS_PRE + s->len + extra, cap = s->cap ? s->cap : 4096;
-    char *grown;
-
-    if (need <= s->cap)
-        return 0;
-    while (cap < need)
-        cap *= 2;
-    grown = realloc(s->buf, cap);
-    if (!grown)
-        return -1;
-    s->buf = grown;
-    s->cap = cap;
-    return 0;
+    return buf_reserve(&s->out, LWS_PRE + extra, 4096);
 }
 
 static void sse_drop(struct sse_sub *s, const char *why)
@@ -355,14 +333,11 @@ static void sse_drop(struct sse_sub *s, const char *why)
 /* off bytes at the front of the buffer went out */
 static void sse_consumed(struct sse_sub *s, size_t off)
 {
-    memmove(s->buf + LWS_PRE, s->buf + LWS_PRE + off, s->len - off);
-    s->len -= off;
+    memmove(s->out.p + LWS_PRE, s->out.p + LWS_PRE + off, s->out.len - off);
+    s->out.len -= off;
     s->written += off;
-    if (s->len == 0 && s->cap > 65536) {    /* give a burst's memory back */
-        free(s->buf);
-        s->buf = NULL;
-        s->cap = 0;
-    }
+    if (s->out.len == 0 && s->out.cap > 65536)   /* give a burst's memory back */
+        buf_free(&s->out);
 }
 
 /*
@@ -383,7 +358,8 @@ static void sse_send_now(struct sse_sub *s)
     if (!s->wsi || !s->headers_sent || s->status != 200 || lws_is_ssl(s->wsi) ||
         lws_get_network_wsi(s->wsi) != s->wsi || lws_partial_buffered(s->wsi))
         return;
-    n = send(lws_get_socket_fd(s->wsi), s->buf + LWS_PRE, s->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    n = send(lws_get_socket_fd(s->wsi), s->out.p + LWS_PRE, s->out.len,
+             MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n > 0)
         sse_consumed(s, (size_t)n);
 }
@@ -393,14 +369,14 @@ static int sse_append(struct sse_sub *s, const char *data, size_t n, int bounded
 {
     if (s->killed)
         return -1;
-    if (bounded && s->len + n > s->h->b->cfg.client_buffer_bytes)
+    if (bounded && s->out.len + n > s->h->b->cfg.client_buffer_bytes)
         return 1;
     if (sse_buf_reserve(s, n) < 0) {
         sse_sub_kill(s, "out_of_memory");
         return -1;
     }
-    memcpy(s->buf + LWS_PRE + s->len, data, n);
-    s->len += n;
+    memcpy(s->out.p + LWS_PRE + s->out.len, data, n);
+    s->out.len += n;
     if (s->h->batching) {            /* one send for the whole batch: sse_flush_dirty */
         if (!s->dirty) {
             s->dirty = 1;
@@ -409,9 +385,9 @@ static int sse_append(struct sse_sub *s, const char *data, size_t n, int bounded
         }
         return 0;
     }
-    if (s->len == n)                 /* nothing was waiting for a writeable callback */
+    if (s->out.len == n)                 /* nothing was waiting for a writeable callback */
         sse_send_now(s);
-    if (s->len > 0 && s->wsi && s->headers_sent)
+    if (s->out.len > 0 && s->wsi && s->headers_sent)
         lws_callback_on_writable(s->wsi);
     return 0;
 }
@@ -489,7 +465,7 @@ static void sse_decide(struct sse_sub *s, int status)
 static void sse_fail(struct sse_sub *s, PGresult *res, const char *what)
 {
     LOG(LOG_ERROR, "sse", "msg=\"query failed\" query=%s stream=%s error=\"%s\"", what,
-        s->stream_id, res ? PQresultErrorMessage(res) : "connection lost");
+        s->stream_id, res ? log_text(PQresultErrorMessage(res)) : "connection lost");
     if (!s->headers_sent)
         sse_decide(s, res ? 500 : 503);
     else
@@ -573,7 +549,7 @@ static void sse_replay_next(struct sse_sub *s)
     char after[24], batch[16];
     const char *params[4];
 
-    if (s->len > s->h->b->cfg.client_buffer_bytes / 2 && s->status == 200) {
+    if (s->out.len > s->h->b->cfg.client_buffer_bytes / 2 && s->status == 200) {
         s->replay_paused = 1;               /* resumed from sse_writeable */
         return;
     }
@@ -783,9 +759,10 @@ static int sse_write_some(struct sse_sub *s)
     int rounds = lws_get_network_wsi(s->wsi) == s->wsi ? 16 : 1;
     size_t n, off = 0;
 
-    while (s->len - off > 0 && rounds-- > 0) {
-        n = s->len - off < SSE_WRITE_CHUNK ? s->len - off : SSE_WRITE_CHUNK;
-        if (lws_write(s->wsi, (unsigned char *)s->buf + LWS_PRE + off, n, LWS_WRITE_HTTP) < (int)n)
+    while (s->out.len - off > 0 && rounds-- > 0) {
+        n = s->out.len - off < SSE_WRITE_CHUNK ? s->out.len - off : SSE_WRITE_CHUNK;
+        if (lws_write(s->wsi, (unsigned char *)s->out.p + LWS_PRE + off, n, LWS_WRITE_HTTP)
+            < (int)n)
             return -1;
         off += n;
         if (lws_send_pipe_choked(s->wsi))
@@ -863,7 +840,7 @@ int sse_writeable(struct sse_sub *s)
         return -1;
     if (sse_write_some(s) < 0)
         return -1;
-    if (s->len > 0) {
+    if (s->out.len > 0) {
         lws_callback_on_writable(s->wsi);
         return 0;
     }
@@ -957,7 +934,7 @@ static void sse_flush_dirty(struct sse_hub *h)
         sse_send_now(s);
         /* the writeable callback also resumes a paused replay and ends a
          * finished stream, even when the send above took everything */
-        if ((s->len > 0 || s->replay_paused || s->phase == PH_ENDING) && s->wsi &&
+        if ((s->out.len > 0 || s->replay_paused || s->phase == PH_ENDING) && s->wsi &&
             s->headers_sent)
             lws_callback_on_writable(s->wsi);
     }
@@ -973,7 +950,8 @@ static void sse_on_wait(struct pgconn *c, PGresult *res, void *ud)
     if (!res)
         return;                                    /* reconnect re-reads from last_seen */
     if (!sse_result_ok(res)) {
-        LOG(LOG_ERROR, "sse", "msg=\"wait_all failed\" error=\"%s\"", PQresultErrorMessage(res));
+        LOG(LOG_ERROR, "sse", "msg=\"wait_all failed\" error=\"%s\"",
+            log_text(PQresultErrorMessage(res)));
         loop_timer_schedule(h->reread, 1000000);
         return;
     }
@@ -1013,7 +991,7 @@ static void sse_on_position(struct pgconn *c, PGresult *res, void *ud)
     if (!sse_result_ok(res) || PQntuples(res) != 1) {
         if (res) {
             LOG(LOG_ERROR, "sse", "msg=\"safe_position failed\" error=\"%s\"",
-                PQresultErrorMessage(res));
+                log_text(PQresultErrorMessage(res)));
             loop_timer_schedule(h->reread, 1000000);
         }
         return;
@@ -1042,7 +1020,7 @@ static void sse_on_prepared(struct pgconn *c, PGresult *res, void *ud)
     (void)ud;
     if (res && PQresultStatus(res) != PGRES_COMMAND_OK)
         LOG(LOG_ERROR, "sse", "msg=\"cannot prepare the live reader (is the extension at 0.2.0?)\" "
-            "error=\"%s\"", PQresultErrorMessage(res));
+            "error=\"%s\"", log_text(PQresultErrorMessage(res)));
 }
 
 /* prepared statements live per session: prepare again after every connect
@@ -1077,12 +1055,12 @@ static void sse_heartbeat_cb(void *ud)
         if (!s->wsi || s->status != 200 || s->killed || s->phase == PH_ENDING)
             continue;
         /* no byte taken by the client for a whole interval, buffer half full */
-        if (s->written == s->written_mark && s->len >= h->b->cfg.client_buffer_bytes / 2) {
+        if (s->written == s->written_mark && s->out.len >= h->b->cfg.client_buffer_bytes / 2) {
             sse_drop(s, "stalled_client");
             continue;
         }
         s->written_mark = s->written;
-        if (s->len == 0)                  /* data still queued keeps proxies busy anyway */
+        if (s->out.len == 0)                  /* data still queued keeps proxies busy anyway */
             sse_append(s, beat, sizeof beat - 1, 1);
     }
     loop_timer_schedule(h->heartbeat, (int64_t)h->b->cfg.heartbeat_seconds * 1000000);

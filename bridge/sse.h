@@ -1,7 +1,7 @@
 /*
  * sse.h: Server-Sent Event streams: subscribers of workspace and
- * conversation streams, the one shared store reader (LISTEN wake-up +
- * aegis.read_all) that fans events out, per-subscriber replay from the store
+ * conversation streams, the one shared store reader (a long poll on
+ * aegis.wait_all) that fans events out, per-subscriber replay from the store
  * (Last-Event-ID), run requests, heartbeats and bounded client buffers.
  */
 #ifndef AEGIS_SSE_H
@@ -27,7 +27,8 @@ struct sse_request {
     const char *cors_origin;      /* origin to allow in the response, or NULL */
 };
 
-/* Creates the hub and its PostgreSQL connection (LISTEN aegis_events). */
+/* Creates the hub and its two PostgreSQL connections (the live reader's long
+ * poll; replays, run requests and conversation queries). */
 struct sse_hub *sse_hub_new(struct bridge *b);
 void sse_hub_free(struct sse_hub *h);
 

@@ -1,6 +1,7 @@
 # docker/bridge.Dockerfile: aegis-bridge and the dashboard (web/), built from
-# this checkout with the same commands as a local install (`make && make
-# install` at the repository top), then copied into a slim runtime image.
+# this checkout with the same commands as a local install (`make bridge &&
+# make install-bridge` at the repository top: /usr/local/bin/aegis-bridge),
+# then copied into a slim runtime image.
 # Used by docker-compose.yml; not run by CI.
 FROM debian:bookworm-slim AS build
 
@@ -16,7 +17,7 @@ COPY Makefile aegis_events.control ./
 COPY sql/ sql/
 COPY extension/ extension/
 COPY bridge/ bridge/
-RUN make && make install
+RUN make bridge && make install-bridge
 
 FROM debian:bookworm-slim
 RUN apt-get update \

@@ -4,18 +4,17 @@
 # the database by docker/initdb/. Used by docker-compose.yml; not run by CI.
 FROM postgres:15-bookworm
 
-# the build dependencies of scripts/install-deps.sh
+# the extension's build dependencies (a subset of scripts/install-deps.sh's):
+# `make` at the top builds the extension alone, not the bridge
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        build-essential pkg-config postgresql-server-dev-15 libpq-dev \
-        libwebsockets-dev librdkafka-dev libjansson-dev \
+        build-essential postgresql-server-dev-15 \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src/aegis_events
 COPY Makefile aegis_events.control ./
 COPY sql/ sql/
 COPY extension/ extension/
-COPY bridge/ bridge/
 RUN make && make install
 
 COPY docker/initdb/ /docker-entrypoint-initdb.d/

@@ -10,31 +10,47 @@
 
 #include "postgres.h"
 
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
 #define AEGIS_NOTIFY_CHANNEL "aegis_events"
 
-/* Settings (aegis_events.c) */
-extern int	aegis_max_payload_bytes;
-extern int	aegis_notifier_idle_timeout;
-extern int	aegis_max_databases;
-
-/* True when the library was loaded by shared_preload_libraries. */
-extern bool aegis_preloaded;
-extern void aegis_require_preload(void);
+/*
+ * Settings, each defined by the init function of the module that owns it
+ * (called by _PG_init in aegis_events.c).
+ */
+extern int	aegis_max_databases;	/* order.c */
+extern int	aegis_notifier_idle_timeout;	/* notify.c */
+extern int	aegis_max_payload_bytes;	/* validate.c */
 
 /* order.c: positions and the safe position */
+extern void order_init(void);
+extern void order_require_preload(void);
 extern Size order_shmem_size(void);
 extern void order_shmem_init(void);
-extern void order_register_callbacks(void);
+extern bool order_xact_published(void);
+extern void order_refuse_prepare(void);
+extern void order_xact_end(void);
 extern int64 order_assign_position(void);
 extern int64 order_safe_position(void);
 extern int64 order_last_position(void);
 extern void order_check_reader_isolation(void);
 extern int64 order_wait_for_position(int64 seen, TimestampTz deadline);
 
+typedef struct OrderPublisher
+{
+	int			pid;
+	Oid			database;
+	int64		first_position; /* the lowest position it holds open */
+	TimestampTz since;			/* start of the statement that took it */
+} OrderPublisher;
+
+extern int	order_slot_capacity(void);
+extern int	order_open_publishers(OrderPublisher *out, int max);
+
 /* notify.c: coalesced NOTIFY from a per-database background worker */
+extern void notify_init(void);
 extern Size notify_shmem_size(void);
 extern void notify_shmem_init(void);
 extern void notify_commit_wakeup(void);
@@ -64,6 +80,7 @@ extern void payload_jsonb(JsonbParseState **state, const char *key, Jsonb *value
 extern Jsonb *payload_add_string(Jsonb *object, const char *key, const char *val);
 
 /* validate.c: the event models */
+extern void validate_init(void);
 extern void validate_workspace_event(const char *event_type, Jsonb *payload);
 extern void validate_conversation_event(const char *event, const char *node,
 										Jsonb *data);

@@ -1,12 +1,16 @@
 /*-------------------------------------------------------------------------
  * aegis_events.c
- *	  Module entry: settings (aegis.*), shared memory hooks, transaction
- *	  callbacks and the DROP DATABASE hook.  The work itself lives in
- *	  order.c, notify.c, validate.c, store.c, publish.c, read.c, trigger.c.
+ *	  Module entry: calls each module's init (which defines its aegis.*
+ *	  settings), the shared memory hooks, the transaction callback and the
+ *	  DROP DATABASE hook.  The work itself lives in order.c, notify.c,
+ *	  validate.c, store.c, publish.c, read.c, trigger.c.  Calls run one way:
+ *	  this file calls order.c and notify.c; notify.c calls order.c; order.c
+ *	  calls neither.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_database.h"
 #include "fmgr.h"
@@ -19,11 +23,6 @@
 #include "aegis.h"
 
 PG_MODULE_MAGIC;
-
-int			aegis_max_payload_bytes = 960 * 1024;
-int			aegis_notifier_idle_timeout = 10;
-int			aegis_max_databases = 16;
-bool		aegis_preloaded = false;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -64,39 +63,44 @@ aegis_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 		notify_database_dropped(objectId);
 }
 
+/*
+ * A publishing transaction ends: its position slot clears first (readers
+ * may move on), then its database's notifier is woken.  PREPARE is refused.
+ */
 static void
-aegis_define_settings(void)
+aegis_xact_callback(XactEvent event, void *arg)
 {
-	DefineCustomIntVariable("aegis.max_payload_bytes",
-							"Largest event payload accepted by the publish functions.",
-							"Measured as the stored (jsonb) size of payload, key and headers. "
-							"The default leaves room for the bridge's headers within "
-							"Kafka's default 1000000-byte message limit.",
-							&aegis_max_payload_bytes,
-							960 * 1024, 1024, 256 * 1024 * 1024,
-							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
-	DefineCustomIntVariable("aegis.notifier_idle_timeout",
-							"Seconds a database's notifier worker waits idle before it exits.",
-							"It is started again by the next publishing commit.",
-							&aegis_notifier_idle_timeout,
-							10, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
-	/* A PGC_POSTMASTER setting can only be defined while preloading. */
-	if (process_shared_preload_libraries_in_progress)
-		DefineCustomIntVariable("aegis.max_databases",
-								"Databases of the cluster that may use aegis_events at once.",
-								NULL,
-								&aegis_max_databases,
-								16, 1, 1024, PGC_POSTMASTER, 0, NULL, NULL, NULL);
-	MarkGUCPrefixReserved("aegis");
+	if (!order_xact_published())
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			order_refuse_prepare();
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			order_xact_end();
+			notify_commit_wakeup();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			order_xact_end();
+			break;
+		default:
+			break;
+	}
 }
 
 void
 _PG_init(void)
 {
-	aegis_define_settings();
+	order_init();
+	notify_init();
+	validate_init();
+	MarkGUCPrefixReserved("aegis");
 	if (!process_shared_preload_libraries_in_progress)
 		return;
-	aegis_preloaded = true;
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = aegis_shmem_request;
@@ -104,25 +108,13 @@ _PG_init(void)
 	shmem_startup_hook = aegis_shmem_startup;
 	prev_object_access_hook = object_access_hook;
 	object_access_hook = aegis_object_access;
-	order_register_callbacks();
-}
-
-/* Everything that touches shared memory starts with this check. */
-void
-aegis_require_preload(void)
-{
-	if (!aegis_preloaded)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("aegis_events must be loaded via shared_preload_libraries"),
-				 errdetail("The commit-order horizon and the wake-up worker live in shared memory."),
-				 errhint("Add aegis_events to shared_preload_libraries in postgresql.conf and restart the server.")));
+	RegisterXactCallback(aegis_xact_callback, NULL);
 }
 
 /* Called by the install script so that CREATE EXTENSION fails early. */
 Datum
 aegis_require_preload_sql(PG_FUNCTION_ARGS)
 {
-	aegis_require_preload();
+	order_require_preload();
 	PG_RETURN_VOID();
 }

@@ -5,6 +5,8 @@
  *	  issues one NOTIFY aegis_events for all commits since its last one, in a
  *	  tiny transaction of its own.  Only the worker takes NOTIFY's commit
  *	  lock.  The payload is the counter (a position), never an event.
+ *	  Owns the setting aegis.notifier_idle_timeout, which a reload (SIGHUP)
+ *	  changes in running workers.  Calls order.c for the position only.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -17,12 +19,14 @@
 #include "pgstat.h"
 #include "port/atomics.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
+#include "utils/guc.h"
 #include "utils/timestamp.h"
 
 #include "aegis.h"
@@ -45,8 +49,21 @@ typedef struct NotifyShared
 	Notifier	entries[FLEXIBLE_ARRAY_MEMBER];
 } NotifyShared;
 
+int			aegis_notifier_idle_timeout = 10;
+
 static NotifyShared *notify = NULL;
 static volatile sig_atomic_t got_sigterm = false;
+
+/* Called by _PG_init. */
+void
+notify_init(void)
+{
+	DefineCustomIntVariable("aegis.notifier_idle_timeout",
+							"Seconds a database's notifier worker waits idle before it exits.",
+							"It is started again by the next publishing commit.",
+							&aegis_notifier_idle_timeout,
+							10, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+}
 
 Size
 notify_shmem_size(void)
@@ -240,6 +257,7 @@ aegis_notifier_main(Datum main_arg)
 	bool		idle = false;
 
 	pqsignal(SIGTERM, notifier_sigterm);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("aegis_events notifier");
@@ -267,6 +285,13 @@ aegis_notifier_main(Datum main_arg)
 						  PG_WAIT_EXTENSION) & WL_TIMEOUT) != 0;
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			/* a new idle timeout applies from the next wait */
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			idle = false;
+		}
 	}
 	proc_exit(0);
 }

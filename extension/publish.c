@@ -172,7 +172,8 @@ aegis_ensure_topic(PG_FUNCTION_ARGS)
 				 errmsg("replication_factor must be between 1 and 32767, got %d", rf),
 				 errhint("It cannot exceed the number of brokers; use 1 on a single broker.")));
 
-	SPI_connect();
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
 	if (plan == NULL)
 	{
 		Oid			types[3] = {TEXTOID, INT4OID, INT4OID};

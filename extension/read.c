@@ -134,7 +134,8 @@ read_exec(ReadPlan which, int64 after, int64 safe, int32 max_events, text *kind,
 	if (!kind)
 		nulls[3] = nulls[4] = 'n';
 
-	SPI_connect();
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
 	rc = SPI_execute_plan(read_plan(which), args, nulls, false, rsinfo ? 0 : 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "aegis reader failed: %s", SPI_result_code_string(rc));

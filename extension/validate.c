@@ -1151,3 +1151,19 @@ validate_size(const char *what, Size bytes)
 						what, bytes, aegis_max_payload_bytes),
 				 errhint("Store large data elsewhere and publish a reference to it, or raise aegis.max_payload_bytes.")));
 }
+
+/* The validator's setting (called by _PG_init). */
+int			aegis_max_payload_bytes = 960 * 1024;
+
+void
+validate_init(void)
+{
+	DefineCustomIntVariable("aegis.max_payload_bytes",
+							"Largest event payload accepted by the publish functions.",
+							"Measured as the stored (jsonb) size of payload, key and headers. "
+							"The default leaves room for the bridge's headers within "
+							"Kafka's default 1000000-byte message limit.",
+							&aegis_max_payload_bytes,
+							960 * 1024, 1024, 256 * 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
+}

@@ -87,9 +87,9 @@ build() {
         say "installing missing dependencies ($missing first): scripts/install-deps.sh"
         bash "$TOP/scripts/install-deps.sh"
     fi
-    say "building: make && make install"
-    make -C "$TOP" -s
-    make -C "$TOP" -s install
+    say "building: make all bridge && make install install-bridge"
+    make -C "$TOP" -s all bridge
+    make -C "$TOP" -s install install-bridge
 }
 
 # ---- PostgreSQL ----
@@ -166,7 +166,7 @@ watch_kafka() {
 bridge_bin() {
     if [ -x "$TOP/bridge/aegis-bridge" ]; then echo "$TOP/bridge/aegis-bridge"
     elif command -v aegis-bridge >/dev/null; then command -v aegis-bridge
-    else die "aegis-bridge not built (make)"; fi
+    else die "aegis-bridge not built (make bridge)"; fi
 }
 
 check_port() {

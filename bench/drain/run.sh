@@ -88,7 +88,7 @@ baseline() {   # SRC_TOPIC DST_TOPIC
 }
 
 # ---- set-up ----
-make -s -C "$TOP/bridge" all >"$B/build.log" 2>&1 || { cat "$B/build.log"; exit 1; }
+make -s -C "$TOP" bridge >"$B/build.log" 2>&1 || { cat "$B/build.log"; exit 1; }
 pg_start bench >/dev/null || exit 1
 q "CREATE EXTENSION aegis_events"
 kafka_start "$B/kafka" >/dev/null || exit 1

@@ -93,7 +93,7 @@ if ! command -v nginx >/dev/null || [ ! -f "$NCHAN_SO" ]; then
 fi
 [ -f "$(pg_config --sharedir)/extension/aegis_events.control" ] || {
     echo "bench-sse: the extension is not installed; run 'make install' first"; exit 1; }
-make -s -C "$TOP/bridge" all >/dev/null || { echo "bench-sse: bridge build failed"; exit 1; }
+make -s -C "$TOP" bridge >/dev/null || { echo "bench-sse: bridge build failed"; exit 1; }
 SSELOAD=$W/sseload
 cc -std=gnu11 -O2 -Wall -Wextra -Werror -I"$(pg_config --includedir)" -o "$SSELOAD" \
     "$TOP/bench/sse/sseload.c" -lpq -lpthread || { echo "bench-sse: sseload build failed"; exit 1; }
@@ -263,8 +263,8 @@ for c in $CELLS; do
     curl -sf "http://127.0.0.1:$BR_PORT/metrics" | grep -E '^aegis_bridge_(sse_(events_sent|catchups|drops|replays)|store_reads)_total' \
         | tr '\n' ' ' | sed "s/^/# bridge counters after $c: /; s/aegis_bridge_//g; s/\$/\n/" >&2
 done
-grep -v 'module=drain off' "$W/bridge.log" | grep -q . && {
-    echo "# bridge log (warnings):"; grep -v 'module=drain off' "$W/bridge.log" | head -20; }
+grep -v 'module=drain msg=off' "$W/bridge.log" | grep -q . && {
+    echo "# bridge log (warnings):"; grep -v 'module=drain msg=off' "$W/bridge.log" | head -20; }
 
 # ---- report ----
 {

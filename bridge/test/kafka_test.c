@@ -19,18 +19,11 @@
 #include "kafka.h"
 #include "log.h"
 
+#include "check.h"
+
 #define N_MSGS 200
 #define MAX_SEQ 1024
 #define KAFKA_APIKEY_PRODUCE 0   /* the Kafka protocol's ApiKey of Produce requests */
-
-static int failures;
-
-static void ok(int cond, const char *name)
-{
-    printf("%s - %s\n", cond ? "ok" : "not ok", name);
-    if (!cond)
-        failures++;
-}
 
 static int64_t now_ms(void)
 {
@@ -271,21 +264,24 @@ static void test_config(void)
 {
     struct config_kv good[] = {{"linger.ms", "20"}, {"message.timeout.ms", "60000"}, {"acks", "-1"}};
     char *err = NULL;
-    ok(kafka_config_check("127.0.0.1:9092", good, 3, &err) == 0 && err == NULL,
-       "config: defaults plus valid -X accepted (message.timeout.ms may be overridden)");
+    CHECK("config: defaults plus valid -X accepted (message.timeout.ms may be overridden)",
+          kafka_config_check("127.0.0.1:9092", good, 3, &err) == 0 && err == NULL);
     free(err);
-    ok(config_refused("127.0.0.1:9092", "enable.idempotence", "false", "idempotent"),
-       "config: enable.idempotence=false refused");
-    ok(config_refused("127.0.0.1:9092", "acks", "1", "acks=all"), "config: acks=1 refused");
-    ok(config_refused("127.0.0.1:9092", "request.required.acks", "0", "acks=all"),
-       "config: request.required.acks=0 refused");
-    ok(config_refused("127.0.0.1:9092", "log.queue", "false", "log.queue"), "config: log.queue=false refused");
-    ok(config_refused("127.0.0.1:9092", "no.such.thing", "1", "no.such.thing"),
-       "config: unknown property refused, named");
-    ok(config_refused("127.0.0.1:9092", "linger.ms", "soon", "linger.ms=soon"),
-       "config: invalid value refused, named");
-    ok(config_refused("", NULL, NULL, "KAFKA_BOOTSTRAP_SERVERS"), "config: empty bootstrap refused");
-    ok(config_refused(" , ", NULL, NULL, "KAFKA_BOOTSTRAP_SERVERS"), "config: blank bootstrap refused");
+    CHECK("config: enable.idempotence=false refused",
+          config_refused("127.0.0.1:9092", "enable.idempotence", "false", "idempotent"));
+    CHECK("config: acks=1 refused", config_refused("127.0.0.1:9092", "acks", "1", "acks=all"));
+    CHECK("config: request.required.acks=0 refused",
+          config_refused("127.0.0.1:9092", "request.required.acks", "0", "acks=all"));
+    CHECK("config: log.queue=false refused",
+          config_refused("127.0.0.1:9092", "log.queue", "false", "log.queue"));
+    CHECK("config: unknown property refused, named",
+          config_refused("127.0.0.1:9092", "no.such.thing", "1", "no.such.thing"));
+    CHECK("config: invalid value refused, named",
+          config_refused("127.0.0.1:9092", "linger.ms", "soon", "linger.ms=soon"));
+    CHECK("config: empty bootstrap refused",
+          config_refused("", NULL, NULL, "KAFKA_BOOTSTRAP_SERVERS"));
+    CHECK("config: blank bootstrap refused",
+          config_refused(" , ", NULL, NULL, "KAFKA_BOOTSTRAP_SERVERS"));
 }
 
 static void test_produce_and_consume(struct mock *m)
@@ -294,20 +290,22 @@ static void test_produce_and_consume(struct mock *m)
     struct consumed c;
     struct kafka *k = new_producer(m->bootstraps, &s);
     if (k == NULL) {
-        ok(0, "produce: producer created");
+        CHECK("produce: producer created", 0);
         return;
     }
     rd_kafka_mock_topic_create(m->mc, "plain", 3, 1);
-    ok(produce_range(k, "plain", 0, N_MSGS) == 0, "produce: 200 messages accepted");
+    CHECK("produce: 200 messages accepted", produce_range(k, "plain", 0, N_MSGS) == 0);
     serve_until(k, &s.delivered_ok, N_MSGS, 30000);
-    ok(s.delivered_ok == N_MSGS && s.delivered_err == 0 && all_dr_once(&s, N_MSGS),
-       "produce: one successful delivery report per message");
-    ok(kafka_get_state(k) == KAFKA_UP, "produce: state is up after deliveries");
+    CHECK("produce: one successful delivery report per message",
+          s.delivered_ok == N_MSGS && s.delivered_err == 0 && all_dr_once(&s, N_MSGS));
+    CHECK("produce: state is up after deliveries", kafka_get_state(k) == KAFKA_UP);
     consume_all(m->bootstraps, "plain", 3, N_MSGS, 30000, &c);
-    ok(c.n == N_MSGS && all_once(c.per_opaque, N_MSGS), "produce: consumer reads each message once");
-    ok(c.bad_value == 0 && c.bad_key == 0, "produce: values and keys intact");
-    ok(c.bad_headers == 0, "produce: user headers (non-string stringified), aegis-event-id, aegis-event-type");
-    ok(kafka_flush(k, 1000) == 0 && kafka_outq_len(k) == 0, "produce: flush with nothing left");
+    CHECK("produce: consumer reads each message once",
+          c.n == N_MSGS && all_once(c.per_opaque, N_MSGS));
+    CHECK("produce: values and keys intact", c.bad_value == 0 && c.bad_key == 0);
+    CHECK("produce: user headers (non-string stringified), aegis-event-id, aegis-event-type",
+          c.bad_headers == 0);
+    CHECK("produce: flush with nothing left", kafka_flush(k, 1000) == 0 && kafka_outq_len(k) == 0);
     kafka_free(k, 1000);
 }
 
@@ -320,9 +318,9 @@ static void test_bad_headers(struct mock *m)
                             .headers_json = "[1, 2]"};
     if (k == NULL)
         return;
-    ok(kafka_produce(k, &msg, errbuf, sizeof(errbuf)) == KAFKA_PRODUCE_ERROR &&
-           strstr(errbuf, "event 9") != NULL,
-       "produce: headers that are not a JSON object refused, naming the event");
+    CHECK("produce: headers that are not a JSON object refused, naming the event",
+          kafka_produce(k, &msg, errbuf, sizeof(errbuf)) == KAFKA_PRODUCE_ERROR &&
+          strstr(errbuf, "event 9") != NULL);
     kafka_free(k, 0);
 }
 
@@ -343,11 +341,11 @@ static void test_produce_errors(struct mock *m)
                                       RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
     produce_range(k, "flaky", 0, N_MSGS);
     serve_until(k, &s.delivered_ok, N_MSGS, 60000);
-    ok(s.delivered_ok == N_MSGS && s.delivered_err == 0,
-       "produce errors: 6 injected retriable errors, every message still delivered");
+    CHECK("produce errors: 6 injected retriable errors, every message still delivered",
+          s.delivered_ok == N_MSGS && s.delivered_err == 0);
     consume_all(m->bootstraps, "flaky", 3, N_MSGS, 30000, &c);
-    ok(c.n == N_MSGS && all_once(c.per_opaque, N_MSGS),
-       "produce errors: idempotence kept the retries from duplicating");
+    CHECK("produce errors: idempotence kept the retries from duplicating",
+          c.n == N_MSGS && all_once(c.per_opaque, N_MSGS));
     kafka_free(k, 1000);
 }
 
@@ -377,14 +375,15 @@ static void test_outage(struct mock *m)
     set_brokers(m, 3, 0);
     produce_range(k, "outage", 50, N_MSGS);
     serve_until(k, &s.delivered_err, 1, 3000);   /* nothing may fail while down */
-    ok(first == 50 && s.delivered_ok == 50 && s.delivered_err == 0,
-       "outage: no delivery and no failure while every broker is down");
+    CHECK("outage: no delivery and no failure while every broker is down",
+          first == 50 && s.delivered_ok == 50 && s.delivered_err == 0);
     set_brokers(m, 3, 1);
     serve_until(k, &s.delivered_ok, N_MSGS, 60000);
-    ok(s.delivered_ok == N_MSGS && s.delivered_err == 0 && all_dr_once(&s, N_MSGS),
-       "outage: everything delivered once the brokers are back");
+    CHECK("outage: everything delivered once the brokers are back",
+          s.delivered_ok == N_MSGS && s.delivered_err == 0 && all_dr_once(&s, N_MSGS));
     consume_all(m->bootstraps, "outage", 3, N_MSGS, 30000, &c);
-    ok(c.n == N_MSGS && all_once(c.per_opaque, N_MSGS), "outage: consumer reads each message once");
+    CHECK("outage: consumer reads each message once",
+          c.n == N_MSGS && all_once(c.per_opaque, N_MSGS));
     kafka_free(k, 1000);
 }
 
@@ -399,8 +398,8 @@ static void test_free_while_down(struct mock *m)
     produce_range(k, "outage", 0, 100);
     t0 = now_ms();
     kafka_free(k, 2000);
-    ok(now_ms() - t0 < 15000, "free: a producer with undeliverable messages is destroyed");
-    ok(s.delivered_ok == 0 && s.delivered_err == 0, "free: purged messages report nothing");
+    CHECK("free: a producer with undeliverable messages is destroyed", now_ms() - t0 < 15000);
+    CHECK("free: purged messages report nothing", s.delivered_ok == 0 && s.delivered_err == 0);
     set_brokers(m, 3, 1);
 }
 
@@ -412,9 +411,9 @@ static void test_fatal(struct mock *m)
         return;
     produce_range(k, "plain", 0, 10);
     serve_until(k, &s.delivered_ok, 10, 30000);
-    ok(kafka_test_fatal(k, "test-injected fatal error") == 0, "fatal: injected");
+    CHECK("fatal: injected", kafka_test_fatal(k, "test-injected fatal error") == 0);
     serve_until(k, &s.fatal, 1, 10000);
-    ok(s.fatal == 1, "fatal: reported once through on_fatal");
+    CHECK("fatal: reported once through on_fatal", s.fatal == 1);
     kafka_free(k, 1000);
 }
 
@@ -424,16 +423,16 @@ static void test_create_topic_unsupported(struct mock *m)
     struct kafka *k = new_producer(m->bootstraps, &s);
     if (k == NULL)
         return;
-    ok(kafka_create_topic(k, "new-topic", 3, 1) == 0, "create topic: request started");
+    CHECK("create topic: request started", kafka_create_topic(k, "new-topic", 3, 1) == 0);
     serve_until(k, &s.topic_results, 1, 30000);
-    ok(s.topic_results == 1 && s.topic_err == 1,
-       "create topic: a broker without CreateTopics gives an error result, not a hang");
+    CHECK("create topic: a broker without CreateTopics gives an error result, not a hang",
+          s.topic_results == 1 && s.topic_err == 1);
     printf("# CreateTopics error %d (%s)\n", s.topic_last_err, rd_kafka_err2name(s.topic_last_err));
-    ok(kafka_create_topic(k, "bad", 0, 1) == -1, "create topic: 0 partitions refused");
-    ok(kafka_err_cannot_create(RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) &&
-           !kafka_err_cannot_create(RD_KAFKA_RESP_ERR__TIMED_OUT) &&
-           !kafka_err_cannot_create(RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR),
-       "create topic: only permission/support errors mean 'produce anyway'");
+    CHECK("create topic: 0 partitions refused", kafka_create_topic(k, "bad", 0, 1) == -1);
+    CHECK("create topic: only permission/support errors mean 'produce anyway'",
+          kafka_err_cannot_create(RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) &&
+          !kafka_err_cannot_create(RD_KAFKA_RESP_ERR__TIMED_OUT) &&
+          !kafka_err_cannot_create(RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR));
     kafka_free(k, 1000);
 }
 
@@ -441,25 +440,26 @@ static void test_ackwin(void)
 {
     struct ackwin w;
     uint64_t a, b, c;
-    ok(ackwin_init(&w, 3, 10) == 0 && w.acked == 10, "ackwin: starts at the cursor");
+    CHECK("ackwin: starts at the cursor", ackwin_init(&w, 3, 10) == 0 && w.acked == 10);
     a = ackwin_push(&w, 11);
     b = ackwin_push(&w, 15);
     c = ackwin_push(&w, 20);
-    ok(ackwin_full(&w) && ackwin_count(&w) == 3, "ackwin: full at capacity");
-    ok(ackwin_id(&w, b) == 15 && ackwin_id(&w, c + 1) == -1, "ackwin: id of an in-flight seq");
-    ok(ackwin_ack(&w, c) == 0 && w.acked == 10, "ackwin: a later ack alone does not move it");
-    ok(ackwin_ack(&w, a) == 1 && w.acked == 11, "ackwin: the first ack moves it");
-    ok(ackwin_ack(&w, b) == 1 && w.acked == 20 && ackwin_count(&w) == 0,
-       "ackwin: filling the gap moves it over the whole prefix");
-    ok(ackwin_ack(&w, a) == -1 && ackwin_ack(&w, 99) == -1, "ackwin: unknown or repeated seq refused");
+    CHECK("ackwin: full at capacity", ackwin_full(&w) && ackwin_count(&w) == 3);
+    CHECK("ackwin: id of an in-flight seq", ackwin_id(&w, b) == 15 && ackwin_id(&w, c + 1) == -1);
+    CHECK("ackwin: a later ack alone does not move it", ackwin_ack(&w, c) == 0 && w.acked == 10);
+    CHECK("ackwin: the first ack moves it", ackwin_ack(&w, a) == 1 && w.acked == 11);
+    CHECK("ackwin: filling the gap moves it over the whole prefix",
+          ackwin_ack(&w, b) == 1 && w.acked == 20 && ackwin_count(&w) == 0);
+    CHECK("ackwin: unknown or repeated seq refused",
+          ackwin_ack(&w, a) == -1 && ackwin_ack(&w, 99) == -1);
     a = ackwin_push(&w, 21);
     ackwin_reset(&w, 20);
-    ok(ackwin_count(&w) == 0 && w.acked == 20 && ackwin_ack(&w, a) == -1,
-       "ackwin: reset forgets what was in flight");
+    CHECK("ackwin: reset forgets what was in flight",
+          ackwin_count(&w) == 0 && w.acked == 20 && ackwin_ack(&w, a) == -1);
     b = ackwin_push(&w, 30);
-    ok(ackwin_ack(&w, b) == 1 && w.acked == 30, "ackwin: wraps around the ring");
+    CHECK("ackwin: wraps around the ring", ackwin_ack(&w, b) == 1 && w.acked == 30);
     ackwin_free(&w);
-    ok(ackwin_init(&w, 0, 0) == -1, "ackwin: zero capacity refused");
+    CHECK("ackwin: zero capacity refused", ackwin_init(&w, 0, 0) == -1);
 }
 
 int main(void)
@@ -469,7 +469,7 @@ int main(void)
     test_ackwin();
     test_config();
     if (mock_start(&m, 3) < 0) {
-        ok(0, "mock cluster started");
+        CHECK("mock cluster started", 0);
         return 1;
     }
     test_produce_and_consume(&m);
@@ -480,6 +480,5 @@ int main(void)
     test_fatal(&m);
     test_create_topic_unsupported(&m);
     mock_stop(&m);
-    printf("# kafka_test: %d failed\n", failures);
-    return failures ? 1 : 0;
+    return check_done("kafka_test");
 }

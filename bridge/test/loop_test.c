@@ -173,11 +173,31 @@ static void test_readable_forever(void)
     close(p.fds[1]);
 }
 
+/* the retry schedule pgconn.c, drain.c and consumer.c share */
+static void test_backoff(void)
+{
+    struct loop_backoff b;
+    int64_t seen[6];
+    int i;
+
+    loop_backoff_init(&b, 100000, 500000);
+    CHECK("backoff: peek shows the first delay without using it",
+          loop_backoff_peek(&b) == 100000 && loop_backoff_peek(&b) == 100000);
+    for (i = 0; i < 6; i++)
+        seen[i] = loop_backoff_next(&b);
+    CHECK("backoff: min, doubling, capped at max",
+          seen[0] == 100000 && seen[1] == 200000 && seen[2] == 400000 && seen[3] == 500000
+              && seen[4] == 500000 && seen[5] == 500000);
+    loop_backoff_reset(&b);
+    CHECK("backoff: reset starts from min again", loop_backoff_next(&b) == 100000);
+}
+
 int main(void)
 {
     ev_timer ticker;
 
     lws_set_log_level(LLL_ERR, NULL);
+    test_backoff();
     if (make_context() < 0) {
         CHECK("an lws context on a libev loop (libwebsockets-evlib-ev)", 0);
         return check_done("loop_test");

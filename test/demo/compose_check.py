@@ -5,8 +5,10 @@ Docker does not run on our machines, so this reads the compose file and its
 Dockerfiles and checks that everything they name exists in the project: the
 services and how they are wired (ports, URLs, listeners), every environment
 variable (the bridge reads it, the image documents it), every file copied,
-the seed's Kafka settings, and that the images build with `make && make
-install` and only the Debian packages scripts/install-deps.sh knows.
+the seed's Kafka settings, and that the images build with the commands of a
+local install (`make && make install` for the extension, `make bridge &&
+make install-bridge` for the daemon) and only the Debian packages
+scripts/install-deps.sh knows.
 Prints "ok - ..." / "not ok - ..." lines; run by test/suites/85-compose.sh.
 
   compose_check.py TOP [COMPOSE_FILE]     (default TOP/docker-compose.yml)
@@ -112,12 +114,17 @@ def listeners(value):
     return out
 
 
+# the build command of each image: the one a local install runs (top Makefile)
+LOCAL_BUILD = {"postgres": "make && make install",
+               "bridge": "make bridge && make install-bridge"}
+
+
 def check_dockerfile(name, service, deps):
     instr, ctx = dockerfile(service)
     runs = [a for k, a in instr if k == "RUN"]
     builds = [r for r in runs if re.search(r"\bmake\b", r)]
-    check(name + ": the image builds with `make && make install`, as a local install does",
-          builds == ["make && make install"], builds)
+    check(name + ": the image builds with `" + LOCAL_BUILD[name] + "`, as a local install does",
+          builds == [LOCAL_BUILD[name]], builds)
     missing = []
     for k, a in instr:
         if k == "COPY" and not a.startswith("--from"):
@@ -225,7 +232,7 @@ def main():
     check("bridge: starts after postgres is healthy and after kafka",
           deps_in.get("postgres", {}).get("condition") == "service_healthy" and "kafka" in deps_in, deps_in)
 
-    # the paths `make install` must produce for the images (checked by the suite with DESTDIR)
+    # the paths `make install-bridge` must produce for the images (checked by the suite with DESTDIR)
     for k, a in binstr:
         if k == "COPY" and a.startswith("--from"):
             print("# installed-path " + a.split()[1])

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # 40-bridge-unit: the bridge's unit tests (config, SSE/HTTP parsing, Kafka
 # producer against librdkafka's mock cluster, consumer encoding, lws timers
-# on the libev loop), built plain and with AddressSanitizer/UBSan
-# (make -C bridge unit).
+# on the libev loop, log_text, pgconn_result_int8), built plain and with
+# AddressSanitizer/UBSan (make -C bridge unit).
 source "$(dirname "$0")/../lib.sh"
 cd "$AEGIS_TOP"
 log="$AEGIS_TEST_TMP/bridge-unit.$$.log"

@@ -179,7 +179,7 @@ PUB=$!; BG_PIDS+=("$PUB")
 wait_for 60 cursor_past $((FROM + 2000)) || diag "sigterm: cursor did not move past $((FROM + 2000))"
 bridge_term "$MAIN_PID"
 expect_eq "sigterm: bridge exits 0 mid-stream" 0 "$TERM_RC"
-check "sigterm: flush and cursor logged" log_has main "module=drain stopped"
+check "sigterm: flush and cursor logged" log_has main "module=drain msg=stopped"
 STOPPED_AT=$(cursor)
 verdict sigterm_before "$FROM" "$STOPPED_AT" sigterm
 expect_eq "sigterm: every event up to the stored cursor is in Kafka" 0 "$(v sigterm_before missing)"
@@ -242,7 +242,7 @@ q "SELECT aegis.publish('small', jsonb_build_object('n', g, 'pad', repeat('x', C
                         'k' || (g % 10))
    FROM generate_series(1, 300) g" >/dev/null
 BIG_ID=$(q "SELECT id FROM aegis.events WHERE topic = 'small' AND length(payload::text) > 1000")
-restarts() { [ "$(grep -c 'module=drain producer_restart' "$T/main3.log")" -ge "$1" ]; }
+restarts() { [ "$(grep -c 'module=drain msg=producer_restart' "$T/main3.log")" -ge "$1" ]; }
 check "rejected: the drain restarts its producer and retries" wait_for 60 restarts 2
 AT_FIX=$(cursor)
 check "rejected: the cursor stays below the rejected event $BIG_ID (at $AT_FIX)" test "$AT_FIX" -lt "$BIG_ID"
@@ -272,7 +272,7 @@ check "pgrestart: everything drained after reconnecting" wait_for 120 drained
 TO=$(max_id)
 verdict pgrestart "$FROM" "$TO" pgrestart
 expect_complete pgrestart
-check "pgrestart: the drain logged the pause" log_has main3 'module=drain paused'
+check "pgrestart: the drain logged the pause" log_has main3 'module=drain msg=paused'
 
 # ---- 7. two bridges: one drains, the other takes over when it dies ----
 
@@ -283,12 +283,12 @@ FROM=$(max_id)
 publisher ha 40 500 &
 PUB=$!; BG_PIDS+=("$PUB")
 wait_for 60 cursor_past $((FROM + 2000)) || diag "ha: cursor did not move past $((FROM + 2000))"
-expect_eq "ha: only one bridge drains" 0 "$(grep -c 'module=drain active' "$T/standby.log")"
+expect_eq "ha: only one bridge drains" 0 "$(grep -c 'module=drain msg=active' "$T/standby.log")"
 kill -KILL "$MAIN_PID"; wait "$MAIN_PID" 2>/dev/null
 KILLED_AT=$(cursor)
-check "ha: the standby takes over" wait_for 30 log_has standby 'module=drain active'
+check "ha: the standby takes over" wait_for 30 log_has standby 'module=drain msg=active'
 expect_eq "ha: standby logged once, not at every lock attempt" 1 \
-    "$(grep -c 'module=drain standby' "$T/standby.log")"
+    "$(grep -c 'module=drain msg=standby' "$T/standby.log")"
 wait "$PUB"
 check "ha: everything drained by the new active bridge" wait_for 90 drained
 TO=$(max_id)
@@ -311,7 +311,7 @@ q "SELECT aegis.publish('ha', jsonb_build_object('n', g), 'k' || (g % 10)) FROM 
 check "shutdown: the events reached the producer" wait_for 30 log_has standby "batch rows=200 produced=200"
 bridge_term "$SB_PID"
 expect_eq "shutdown: exits 0 after the flush deadline" 0 "$TERM_RC"
-check "shutdown: unflushed events reported" grep -q "module=drain stopped .* unflushed=200" "$T/standby.log"
+check "shutdown: unflushed events reported" grep -q "module=drain msg=stopped .* unflushed=200" "$T/standby.log"
 expect_eq "shutdown: the cursor stays before the unacknowledged events" "$FROM" "$(cursor)"
 
 # ---- 8. bad configuration is refused with a clear message ----

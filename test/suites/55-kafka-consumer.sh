@@ -478,7 +478,8 @@ CREATE ROLE slowpath LOGIN;
 GRANT USAGE ON SCHEMA aegis, kg TO slowpath;
 GRANT EXECUTE ON FUNCTION aegis.consumer_check_handler(text),
     aegis.consumer_handler_name(regprocedure), aegis.consumer_bytes(jsonb),
-    aegis.consume_batch(text, regprocedure, jsonb, jsonb, jsonb) TO slowpath;
+    aegis.consume_batch(text, regprocedure, jsonb, jsonb, jsonb),
+    aegis.consumer_positions(text, jsonb) TO slowpath;
 GRANT SELECT, INSERT, UPDATE ON aegis.consumer_offsets TO slowpath;
 GRANT INSERT ON aegis.dead_letters TO slowpath;
 GRANT SELECT, INSERT ON kg.entities TO slowpath;

@@ -66,7 +66,7 @@ else
 fi
 kill_pid "$BUSY_PID"
 
-if ! [ -x "$(bridge_bin)" ] && ! make -s -C "$AEGIS_TOP" all >/dev/null 2>&1; then
+if ! [ -x "$(bridge_bin)" ] && ! make -s -C "$AEGIS_TOP" bridge >/dev/null 2>&1; then
     not_ok "aegis-bridge builds"; finish; exit
 fi
 if ! browser_setup; then
@@ -75,7 +75,7 @@ fi
 
 # ---- 2. one replay, watched by curl and by chromium ----
 
-# the whole `make demo` path (dependency check, make && make install, ...);
+# the whole `make demo` path (dependency check, make all bridge && make install install-bridge, ...);
 # AEGIS_DEMO_NO_BUILD=1 skips the build step when the tree was just built
 PORT=$(free_port)
 BUILD_FLAG=

@@ -3,8 +3,9 @@
 # our machines, so this checks the file instead (test/demo/compose_check.py):
 # it parses; every service, port and environment variable it names exists in
 # the project; Kafka has the seed's settings; the Dockerfiles build with the
-# same `make && make install` as a local install, and what they copy out of
-# the build stage is what `make install` installs (run here with DESTDIR).
+# same commands as a local install (`make && make install`, `make bridge &&
+# make install-bridge`), and what they copy out of the build stage is what
+# those install (run here with DESTDIR).
 set -uo pipefail
 source "$(dirname "$0")/../lib.sh"
 
@@ -39,8 +40,8 @@ check "checker: flags a variable aegis-bridge does not read" \
 printf 'services: [unclosed\n' >"$TMP/bad.yml"
 check "checker: a file that does not parse fails" bash -c "! python3 '$AEGIS_TOP/test/demo/compose_check.py' '$AEGIS_TOP' '$TMP/bad.yml' >/dev/null 2>&1"
 
-# `make install` (into DESTDIR) produces what the images copy out of the build stage
-if make -s -C "$AEGIS_TOP" install DESTDIR="$TMP/root" >"$TMP/install.log" 2>&1; then
+# `make install install-bridge` (into DESTDIR) produce what the images copy out of the build stage
+if make -s -C "$AEGIS_TOP" install install-bridge DESTDIR="$TMP/root" >"$TMP/install.log" 2>&1; then
     ok "make install DESTDIR=… works"
     while read -r p; do
         check "make install produces $p (copied by docker/bridge.Dockerfile)" test -x "$TMP/root$p"
