@@ -38,6 +38,8 @@ struct bridge_config {
     int max_clients;                  /* 10000 */
     size_t client_buffer_bytes;       /* 262144 */
     char *static_dir;                 /* NULL: no dashboard files */
+    char *tls_cert;                   /* NULL (with tls_key): plain HTTP */
+    char *tls_key;
     int drain_enabled;                /* 1; --no-drain */
     int drain_batch;                  /* 1000 */
     int flush_timeout_ms;             /* 10000 */

@@ -17,8 +17,10 @@
 #include "bridge.h"
 #include "buf.h"
 #include "log.h"
+#include "netstat.h"
 #include "pgconn.h"
 #include "sse.h"
+#include "tls.h"
 #include "drain.h"
 
 #define HTTP_MESSAGE_MAX 8192
@@ -310,6 +312,7 @@ static char *http_metrics_text(struct bridge *b, PGresult *lag)
     const struct bridge_metrics *m = &b->metrics;
     struct buf out = { 0 };
     int have_lag = lag && PQresultStatus(lag) == PGRES_TUPLES_OK && PQntuples(lag) == 1;
+    unsigned long reloads, refused;
 
     if (buf_reserve(&out, 0, 4096) < 0)
         return NULL;
@@ -344,6 +347,12 @@ static char *http_metrics_text(struct bridge *b, PGresult *lag)
                 "non-empty aegis.wait_all batches of the live reader", (double)m->store_reads);
     http_metric(&out, "aegis_bridge_run_requests_total", "counter",
                 "conversation run requests recorded or found", (double)m->run_requests);
+    netstat_metrics(&out);
+    tls_reload_counts(&reloads, &refused);
+    http_metric(&out, "aegis_bridge_tls_reloads_total", "counter",
+                "SIGHUP reloads of the TLS certificate and key", (double)reloads);
+    http_metric(&out, "aegis_bridge_tls_reloads_refused_total", "counter",
+                "SIGHUP reloads refused (bad pair; the old one stayed)", (double)refused);
     if (have_lag) {
         http_metric(&out, "aegis_bridge_drain_cursor_position", "gauge",
                     "last event id Kafka acknowledged", atof(PQgetvalue(lag, 0, 0)));
@@ -565,6 +574,7 @@ static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
 
     switch (reason) {
     case LWS_CALLBACK_HTTP:
+        netstat_request(wsi);
         http_session_reset(wsi, ss);
         return http_request(wsi, ss, in ? (const char *)in : "/") < 0 ? -1 : 0;
     case LWS_CALLBACK_HTTP_BODY:
@@ -584,7 +594,11 @@ static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
         return 0;
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
         return lws_http_transaction_completed(wsi) ? -1 : 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        netstat_closing(wsi);
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
     case LWS_CALLBACK_CLOSED_HTTP:
+        netstat_closing(wsi);
         sub = lws_get_opaque_user_data(wsi);
         if (sub) {
             lws_set_opaque_user_data(wsi, NULL);

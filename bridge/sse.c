@@ -28,7 +28,9 @@
 #include "buf.h"
 #include "log.h"
 #include "loop.h"
+#include "netstat.h"
 #include "pgconn.h"
+#include "tls.h"
 
 #define SSE_BUCKETS 4096
 #define SSE_READ_BATCH 1000
@@ -98,6 +100,7 @@ struct sse_sub {
     unsigned held_drops;            /* times held events were dropped (overflow) */
     unsigned replay_drops;          /* held_drops when the replay query was sent */
     struct loop_peer *peer;         /* libev loop, h1: watches the client's close */
+    enum netstat_proto proto;       /* counted open on it (netstat) */
 };
 
 struct sse_hub {
@@ -718,6 +721,8 @@ int sse_open(struct sse_hub *h, struct lws *wsi, const struct sse_request *req, 
     }
     h->b->metrics.sse_connections++;
     h->b->metrics.sse_connections_total++;
+    s->proto = netstat_proto_of(wsi);
+    netstat_stream_opened(s->proto);
     *out = s;
     return 0;
 }
@@ -752,15 +757,38 @@ static int sse_write_headers(struct sse_sub *s)
     return 0;
 }
 
+/*
+ * How much one lws_write may take on an HTTP/2 stream.  lws 4.1.6 sends a
+ * DATA frame of whatever length it is given: it neither splits it to the
+ * peer's SETTINGS_MAX_FRAME_SIZE (16384 unless the peer raised it; bigger
+ * is a FRAME_SIZE_ERROR) nor holds it back past the flow-control window
+ * (lws_h2_frame_write only logs "tx_cr only"; the peer then resets the
+ * stream or the connection).  So: at most one frame, and at most the
+ * credit of the stream and of the connection (lws_get_peer_write_allowance
+ * is the smaller).  0 when the window is shut: lws calls back when a
+ * WINDOW_UPDATE arrives, and meanwhile nothing of this stream is in lws's
+ * or the kernel's buffers, so a stalled stream cannot hold its siblings.
+ */
+#define SSE_H2_FRAME 16384
+
+static size_t sse_h2_room(struct sse_sub *s)
+{
+    lws_fileofs_t allow = lws_get_peer_write_allowance(s->wsi);
+
+    if (allow < 0 || allow > SSE_H2_FRAME)
+        return SSE_H2_FRAME;
+    return (size_t)allow;
+}
+
 /* hands queued bytes to lws: on h1 while the socket takes them (up to 16
- * chunks), on h2 one chunk per writeable callback as lws requires */
+ * chunks), on h2 one frame per writeable callback as lws requires */
 static int sse_write_some(struct sse_sub *s)
 {
-    int rounds = lws_get_network_wsi(s->wsi) == s->wsi ? 16 : 1;
-    size_t n, off = 0;
+    int h2 = lws_get_network_wsi(s->wsi) != s->wsi, rounds = h2 ? 1 : 16;
+    size_t n, max = h2 ? sse_h2_room(s) : SSE_WRITE_CHUNK, off = 0;
 
-    while (s->out.len - off > 0 && rounds-- > 0) {
-        n = s->out.len - off < SSE_WRITE_CHUNK ? s->out.len - off : SSE_WRITE_CHUNK;
+    while (s->out.len - off > 0 && max > 0 && rounds-- > 0) {
+        n = s->out.len - off < max ? s->out.len - off : max;
         if (lws_write(s->wsi, (unsigned char *)s->out.p + LWS_PRE + off, n, LWS_WRITE_HTTP)
             < (int)n)
             return -1;
@@ -800,6 +828,11 @@ static void sse_peer_readable(void *ud)
 
     if (!s->wsi)
         return;
+    if (lws_is_ssl(s->wsi)) {                /* read through the TLS session */
+        if (tls_peer_closed(s->wsi))
+            sse_sub_kill(s, "client_closed");
+        return;
+    }
     n = recv(lws_get_socket_fd(s->wsi), buf, sizeof buf, MSG_DONTWAIT);
     if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
         return;
@@ -859,6 +892,7 @@ void sse_closed(struct sse_sub *s)
     s->peer = NULL;
     if (h->b->metrics.sse_connections > 0)
         h->b->metrics.sse_connections--;
+    netstat_stream_closed(s->proto);
     s->wsi = NULL;
     sse_unsubscribe(s);
     if (s->pending == 0)
@@ -1079,7 +1113,13 @@ static void sse_heartbeat_cb(void *ud)
 static int sse_peer_closed(struct lws *wsi)
 {
     char c;
-    ssize_t n = recv(lws_get_socket_fd(wsi), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n;
+
+    if (lws_get_network_wsi(wsi) != wsi)
+        return 0;                   /* h2: lws reads the connection, RST_STREAM closes */
+    if (lws_is_ssl(wsi))
+        return tls_peer_closed(wsi);
+    n = recv(lws_get_socket_fd(wsi), &c, 1, MSG_PEEK | MSG_DONTWAIT);
 
     if (n == 0)
         return 1;
