@@ -16,6 +16,7 @@
 
 #include "bridge.h"
 #include "buf.h"
+#include "h2.h"
 #include "log.h"
 #include "netstat.h"
 #include "pgconn.h"
@@ -171,7 +172,7 @@ static int http_write_reply(struct lws *wsi, struct http_session *ss)
     unsigned char hbuf[LWS_PRE + 2048];
     unsigned char *start = hbuf + LWS_PRE, *p = start, *end = hbuf + sizeof hbuf - 1;
     unsigned char *body;
-    int rc;
+    int rc, empty;
 
     if (lws_add_http_common_headers(wsi, (unsigned)ss->status, ss->ctype, ss->body_len, &p, end) ||
         http_add_hdr(wsi, "cache-control:", "no-cache", &p, end) ||
@@ -193,7 +194,10 @@ static int http_write_reply(struct lws *wsi, struct http_session *ss)
         if (rc < (int)ss->body_len)
             return -1;
     }
+    empty = ss->body_len == 0;
     http_session_reset(wsi, ss);
+    if (empty && h2_is_stream(wsi))
+        return h2_end_stream(wsi);             /* lws closes the stream once it is out */
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 

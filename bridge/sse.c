@@ -27,6 +27,7 @@
 #include "bridge.h"
 #include "buf.h"
 #include "log.h"
+#include "h2.h"
 #include "loop.h"
 #include "netstat.h"
 #include "pgconn.h"
@@ -318,8 +319,11 @@ static void sse_sub_kill(struct sse_sub *s, const char *why)
     sse_unsubscribe(s);
     LOG(LOG_INFO, "sse", "msg=\"closing stream\" reason=%s stream=%s queued=%zu", why, s->stream_id,
         s->out.len);
-    if (s->wsi)
-        lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    if (!s->wsi)
+        return;
+    if (s->headers_sent)            /* HTTP/2: lws would close the stream silently */
+        (void)h2_end_stream(s->wsi);
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
 static int sse_buf_reserve(struct sse_sub *s, size_t extra)
@@ -757,35 +761,12 @@ static int sse_write_headers(struct sse_sub *s)
     return 0;
 }
 
-/*
- * How much one lws_write may take on an HTTP/2 stream.  lws 4.1.6 sends a
- * DATA frame of whatever length it is given: it neither splits it to the
- * peer's SETTINGS_MAX_FRAME_SIZE (16384 unless the peer raised it; bigger
- * is a FRAME_SIZE_ERROR) nor holds it back past the flow-control window
- * (lws_h2_frame_write only logs "tx_cr only"; the peer then resets the
- * stream or the connection).  So: at most one frame, and at most the
- * credit of the stream and of the connection (lws_get_peer_write_allowance
- * is the smaller).  0 when the window is shut: lws calls back when a
- * WINDOW_UPDATE arrives, and meanwhile nothing of this stream is in lws's
- * or the kernel's buffers, so a stalled stream cannot hold its siblings.
- */
-#define SSE_H2_FRAME 16384
-
-static size_t sse_h2_room(struct sse_sub *s)
-{
-    lws_fileofs_t allow = lws_get_peer_write_allowance(s->wsi);
-
-    if (allow < 0 || allow > SSE_H2_FRAME)
-        return SSE_H2_FRAME;
-    return (size_t)allow;
-}
-
 /* hands queued bytes to lws: on h1 while the socket takes them (up to 16
  * chunks), on h2 one frame per writeable callback as lws requires */
 static int sse_write_some(struct sse_sub *s)
 {
-    int h2 = lws_get_network_wsi(s->wsi) != s->wsi, rounds = h2 ? 1 : 16;
-    size_t n, max = h2 ? sse_h2_room(s) : SSE_WRITE_CHUNK, off = 0;
+    int rounds = h2_is_stream(s->wsi) ? 1 : 16;
+    size_t n, max = h2_write_room(s->wsi, SSE_WRITE_CHUNK), off = 0;
 
     while (s->out.len - off > 0 && max > 0 && rounds-- > 0) {
         n = s->out.len - off < max ? s->out.len - off : max;
@@ -846,6 +827,8 @@ int sse_writeable(struct sse_sub *s)
     if (!s->headers_sent) {
         if (sse_write_headers(s) < 0)
             return -1;
+        if (s->status != 200 && h2_is_stream(s->wsi))
+            return h2_end_stream(s->wsi);          /* lws closes the stream once it is out */
         if (s->status != 200)
             return lws_http_transaction_completed(s->wsi) ? -1 : 0;
         /* no idle timeout, header storage freed; h2 also marks the
@@ -877,8 +860,8 @@ int sse_writeable(struct sse_sub *s)
         lws_callback_on_writable(s->wsi);
         return 0;
     }
-    if (s->phase == PH_ENDING)
-        return -1;                     /* conversation finished, or shutdown */
+    if (s->phase == PH_ENDING)         /* conversation finished, or shutdown */
+        return h2_is_stream(s->wsi) ? h2_end_stream(s->wsi) : -1;
     if (s->replay_paused)
         sse_replay_next(s);
     return 0;
