@@ -102,15 +102,17 @@ cp "$AEGIS_TOP/test/browser/pages/streams20.html" "$WORK/static/"
 cp "$C/server.pem" "$WORK/cur.pem"; cp "$C/server.key" "$WORK/cur.key"
 PA=$(free_port)
 A=https://127.0.0.1:$PA
-CURL=(curl -s --cacert "$C/ca.pem")
+CURL=(curl -s -m 20 --cacert "$C/ca.pem")
 "${ASAN_ENV[@]}" "$BIN" --listen "127.0.0.1:$PA" --no-drain --heartbeat-seconds 1 --retry-ms 1500 \
     --client-buffer-bytes 65536 --cors-origin http://allowed.test --static-dir "$WORK/static" \
     --tls-cert "$WORK/cur.pem" --tls-key "$WORK/cur.key" >>"$WORK/bridge-a.log" 2>&1 &
 A_PID=$!
 PIDS+=("$A_PID")
 check "bridge with --tls-cert/--tls-key answers HTTPS" wait_for 30 "${CURL[@]}" -f -o /dev/null "$A/healthz"
-metric() { "${CURL[@]}" "$1/metrics" | awk -v n="$2" '$1 == n {print $2}'; }
-h2_streams() { metric "$1" 'aegis_bridge_sse_streams{protocol="h2",tls="yes"}'; }
+# (over HTTP/1.1, so that reading /metrics adds no HTTP/2 connection)
+metric() { "${CURL[@]}" --http1.1 "$1/metrics" | awk -v n="$2" '$1 == n {print $2}'; }
+# metric_is URL NAME VALUE: the metric's value (as an integer) is VALUE
+metric_is() { [ "$(metric "$1" "$2" | cut -d. -f1)" = "$3" ]; }
 
 # ---- /healthz and /metrics over both ----
 expect_eq "/healthz over HTTP/2: 200" "2 200" "$("${CURL[@]}" --http2 -o /dev/null -w '%{http_version} %{http_code}' "$A/healthz")"
@@ -151,15 +153,21 @@ expect_eq "HTTP/2: published events arrive live, in store order" "$(store_ids wo
 
 # ---- Last-Event-ID, 204, CORS, bad requests over HTTP/2 ----
 ids=$(store_ids workspace ws-h2); first=${ids%%,*}
-r=$("${H2[@]}" streams "$A" --ca "$C/ca.pem" --paths /workspaces/ws-h2/stream --events 1 -H "last-event-id: $first" --timeout 10)
-expect_eq "HTTP/2: Last-Event-ID replays only later events" "${ids#*,}" "$(jq -r '.streams[].ids | join(",")' <<<"$r")"
+# lws 4.1.6 drops request headers it has no token for on HTTP/2 streams
+# (lws_hdr_custom_* refuse them; fixed upstream after 4.1 by "h2: capture
+# unknown (custom) headers"), so the Last-Event-ID header does not reach the
+# bridge over HTTP/2: resume there is ?last_event_id= (docs/deploy.md)
+r=$("${H2[@]}" streams "$A" --ca "$C/ca.pem" --paths "/workspaces/ws-h2/stream?last_event_id=$first" --events 1 --timeout 10)
+expect_eq "HTTP/2: ?last_event_id= replays only later events" "${ids#*,}" "$(jq -r '.streams[].ids | join(",")' <<<"$r")"
+r=$("${CURL[@]}" --http1.1 -N -m 2 -H "Last-Event-ID: $first" "$A/workspaces/ws-h2/stream" | grep '^id: ' | cut -d' ' -f2 | paste -sd,)
+expect_eq "HTTP/1.1 + TLS: the Last-Event-ID header replays only later events" "${ids#*,}" "$r"
 q "SELECT aegis.publish_node_end('conv-h2', 'initial_llm_call', 'running', 12)" >/dev/null
 done_id=$(q "SELECT aegis.publish_done('conv-h2', 'exec-1', 'completed', 5678, 0.045, ARRAY['x'])")
 r=$("${H2[@]}" streams "$A" --ca "$C/ca.pem" --paths /conversations/conv-h2/stream --events 9 --timeout 10)
 expect_eq "HTTP/2: a conversation replays to done and the server ends the stream" "$(store_ids conversation conv-h2) true" \
     "$(jq -r '.streams[] | (.ids | join(",")) + " " + (.ended | tostring)' <<<"$r")"
-expect_eq "HTTP/2: reconnect to a finished conversation gets 204" "2 204" \
-    "$("${CURL[@]}" --http2 -o /dev/null -w '%{http_version} %{http_code}' -H "Last-Event-ID: $done_id" "$A/conversations/conv-h2/stream")"
+expect_eq "HTTP/2: reconnect to a finished conversation gets 204, and the stream ends" "2 204 0" \
+    "$("${CURL[@]}" --http2 -m 10 -o /dev/null -w '%{http_version} %{http_code}' "$A/conversations/conv-h2/stream?last_event_id=$done_id"; echo " $?")"
 r=$("${CURL[@]}" --http2 -N -i -m 1 -H "Origin: http://allowed.test" "$A/workspaces/ws-h2/stream")
 check "HTTP/2: CORS allows the configured origin" grep -q "^access-control-allow-origin: http://allowed.test" <<<"$r"
 expect_eq "HTTP/2: CORS preflight gets 204 with the allowed methods" "204 GET" \
@@ -167,7 +175,7 @@ expect_eq "HTTP/2: CORS preflight gets 204 with the allowed methods" "204 GET" \
        awk 'NR == 1 {c = $2} tolower($1) == "access-control-allow-methods:" {m = $2} END {sub(/\r/, "", m); print c, m}')"
 expect_eq "HTTP/2: a bad stream id gets 400" 400 "$("${CURL[@]}" --http2 -o /dev/null -w '%{http_code}' "$A/workspaces/bad%20id/stream")"
 expect_eq "HTTP/2: a bad Last-Event-ID gets 400" 400 \
-    "$("${CURL[@]}" --http2 -o /dev/null -w '%{http_code}' -H 'Last-Event-ID: x1' "$A/workspaces/ws-h2/stream")"
+    "$("${CURL[@]}" --http2 -m 10 -o /dev/null -w '%{http_code}' "$A/workspaces/ws-h2/stream?last_event_id=x1")"
 expect_eq "HTTP/2: an unknown path gets 404" 404 "$("${CURL[@]}" --http2 -o /dev/null -w '%{http_code}' "$A/nope")"
 expect_eq "HTTP/2: POST gets 405" 405 "$("${CURL[@]}" --http2 -o /dev/null -w '%{http_code}' -X POST "$A/workspaces/ws-h2/stream")"
 
@@ -177,7 +185,7 @@ for i in $(seq 1 20); do args+=(-o "$WORK/par-$i.out" "$A/conversations/par-$i/s
 "${CURL[@]}" --http2 -N --parallel --parallel-max 20 -m 60 -w '%{http_version} %{num_connects} %{http_code}\n' \
     "${args[@]}" >"$WORK/par.w" 2>"$WORK/par.err" &
 cp=$!; PIDS+=("$cp")
-check "20 parallel streams open on the bridge" wait_for 20 sh -c "[ \"\$(curl -s --cacert $C/ca.pem $A/metrics | awk '\$1 == \"aegis_bridge_sse_streams{protocol=\\\"h2\\\",tls=\\\"yes\\\"}\" {print \$2}')\" = 20 ]"
+check "20 parallel streams open on the bridge" wait_for 20 metric_is "$A" 'aegis_bridge_sse_streams{protocol="h2",tls="yes"}' 20
 expect_eq "/metrics: one HTTP/2 connection carries them" 1 \
     "$(metric "$A" 'aegis_bridge_connections{protocol="h2",tls="yes"}')"
 for round in 1 2 3; do
@@ -198,21 +206,28 @@ expect_eq "20 multiplexed streams: all HTTP/2 200 over one connection" "20 1" \
 
 # ---- a stalled stream does not hold its siblings ----
 drops0=$(metric "$A" aegis_bridge_sse_drops_total)
+rm -f "$WORK/stall.ready" "$WORK/stall.ready.live" "$WORK/stall.go"
 "${H2[@]}" stall "$A" --ca "$C/ca.pem" --stalled /workspaces/ws-stall/stream --live /workspaces/ws-sib/stream \
-    --live-events 20 --ready "$WORK/stall.ready" --timeout 60 >"$WORK/stall.json" &
+    --live-events 20 --more-events 5 --ready "$WORK/stall.ready" --go "$WORK/stall.go" --timeout 90 >"$WORK/stall.json" &
 sp=$!; PIDS+=("$sp")
 wait_for 10 test -f "$WORK/stall.ready"
 # ~600 kB for the stalled stream: far past its HTTP/2 window (64 KiB) and its
 # 64 KiB buffer in the bridge; then the sibling's events, one at a time
 q "SELECT count(aegis.publish_agent_status('ws-stall', 'running', repeat('s', 2000))) FROM generate_series(1, 300)" >/dev/null
 for i in $(seq 1 20); do q "SELECT aegis.publish_agent_status('ws-sib', 'running', 'sibling $i')" >/dev/null; done
+wait_for 30 test -f "$WORK/stall.ready.live"
+dropped() { [ "$(metric "$A" aegis_bridge_sse_drops_total | cut -d. -f1)" -gt "${drops0%%.*}" ]; }
+check "stalled stream: the bridge drops it after a heartbeat interval without progress" wait_for 30 dropped
+for i in $(seq 21 25); do q "SELECT aegis.publish_agent_status('ws-sib', 'running', 'sibling $i')" >/dev/null; done
+touch "$WORK/stall.go"
 wait "$sp"
-expect_eq "stalled stream: its sibling on the same connection got all 20 events, in order" "$(store_ids workspace ws-sib)" \
-    "$(jq -r '.live.ids | join(",")' "$WORK/stall.json")"
-check "stalled stream: flow control held it below its window (got $(jq .stalled.bytes "$WORK/stall.json") of ~600000 bytes)" \
-    test "$(jq .stalled.bytes "$WORK/stall.json")" -lt 200000
-check "stalled stream: the bridge drops it (RST_STREAM), not the connection" \
-    wait_for 20 sh -c "[ \"\$(curl -s --cacert $C/ca.pem $A/metrics | awk '\$1 == \"aegis_bridge_sse_drops_total\" {print int(\$2)}')\" -gt ${drops0%%.*} ]"
+expect_eq "stalled stream: its sibling on the same connection got 20 events while it was stalled" \
+    "$(store_ids workspace ws-sib | cut -d, -f1-20)" "$(jq -r '.first.liveIds | join(",")' "$WORK/stall.json")"
+expect_eq "stalled stream: ... and it was still open then" true "$(jq -r .first.stalledOpen "$WORK/stall.json")"
+check "stalled stream: the bridge sent it no more than its flow-control window ($(jq .stalled.bytes "$WORK/stall.json") bytes of ~600000; node's window is 65535)" \
+    test "$(jq .stalled.bytes "$WORK/stall.json")" -le 65535
+expect_eq "stalled stream: after it was dropped the connection and the sibling go on (all 25, in order)" \
+    "$(store_ids workspace ws-sib)" "$(jq -r '.live.ids | join(",")' "$WORK/stall.json")"
 
 # ---- SIGHUP reload ----
 served_cn() { echo | openssl s_client -connect "127.0.0.1:$PA" -servername localhost 2>/dev/null | openssl x509 -noout -subject 2>/dev/null | sed 's/.*CN *= *//'; }
@@ -258,6 +273,12 @@ B_PID=$!
 PIDS+=("$B_PID")
 check "bridge B (TLS, hourly heartbeats) starts" wait_for 30 "${CURL[@]}" -f -o /dev/null "$B/healthz"
 sse_open() { metric "$B" aegis_bridge_sse_connections | cut -d. -f1; }
+# lws 4.1.6 does not close a stream on RST_STREAM: it only marks it closed
+# (lib/roles/h2/http2.c) and gives the server no callback, so the bridge
+# learns of it when the connection closes or the stream stalls (it no longer
+# gets window updates). What must hold: the connection's other streams go on.
+# Behind nginx (below) a cancelled stream closes its upstream connection and
+# is released at once.
 rm -f "$WORK/rst.ready" "$WORK/rst.go"
 "${H2[@]}" reset "$B" --ca "$C/ca.pem" --reset /workspaces/ws-rst/stream --live /workspaces/ws-rst2/stream \
     --live-events 3 --ready "$WORK/rst.ready" --go "$WORK/rst.go" --timeout 30 >"$WORK/rst.json" &
@@ -265,19 +286,22 @@ rp=$!; PIDS+=("$rp")
 wait_for 10 test -f "$WORK/rst.ready"
 expect_eq "RST_STREAM: two streams open before" 2 "$(sse_open)"
 touch "$WORK/rst.go"
-check "RST_STREAM: the cancelled stream is released at once (no heartbeat involved)" \
-    wait_for 10 sh -c "[ \"\$(curl -s --cacert $C/ca.pem $B/metrics | awk '\$1 == \"aegis_bridge_sse_connections\" {print int(\$2)}')\" = 1 ]"
+for i in 1 2 3; do q "SELECT aegis.publish_agent_status('ws-rst', 'running', 'to the cancelled stream $i')" >/dev/null; done
 for i in 1 2 3; do q "SELECT aegis.publish_agent_status('ws-rst2', 'running', 'after rst $i')" >/dev/null; done
 wait "$rp"
+expect_eq "RST_STREAM: the cancelled stream ended with CANCEL on the client" "8 true" \
+    "$(jq -r '"\(.reset.rstCode) \(.reset.closed)"' "$WORK/rst.json")"
 expect_eq "RST_STREAM: the other stream of the connection keeps running" "$(store_ids workspace ws-rst2)" \
     "$(jq -r '.live.ids | join(",")' "$WORK/rst.json")"
+check "RST_STREAM: once the connection closes, both streams are released" \
+    wait_for 10 metric_is "$B" aegis_bridge_sse_connections 0
 for proto in --http1.1 --http2; do
     "${CURL[@]}" "$proto" -N -o /dev/null "$B/workspaces/ws-gone/stream" &
     gp=$!; PIDS+=("$gp")
-    wait_for 10 sh -c "[ \"\$(curl -s --cacert $C/ca.pem $B/metrics | awk '\$1 == \"aegis_bridge_sse_connections\" {print int(\$2)}')\" = 1 ]"
+    wait_for 10 metric_is "$B" aegis_bridge_sse_connections 1
     kill "$gp"; wait "$gp" 2>/dev/null
     check "a TLS client ($proto) that closes is released at once (no heartbeat involved)" \
-        wait_for 10 sh -c "[ \"\$(curl -s --cacert $C/ca.pem $B/metrics | awk '\$1 == \"aegis_bridge_sse_connections\" {print int(\$2)}')\" = 0 ]"
+        wait_for 10 metric_is "$B" aegis_bridge_sse_connections 0
 done
 
 # ---------------------------------------------------------------- plain + nginx
@@ -318,6 +342,20 @@ if nginx_config "$WORK/nginx" "$NP" "$PP" "$C/server.pem" "$C/server.key" && ngi
         -H "last-event-id: $mid" --timeout 60)
     expect_eq "through nginx: Last-Event-ID passes through (resume after the 2,000th)" "$(cut -d, -f2001- <<<"$ids")" \
         "$(jq -r '.streams[].ids | join(",")' <<<"$r")"
+    # a browser's RST_STREAM at nginx closes the upstream connection: released at once
+    rm -f "$WORK/ngrst.ready" "$WORK/ngrst.go"
+    "${H2[@]}" reset "$N" --ca "$C/ca.pem" --reset /workspaces/ws-ngr/stream --live /workspaces/ws-ngr2/stream \
+        --live-events 2 --ready "$WORK/ngrst.ready" --go "$WORK/ngrst.go" --timeout 30 >"$WORK/ngrst.json" &
+    rp=$!; PIDS+=("$rp")
+    wait_for 10 test -f "$WORK/ngrst.ready"
+    wait_for 10 metric_is "$P" aegis_bridge_sse_connections 2
+    expect_eq "through nginx: two streams open on the bridge" 2 "$(metric "$P" aegis_bridge_sse_connections | cut -d. -f1)"
+    touch "$WORK/ngrst.go"
+    check "through nginx: RST_STREAM of one stream releases it on the bridge" wait_for 10 metric_is "$P" aegis_bridge_sse_connections 1
+    for i in 1 2; do q "SELECT aegis.publish_agent_status('ws-ngr2', 'running', 'after rst $i')" >/dev/null; done
+    wait "$rp"
+    expect_eq "through nginx: the other stream keeps running" "$(store_ids workspace ws-ngr2)" \
+        "$(jq -r '.live.ids | join(",")' "$WORK/ngrst.json")"
 else
     not_ok "nginx runs the documented config ($(tail -3 "$WORK/nginx/error.log" 2>/dev/null))"
 fi

@@ -8,12 +8,14 @@
  *       opens every path as a stream of one connection; writes FILE once all
  *       have their response headers; ends when every 200 stream has N events
  *       (or ended). Reports status, content-type and event ids per path.
- *   stall BASE --stalled P --live P --live-events N --ready FILE [--timeout S]
+ *   stall BASE --stalled P --live P --live-events N --ready FILE --go FILE
+ *         --more-events M [--timeout S]
  *       opens both on one connection; never reads the stalled stream after
  *       its headers (stream.pause(): its window is not given back), reads the
- *       live one. Writes FILE once both have headers. Ends when the live
- *       stream has N events; reports how many bytes the stalled stream had
- *       received by then, whether it was still open, and the live ids.
+ *       live one. Writes FILE once both have headers, and FILE.live once the
+ *       live stream has N events (noting how many bytes the stalled stream
+ *       had taken and whether it was open then). After GO exists, ends when
+ *       the live stream has N + M events; reports it all.
  *   reset BASE --reset P --live P --ready FILE --go FILE --live-events N [--timeout S]
  *       opens both; once FILE has been written and the test created GO,
  *       cancels the first stream (RST_STREAM CANCEL) and keeps reading the
@@ -40,6 +42,7 @@ function parseArgs(argv) {
       case "--reset": o.reset = v; i++; break;
       case "--live": o.live = v; i++; break;
       case "--live-events": o.liveEvents = Number(v); i++; break;
+      case "--more-events": o.moreEvents = Number(v); i++; break;
       case "--ca": o.ca = fs.readFileSync(v); i++; break;
       case "-H": { const k = v.indexOf(":"); o.headers[v.slice(0, k).trim().toLowerCase()] = v.slice(k + 1).trim(); i++; break; }
       default: throw new Error("unknown argument " + a);
@@ -108,9 +111,19 @@ function main() {
     const stalled = open(session, o.stalled, o.headers), live = open(session, o.live, o.headers);
     stalled.stream.on("response", () => stalled.stream.pause());
     poll(() => stalled.status && live.status, () => fs.writeFileSync(o.ready, "ready\n"), deadline, () => {});
-    poll(() => live.ids.length >= o.liveEvents,
-      () => finish({ stalled, live, stalledOpenWhenLiveDone: !stalled.closed, timedOut: false }, 0),
-      deadline, () => finish({ stalled, live, timedOut: true }, 1));
+    const first = {};
+    poll(() => live.ids.length >= o.liveEvents, () => {
+      first.stalledBytes = stalled.bytes;
+      first.stalledOpen = !stalled.closed;
+      first.liveIds = live.ids.slice();
+      fs.writeFileSync(o.ready + ".live", "live\n");
+      /* after GO the stalled stream reads again: its bytes then are what the
+       * server had sent into its window before it stalled */
+      poll(() => fs.existsSync(o.go), () => stalled.stream.resume(), deadline, () => {});
+      poll(() => fs.existsSync(o.go) && live.ids.length >= o.liveEvents + (o.moreEvents || 0),
+        () => finish({ stalled, live, first, timedOut: false }, 0), deadline,
+        () => finish({ stalled, live, first, timedOut: true }, 1));
+    }, deadline, () => finish({ stalled, live, first, timedOut: true }, 1));
   } else if (o.mode === "reset") {
     const gone = open(session, o.reset, o.headers), live = open(session, o.live, o.headers);
     poll(() => gone.status && live.status, () => fs.writeFileSync(o.ready, "ready\n"), deadline, () => {});
