@@ -279,6 +279,8 @@ aegis_publish_conversation_event(PG_FUNCTION_ARGS)
 	ev.stream_id = PG_GETARG_TEXT_PP(0);
 	ev.event_type = cstring_to_text(event);
 	ev.payload = conversation_payload(event, node, data);
+	/* what is stored: the data, the node and the envelope */
+	validate_size("conversation event", VARSIZE(ev.payload));
 	ev.topic = NULL;
 	ev.key = NULL;
 	ev.headers = NULL;

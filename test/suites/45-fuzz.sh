@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# 45-fuzz: builds every libFuzzer target under test/fuzz (ASan + UBSan) and
+# runs each for FUZZ_TEST_SECONDS (default 30) over its committed corpus:
+# one ok/not ok per target; a crash, leak, timeout or sanitizer report
+# fails it (the input is left in test/fuzz/out/<target>/).  First, every
+# committed corpus input (the seeds and the inputs of crashes once found)
+# runs once: a regression fails at once.  `make fuzz` runs them longer.
+source "$(dirname "$0")/../lib.sh"
+cd "$AEGIS_TOP/test/fuzz"
+seconds=${FUZZ_TEST_SECONDS:-30}
+
+if ! make -s all >"$AEGIS_TEST_TMP/fuzz-build.$$.log" 2>&1; then
+    sed 's/^/# /' "$AEGIS_TEST_TMP/fuzz-build.$$.log" | head -40
+    not_ok "the fuzz targets build"
+    finish
+fi
+ok "the fuzz targets build"
+targets=$(make -s --no-print-directory -f Makefile -f - print-targets <<<'print-targets: ; @echo $(TARGETS)')
+for t in $targets; do
+    if bin/"$t" -runs=0 "$t"/corpus >"$AEGIS_TEST_TMP/fuzz-$t.$$.log" 2>&1; then
+        ok "fuzz $t: the committed corpus ($(ls "$t"/corpus | wc -l) inputs) runs clean"
+    else
+        grep -E 'ERROR: |SUMMARY|fuzz: ' "$AEGIS_TEST_TMP/fuzz-$t.$$.log" | head -5 | sed 's/^/# /'
+        not_ok "fuzz $t: the committed corpus runs clean"
+    fi
+    line=$(./run-target.sh "$t" "$seconds")
+    status=$?
+    diag "$line"
+    check "fuzz $t for $seconds s: no crash (${line#*: })" test "$status" -eq 0
+done
+finish
