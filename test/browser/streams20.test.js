@@ -1,6 +1,6 @@
 /*
  * test/browser/streams20.test.js: issue 14's browser test, run by
- * test/suites/64-tls.sh. Headless Debian chromium loads pages/streams20.html
+ * test/suites/69-tls.sh. Headless Debian chromium loads pages/streams20.html
  * from AEGIS_BASE (the bridge over HTTPS, the bridge over plain HTTP/1.1, or
  * nginx in front of the bridge) and opens 20 EventSources at once: one
  * workspace and 19 conversations. Events are published through SQL to all 20

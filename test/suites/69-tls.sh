@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 64-tls.sh: issue 14, HTTPS and HTTP/2 in aegis-bridge, and the bridge behind
+# 69-tls.sh: issue 14, HTTPS and HTTP/2 in aegis-bridge, and the bridge behind
 # Debian's nginx. The bridge runs as its ASan/UBSan build against a real
 # PostgreSQL with the extension; clients are curl (nghttp2), node's http2
 # module (test/tls/h2client.js) and headless chromium (streams20.test.js).
