@@ -598,6 +598,9 @@ static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
         return 0;
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
         return lws_http_transaction_completed(wsi) ? -1 : 0;
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+        tls_server_ctx_ready(user);                /* user is the vhost's SSL_CTX */
+        return 0;
     case LWS_CALLBACK_WSI_DESTROY:
         netstat_closing(wsi);
         return lws_callback_http_dummy(wsi, reason, user, in, len);

@@ -39,6 +39,7 @@
 
 static volatile sig_atomic_t tls_reload_asked;
 static unsigned long tls_reloads_done, tls_reloads_refused;
+static SSL_CTX *tls_server_ctx;           /* the vhost's, once lws made it */
 
 static int tls_fail(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -185,6 +186,12 @@ void tls_vhost_options(const struct bridge *b, struct lws_context_creation_info 
                                    SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 }
 
+void tls_server_ctx_ready(void *ssl_ctx)
+{
+    tls_server_ctx = ssl_ctx;
+    LOG(LOG_DEBUG, "tls", "msg=\"server context ready\"");
+}
+
 void tls_request_reload(void)
 {
     tls_reload_asked = 1;
@@ -209,6 +216,14 @@ int tls_reload_pending(struct bridge *b)
         return -1;
     }
     lws_tls_cert_updated(b->ctx, b->cfg.tls_cert, b->cfg.tls_key, NULL, 0, NULL, 0);
+    if (tls_server_ctx && SSL_CTX_check_private_key(tls_server_ctx) != 1) {
+        /* the files changed between the check and lws's load */
+        ERR_clear_error();
+        tls_reloads_refused++;
+        LOG(LOG_ERROR, "tls", "msg=\"reload left no usable key (files changed meanwhile?); send "
+            "SIGHUP again\" cert=%s", b->cfg.tls_cert);
+        return -1;
+    }
     ERR_clear_error();
     tls_reloads_done++;
     LOG(LOG_INFO, "tls", "msg=\"certificate reloaded; new connections use it\" cert=%s",

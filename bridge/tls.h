@@ -23,6 +23,10 @@ int tls_check_pair(const char *cert, const char *key, char **err);
  * ALPN h2 + http/1.1, and the bridge's HTTP/2 settings. */
 void tls_vhost_options(const struct bridge *b, struct lws_context_creation_info *info);
 
+/* LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS: the vhost's SSL_CTX
+ * (checked after a reload). */
+void tls_server_ctx_ready(void *ssl_ctx);
+
 /* Async-signal-safe: note that a reload was asked for. */
 void tls_request_reload(void);
 
