@@ -88,6 +88,7 @@ bench-drain:
 
 bench-sse:
 	bash bench/sse/run.sh
+	bash bench/sse/h2.sh
 
 bench-consume:
 	bash bench/consume/run.sh

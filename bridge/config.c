@@ -84,6 +84,10 @@ static const struct config_opt config_opts[] = {
       "      (default: any topic)" },
     { "--static-dir", "AEGIS_STATIC_DIR", OPT_STR, 0, 0,
       "directory served at / and /static/ for the dashboard (default: none)" },
+    { "--tls-cert", "AEGIS_TLS_CERT", OPT_STR, 0, 0,
+      "PEM certificate (chain) file: serve HTTPS with ALPN h2 + http/1.1; needs --tls-key" },
+    { "--tls-key", "AEGIS_TLS_KEY", OPT_STR, 0, 0,
+      "PEM private key of --tls-cert (SIGHUP reloads both files)" },
     { "--no-drain", NULL, OPT_FLAG_OFF, 0, 0,
       "do not run the PostgreSQL -> Kafka drain in this process" },
     { "--drain-batch", "AEGIS_DRAIN_BATCH", OPT_INT, 1, 100000,
@@ -489,6 +493,10 @@ static char **config_str_slot(struct bridge_config *cfg, const struct config_opt
         return &cfg->auth_sql_function;
     if (!strcmp(o->flag, "--topic-allow"))
         return &cfg->topic_allow;
+    if (!strcmp(o->flag, "--tls-cert"))
+        return &cfg->tls_cert;
+    if (!strcmp(o->flag, "--tls-key"))
+        return &cfg->tls_key;
     return &cfg->static_dir;
 }
 
@@ -768,6 +776,16 @@ static int config_from_argv(struct bridge_config *cfg, int argc, char **argv, ch
     return 0;
 }
 
+/* the certificate and its key come together (the files are checked by tls.c) */
+static int config_check_tls(const struct bridge_config *cfg, char **errmsg)
+{
+    if (!cfg->tls_cert == !cfg->tls_key)
+        return 0;
+    return config_fail(errmsg, "%s needs %s too (--tls-cert and --tls-key, or AEGIS_TLS_CERT and "
+                       "AEGIS_TLS_KEY, go together)", cfg->tls_cert ? "--tls-cert" : "--tls-key",
+                       cfg->tls_cert ? "--tls-key (AEGIS_TLS_KEY)" : "--tls-cert (AEGIS_TLS_CERT)");
+}
+
 int config_parse(struct bridge_config *cfg, int argc, char **argv, char **envp, char **errmsg)
 {
     if (errmsg)
@@ -775,7 +793,8 @@ int config_parse(struct bridge_config *cfg, int argc, char **argv, char **envp, 
     config_defaults(cfg);
     if (!cfg->listen_host)
         return config_fail(errmsg, "out of memory");
-    if (config_from_env(cfg, envp, errmsg) < 0 || config_from_argv(cfg, argc, argv, errmsg) < 0) {
+    if (config_from_env(cfg, envp, errmsg) < 0 || config_from_argv(cfg, argc, argv, errmsg) < 0 ||
+        config_check_tls(cfg, errmsg) < 0) {
         config_free(cfg);
         return -1;
     }
@@ -797,6 +816,8 @@ void config_free(struct bridge_config *cfg)
     free(cfg->auth_sql_function);
     config_clear_list(cfg, OPT_HOSTS);
     free(cfg->topic_allow);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
     for (i = 0; i < cfg->nrdkafka_props; i++) {
         free(cfg->rdkafka_props[i].key);
         free(cfg->rdkafka_props[i].value);

@@ -46,6 +46,8 @@ struct bridge_config {
     int publisher_warn_seconds;       /* 60: warn about an open publisher this old */
     char *topic_allow;                /* NULL: any topic; else a comma list */
     char *static_dir;                 /* NULL: no dashboard files */
+    char *tls_cert;                   /* NULL (with tls_key): plain HTTP */
+    char *tls_key;
     int drain_enabled;                /* 1; --no-drain */
     int drain_batch;                  /* 1000 */
     int flush_timeout_ms;             /* 10000 */

@@ -22,11 +22,14 @@
 #include "limits.h"
 #include "buf.h"
 #include "gate.h"
+#include "h2.h"
 #include "log.h"
+#include "netstat.h"
 #include "pgconn.h"
 #include "runreq.h"
 #include "sse.h"
 #include "stats.h"
+#include "tls.h"
 #include "drain.h"
 
 #define HTTP_MESSAGE_MAX 8192
@@ -215,7 +218,7 @@ static int http_write_reply(struct lws *wsi, struct http_session *ss)
     unsigned char hbuf[LWS_PRE + 2048];
     unsigned char *start = hbuf + LWS_PRE, *p = start, *end = hbuf + sizeof hbuf - 1;
     unsigned char *body;
-    int rc;
+    int rc, empty;
 
     if (lws_add_http_common_headers(wsi, (unsigned)ss->status, ss->ctype, ss->body_len, &p, end)
         || http_add_hdr(wsi, "cache-control:", "no-cache", &p, end)
@@ -237,7 +240,10 @@ static int http_write_reply(struct lws *wsi, struct http_session *ss)
         if (rc < (int)ss->body_len)
             return -1;
     }
+    empty = ss->body_len == 0;
     http_session_reset(wsi, ss);
+    if (empty && h2_is_stream(wsi))
+        return h2_end_stream(wsi);             /* lws closes the stream once it is out */
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -458,6 +464,7 @@ static char *http_metrics_text(struct bridge *b)
     struct buf out = { 0 };
     const struct stats_values *v = b->stats ? stats_values(b->stats) : NULL;
     int have_lag = v && v->have_drain;
+    unsigned long reloads, refused;
 
     if (buf_reserve(&out, 0, 4096) < 0)
         return NULL;
@@ -492,6 +499,12 @@ static char *http_metrics_text(struct bridge *b)
                 "non-empty aegis.wait_all batches of the live reader", (double)m->store_reads);
     http_metric(&out, "aegis_bridge_run_requests_total", "counter",
                 "conversation run requests recorded or found", (double)m->run_requests);
+    netstat_metrics(&out);
+    tls_reload_counts(&reloads, &refused);
+    http_metric(&out, "aegis_bridge_tls_reloads_total", "counter",
+                "SIGHUP reloads of the TLS certificate and key", (double)reloads);
+    http_metric(&out, "aegis_bridge_tls_reloads_refused_total", "counter",
+                "SIGHUP reloads refused (bad pair; the old one stayed)", (double)refused);
     if (have_lag) {
         http_metric(&out, "aegis_bridge_drain_cursor_position", "gauge",
                     "last event id Kafka acknowledged", v->cursor);
@@ -980,6 +993,7 @@ static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
 
     switch (reason) {
     case LWS_CALLBACK_HTTP:
+        netstat_request(wsi);
         http_session_reset(wsi, ss);
         return http_request(wsi, ss, in ? (const char *)in : "/") < 0 ? -1 : 0;
     case LWS_CALLBACK_HTTP_BODY: /* POST …/runs only */
@@ -1005,7 +1019,14 @@ static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
         return http_limits_event(wsi, reason);
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
         return lws_http_transaction_completed(wsi) ? -1 : 0;
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+        tls_server_ctx_ready(user);                /* user is the vhost's SSL_CTX */
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        netstat_closing(wsi);
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
     case LWS_CALLBACK_CLOSED_HTTP:
+        netstat_closing(wsi);
         sub = lws_get_opaque_user_data(wsi);
         if (sub) {
             lws_set_opaque_user_data(wsi, NULL);

@@ -3,7 +3,7 @@
  * context (HTTP listener + adopted descriptors) on a libev loop (epoll), the
  * SSE hub and its PostgreSQL connections, the Kafka drain and consumers,
  * then serves until SIGTERM/SIGINT; shuts down in reverse order.  A second
- * signal exits at once.
+ * signal exits at once.  SIGHUP reloads the TLS certificate (tls.c).
  */
 #define _GNU_SOURCE
 #include <ev.h>
@@ -25,6 +25,7 @@
 #include "loop.h"
 #include "sse.h"
 #include "token.h"
+#include "tls.h"
 #include "consumer.h"
 #include "drain.h"
 
@@ -43,6 +44,15 @@ static void main_on_signal(int sig)
         lws_cancel_service(main_bridge.ctx);
 }
 
+/* SIGHUP: reload the TLS pair at the end of this loop turn */
+static void main_on_hup(int sig)
+{
+    (void)sig;
+    tls_request_reload();
+    if (main_bridge.ctx)
+        lws_cancel_service(main_bridge.ctx);
+}
+
 static void main_signals_install(void)
 {
     struct sigaction sa;
@@ -52,6 +62,8 @@ static void main_signals_install(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = main_on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
 }
@@ -125,6 +137,7 @@ static int main_create_context(struct bridge *b)
     info.max_http_header_data = 16384;
     info.timeout_secs_ah_idle = (unsigned)b->cfg.header_timeout_seconds;
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+    tls_vhost_options(b, &info);
     b->ctx = main_context_on_libev(b, &info);
     if (!b->ctx)
         b->ctx = lws_create_context(&info);
@@ -236,6 +249,12 @@ int main(int argc, char **argv)
         config_free(&b->cfg);
         return 0;
     }
+    if (b->cfg.tls_cert && tls_check_pair(b->cfg.tls_cert, b->cfg.tls_key, &err) < 0) {
+        fprintf(stderr, "aegis-bridge: %s\n", err ? err : "out of memory");
+        free(err);
+        config_free(&b->cfg);
+        return 2;
+    }
     log_set_level(b->cfg.log_level);
     log_hook_lws();
     main_signals_install();
@@ -246,8 +265,10 @@ int main(int argc, char **argv)
     }
     if (main_start(b) < 0)
         rc = 1;
-    while (rc == 0 && !b->stopping)
+    while (rc == 0 && !b->stopping) {
         main_turn(b);
+        tls_reload_pending(b);
+    }
     LOG(LOG_INFO, "main", "msg=\"shutting down\"");
     main_stop(b);
     gate_stop(b);

@@ -28,8 +28,11 @@
 #include "buf.h"
 #include "limits.h"
 #include "log.h"
+#include "h2.h"
 #include "loop.h"
+#include "netstat.h"
 #include "pgconn.h"
+#include "tls.h"
 
 #define SSE_BUCKETS 4096
 #define SSE_READ_BATCH 1000
@@ -115,6 +118,7 @@ struct sse_sub {
     unsigned held_drops;            /* times held events were dropped (overflow) */
     unsigned replay_drops;          /* held_drops when the replay query was sent */
     struct loop_peer *peer;         /* libev loop, h1: watches the client's close */
+    enum netstat_proto proto;       /* counted open on it (netstat) */
 };
 
 #define SSE_POOL_MAX 64
@@ -338,8 +342,11 @@ static void sse_sub_kill(struct sse_sub *s, const char *why)
     sse_unsubscribe(s);
     LOG(LOG_INFO, "sse", "msg=\"closing stream\" reason=%s stream=%s queued=%zu", why, s->stream_id,
         s->out.len);
-    if (s->wsi)
-        lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    if (!s->wsi)
+        return;
+    if (s->headers_sent)            /* HTTP/2: lws would close the stream silently */
+        (void)h2_end_stream(s->wsi);
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
 static int sse_buf_reserve(struct sse_sub *s, size_t extra)
@@ -852,6 +859,8 @@ int sse_open(struct sse_hub *h, struct lws *wsi, const struct sse_request *req, 
     }
     h->b->metrics.sse_connections++;
     h->b->metrics.sse_connections_total++;
+    s->proto = netstat_proto_of(wsi);
+    netstat_stream_opened(s->proto);
     *out = s;
     return 0;
 }
@@ -908,14 +917,14 @@ static int sse_write_refusal(struct sse_sub *s)
 }
 
 /* hands queued bytes to lws: on h1 while the socket takes them (up to 16
- * chunks), on h2 one chunk per writeable callback as lws requires */
+ * chunks), on h2 one frame per writeable callback as lws requires */
 static int sse_write_some(struct sse_sub *s)
 {
-    int rounds = lws_get_network_wsi(s->wsi) == s->wsi ? 16 : 1;
-    size_t n, off = 0;
+    int rounds = h2_is_stream(s->wsi) ? 1 : 16;
+    size_t n, max = h2_write_room(s->wsi, SSE_WRITE_CHUNK), off = 0;
 
-    while (s->out.len - off > 0 && rounds-- > 0) {
-        n = s->out.len - off < SSE_WRITE_CHUNK ? s->out.len - off : SSE_WRITE_CHUNK;
+    while (s->out.len - off > 0 && max > 0 && rounds-- > 0) {
+        n = s->out.len - off < max ? s->out.len - off : max;
         if (lws_write(s->wsi, (unsigned char *)s->out.p + LWS_PRE + off, n, LWS_WRITE_HTTP)
             < (int)n)
             return -1;
@@ -955,6 +964,11 @@ static void sse_peer_readable(void *ud)
 
     if (!s->wsi)
         return;
+    if (lws_is_ssl(s->wsi)) {                /* read through the TLS session */
+        if (tls_peer_closed(s->wsi))
+            sse_sub_kill(s, "client_closed");
+        return;
+    }
     n = recv(lws_get_socket_fd(s->wsi), buf, sizeof buf, MSG_DONTWAIT);
     if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
         return;
@@ -971,6 +985,8 @@ int sse_writeable(struct sse_sub *s)
         if (s->status != 200) {
             if (s->refusal && sse_write_refusal(s) < 0)
                 return -1;
+            if (h2_is_stream(s->wsi))  /* lws closes the stream once END_STREAM is out */
+                return s->refusal ? 0 : h2_end_stream(s->wsi);
             return lws_http_transaction_completed(s->wsi) ? -1 : 0;
         }
         /* no idle timeout, header storage freed; h2 also marks the
@@ -1002,8 +1018,8 @@ int sse_writeable(struct sse_sub *s)
         lws_callback_on_writable(s->wsi);
         return 0;
     }
-    if (s->phase == PH_ENDING)
-        return -1;                     /* conversation finished, or shutdown */
+    if (s->phase == PH_ENDING)         /* conversation finished, or shutdown */
+        return h2_is_stream(s->wsi) ? h2_end_stream(s->wsi) : -1;
     if (s->replay_paused)
         sse_replay_next(s);
     return 0;
@@ -1017,6 +1033,7 @@ void sse_closed(struct sse_sub *s)
     s->peer = NULL;
     if (h->b->metrics.sse_connections > 0)
         h->b->metrics.sse_connections--;
+    netstat_stream_closed(s->proto);
     s->wsi = NULL;
     limits_ip_release(h->b->limits, s->ip);
     s->ip = NULL;
@@ -1275,7 +1292,13 @@ static void sse_heartbeat_cb(void *ud)
 static int sse_peer_closed(struct lws *wsi)
 {
     char c;
-    ssize_t n = recv(lws_get_socket_fd(wsi), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n;
+
+    if (lws_get_network_wsi(wsi) != wsi)
+        return 0;                   /* h2: lws reads the connection, RST_STREAM closes */
+    if (lws_is_ssl(wsi))
+        return tls_peer_closed(wsi);
+    n = recv(lws_get_socket_fd(wsi), &c, 1, MSG_PEEK | MSG_DONTWAIT);
 
     if (n == 0)
         return 1;

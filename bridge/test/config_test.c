@@ -376,6 +376,33 @@ static void test_hardening_options(void)
     rejects("", bad_env_pool, "AEGIS_PG_POOL_SIZE", "'0'");
 }
 
+/* --tls-cert/--tls-key: both or neither, from flags or the environment */
+static void test_tls_options(void)
+{
+    char *env_both[] = { "AEGIS_TLS_CERT=/e/c.pem", "AEGIS_TLS_KEY=/e/k.pem", NULL };
+    char *env_cert[] = { "AEGIS_TLS_CERT=/e/c.pem", NULL };
+    struct bridge_config cfg;
+    char *err = NULL;
+
+    CHECK("tls: off by default", parse(&cfg, "", NULL, &err) == 0 && !cfg.tls_cert && !cfg.tls_key);
+    config_free(&cfg);
+    CHECK("tls: --tls-cert and --tls-key",
+          parse(&cfg, "--tls-cert /c.pem --tls-key /k.pem", NULL, &err) == 0 &&
+          !strcmp(cfg.tls_cert, "/c.pem") && !strcmp(cfg.tls_key, "/k.pem"));
+    config_free(&cfg);
+    CHECK("tls: AEGIS_TLS_CERT and AEGIS_TLS_KEY",
+          parse(&cfg, "", env_both, &err) == 0 && !strcmp(cfg.tls_cert, "/e/c.pem") &&
+          !strcmp(cfg.tls_key, "/e/k.pem"));
+    config_free(&cfg);
+    CHECK("tls: a flag completes the environment's pair",
+          parse(&cfg, "--tls-key /k.pem", env_cert, &err) == 0 && !strcmp(cfg.tls_cert, "/e/c.pem"));
+    config_free(&cfg);
+    rejects("--tls-cert /c.pem", NULL, "--tls-cert needs --tls-key", NULL);
+    rejects("--tls-key /k.pem", NULL, "--tls-key needs --tls-cert", NULL);
+    rejects("", env_cert, "AEGIS_TLS_KEY", NULL);
+    rejects("--tls-cert", NULL, "--tls-cert", "needs a value");
+}
+
 int main(void)
 {
     test_hardening_options();
@@ -387,5 +414,6 @@ int main(void)
     test_help_version();
     test_rejections();
     test_auth_options();
+    test_tls_options();
     return check_done("config_test");
 }

@@ -3,7 +3,7 @@
 # (fuzzer-no-link) + ASan/UBSan into obj-bridge/, as the unit tests link them.
 
 BRIDGE       := $(TOP)/bridge
-BRIDGE_PKGS  := libwebsockets rdkafka jansson libpq
+BRIDGE_PKGS  := libwebsockets rdkafka jansson libpq openssl
 BRIDGE_CFLAGS := -g -O1 -std=c11 -fsanitize=fuzzer-no-link,address,undefined \
                  -fno-sanitize-recover=all -fno-omit-frame-pointer \
                  $(shell pkg-config --cflags $(BRIDGE_PKGS))

@@ -399,8 +399,9 @@ for name in aegis_bridge_sse_connections aegis_bridge_sse_events_sent_total aegi
             aegis_bridge_sse_drops_total aegis_bridge_drain_pending_events aegis_bridge_drain_lag_seconds; do
     check "metrics: $name present" grep -qE "^$name [0-9.e+-]+$" <<<"$m"
 done
-check "metrics: every sample has HELP and TYPE lines" \
-    test "$(grep -c '^# TYPE' <<<"$m")" -eq "$(grep -vc '^#' <<<"$m")"
+# (a family with labels, e.g. connections by protocol, has one TYPE line)
+check "metrics: every sample's family has HELP and TYPE lines" \
+    test "$(grep -c '^# TYPE' <<<"$m")" -eq "$(grep -v '^#' <<<"$m" | sed 's/[{ ].*//' | sort -u | wc -l)"
 
 # ---- PostgreSQL restart: live subscribers continue, no gap ----
 sent_before=$(metric aegis_bridge_sse_events_sent_total)
