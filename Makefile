@@ -6,16 +6,21 @@ MODULE_big = aegis_events
 OBJS       = extension/aegis_events.o extension/order.o extension/notify.o \
              extension/validate.o extension/store.o extension/publish.o \
              extension/read.o extension/trigger.o \
-             extension/payload.o extension/monitor.o extension/model.o
+             extension/payload.o extension/monitor.o extension/runs.o extension/maint.o \
+             extension/retention.o \
+             extension/model.o
 DATA       = $(wildcard sql/aegis_events--*.sql)
 
 REGRESS      = install publish validate_workspace validate_conversation \
                readers trigger guard bridge_interface hardening \
-               validate_faults \
+               runs retention validate_faults \
                upgrade
 REGRESS_OPTS = --inputdir=test
 ISOLATION    = order_reverse_commit order_three order_abort order_savepoint \
-               order_long_running order_prepare
+               order_long_running order_prepare \
+               runs_claim \
+               runs_lease \
+               retention_order
 ISOLATION_OPTS = --inputdir=test --load-extension=aegis_events
 
 PG_CONFIG ?= pg_config
@@ -33,7 +38,7 @@ include $(PGXS)
 # does not go under pg_config's bindir); DESTDIR is honoured by both installs.
 PREFIX ?= /usr/local
 
-.PHONY: bridge install-bridge clean-bridge deps test demo bench-publish bench-drain bench-sse bench-consume fuzz
+.PHONY: bridge install-bridge clean-bridge deps test demo bench-publish bench-drain bench-sse bench-consume bench-runs bench-retention fuzz
 
 bridge:
 	$(MAKE) -C bridge all
@@ -75,3 +80,9 @@ bench-sse:
 
 bench-consume:
 	bash bench/consume/run.sh
+
+bench-runs:
+	bash bench/runs/run.sh
+bench-retention:
+	bash scripts/install-deps.sh python3-matplotlib
+	bash bench/retention/run.sh

@@ -52,6 +52,11 @@ static const char SQL_FINISHED_AT[] = "SELECT aegis.conversation_finished($1, $2
  * opened after the run ended still shows it (and the stream ends after its
  * done/error like a live run's) */
 static const char SQL_LATEST_RUN[] = "SELECT aegis.conversation_latest_run($1)";
+/* a resume's first replay batch: read_stream's rows, or (the client's id is
+ * below the stream's retention horizon) a last row with a NULL id, the
+ * position to replay the retained events after, and the horizon */
+static const char SQL_READ_STREAM_RESUME[] =
+    "SELECT id, event_type, payload, horizon FROM aegis.read_stream_resume($1, $2, $3::bigint, $4::int)";
 
 enum sse_phase { PH_STARTING, PH_REPLAY, PH_LIVE, PH_ENDING };
 
@@ -82,7 +87,8 @@ struct sse_sub {
     char *stream_id, *message, *agent_id, *agent_type, *cors_origin;
     int has_last_id;
     long long last_id;
-    int status;                     /* 0 undecided, 200, 204, 500 */
+    int status;                     /* 0 undecided, 200, 204, 400, 409, 500, 503 */
+    const char *refusal;            /* 400/409: the one-line body (a constant) */
     int headers_sent;
     int pending;                    /* queries in flight that reference this sub */
     int replay_paused;              /* waiting for the buffer to drain */
@@ -568,6 +574,16 @@ static void sse_replay_next(struct sse_sub *s)
     }
 }
 
+/* the replay starts after `after`: live events are held from now on */
+static void sse_replay_begin(struct sse_sub *s, long long after)
+{
+    s->delivered = after;
+    s->phase = PH_REPLAY;
+    if (s->status == 0)
+        sse_decide(s, 200);             /* headers go out now; replay is paced */
+    s->h->b->metrics.sse_replays++;
+}
+
 static void sse_start_replay(struct sse_sub *s, long long after, int send_id_line)
 {
     char line[40];
@@ -578,15 +594,98 @@ static void sse_start_replay(struct sse_sub *s, long long after, int send_id_lin
         n = snprintf(line, sizeof line, "id: %lld\n\n", after);
         sse_append(s, line, (size_t)n, 0);
     }
-    s->delivered = after;
-    s->phase = PH_REPLAY;
-    if (s->status == 0)
-        sse_decide(s, 200);             /* headers go out now; replay is paced */
-    s->h->b->metrics.sse_replays++;
+    sse_replay_begin(s, after);
     sse_replay_next(s);
 }
 
+/* ---------- resume below the retention horizon ---------- */
+
+/* Events at or below the horizon may have been removed by retention: a
+ * client resuming below it gets `event: reset` and the retained events.  The
+ * first batch comes with the horizon read after its rows (one statement,
+ * aegis.read_stream_resume), so a removal between check and read is seen. */
+static void sse_on_resume(struct pgconn *c, PGresult *res, void *ud)
+{
+    struct sse_sub *s = ud;
+    long long horizon;
+    char msg[96];
+    int n, rows;
+
+    (void)c;
+    if (sse_sub_release(s) || s->killed)
+        return;
+    rows = sse_result_ok(res) ? PQntuples(res) : 0;
+    if (rows == 0 || !PQgetisnull(res, rows - 1, 0)) {
+        s->h->batching = 1;
+        sse_replay_apply(s, res);       /* no reset: an ordinary replay batch */
+        sse_flush_dirty(s->h);
+        return;
+    }
+    horizon = strtoll(PQgetvalue(res, rows - 1, 3), NULL, 10);
+    n = snprintf(msg, sizeof msg,
+                 "event: reset\ndata: {\"horizon\": %lld, \"reason\": \"retention\"}\n\n", horizon);
+    sse_append(s, msg, (size_t)n, 0);
+    LOG(LOG_INFO, "sse", "msg=\"resume below the retention horizon: reset\" stream=%s last_id=%lld horizon=%lld",
+        s->stream_id, s->last_id, horizon);
+    s->delivered = strtoll(PQgetvalue(res, rows - 1, 2), NULL, 10);
+    sse_replay_next(s);
+}
+
+/* replay after the client's Last-Event-ID, unless retention removed part of it */
+static void sse_resume(struct sse_sub *s)
+{
+    char after[24], batch[16];
+    const char *params[4];
+
+    if (!s->has_last_id || s->last_id <= 0) {
+        sse_start_replay(s, 0, 0);
+        return;
+    }
+    sse_replay_begin(s, s->last_id);
+    snprintf(after, sizeof after, "%lld", s->last_id);
+    snprintf(batch, sizeof batch, "%d", SSE_REPLAY_BATCH);
+    params[0] = s->kind == SSE_WORKSPACE ? "workspace" : "conversation";
+    params[1] = s->stream_id;
+    params[2] = after;
+    params[3] = batch;
+    s->pending++;
+    s->replay_drops = s->held_drops;
+    if (pgconn_query(s->h->pg, SQL_READ_STREAM_RESUME, 4, params, sse_on_resume, s) < 0) {
+        s->pending--;
+        sse_fail(s, NULL, "read_stream_resume");
+    }
+}
+
 /* ---------- conversation start ---------- */
+
+/*
+ * aegis.request_run refuses a run with a distinct SQLSTATE each: 23503, the
+ * agent type has no aegis.configure_agent row (400); 23P01, the conversation
+ * already has aegis.max_open_runs open runs (409).  Returns 1 when res is
+ * one of them and the subscriber was answered.  The body is a constant: the
+ * client's own values are not echoed.
+ */
+static int sse_refuse_run(struct sse_sub *s, PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+    if (!state || s->headers_sent)
+        return 0;
+    if (strcmp(state, "23503") == 0) {
+        s->refusal = "bad request: agent_type is not configured for runs\n";
+        s->h->b->metrics.http_bad_requests++;
+        sse_decide(s, 400);
+    } else if (strcmp(state, "23P01") == 0) {
+        s->refusal = "conflict: this conversation already has an open run "
+                     "(the same message follows it)\n";
+        sse_decide(s, 409);
+    } else {
+        return 0;
+    }
+    LOG(LOG_INFO, "sse", "msg=\"run request refused\" stream=%s status=%d sqlstate=%s",
+        s->stream_id, s->status, state);
+    return 1;
+}
 
 static void sse_on_run_request(struct pgconn *c, PGresult *res, void *ud)
 {
@@ -596,7 +695,8 @@ static void sse_on_run_request(struct pgconn *c, PGresult *res, void *ud)
     if (sse_sub_release(s) || s->killed)
         return;
     if (!sse_result_ok(res) || PQntuples(res) != 1) {
-        sse_fail(s, res, "request_run");
+        if (!sse_refuse_run(s, res))
+            sse_fail(s, res, "request_run");
         return;
     }
     s->h->b->metrics.run_requests++;
@@ -618,7 +718,7 @@ static void sse_on_finished_at(struct pgconn *c, PGresult *res, void *ud)
         sse_decide(s, 204);
         return;
     }
-    sse_start_replay(s, s->last_id, 0);
+    sse_resume(s);
 }
 
 static void sse_on_latest_run(struct pgconn *c, PGresult *res, void *ud)
@@ -644,7 +744,7 @@ static int sse_start(struct sse_sub *s)
     int n;
 
     if (s->kind == SSE_WORKSPACE) {
-        sse_start_replay(s, s->has_last_id ? s->last_id : 0, 0);
+        sse_resume(s);
         return 0;
     }
     snprintf(last, sizeof last, "%lld", s->last_id);
@@ -730,9 +830,11 @@ static int sse_write_headers(struct sse_sub *s)
     unsigned char *start = hbuf + LWS_PRE, *p = start, *end = hbuf + sizeof hbuf - 1;
     struct lws *wsi = s->wsi;
     int ok = s->status == 200;
+    lws_filepos_t body_len = s->refusal ? strlen(s->refusal) : 0;
 
-    if (lws_add_http_common_headers(wsi, (unsigned)s->status, ok ? "text/event-stream" : "text/plain",
-                                    ok ? LWS_ILLEGAL_HTTP_CONTENT_LEN : 0, &p, end))
+    if (lws_add_http_common_headers(wsi, (unsigned)s->status,
+                                    ok ? "text/event-stream" : "text/plain; charset=utf-8",
+                                    ok ? LWS_ILLEGAL_HTTP_CONTENT_LEN : body_len, &p, end))
         return -1;
     if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-cache", 8, &p, end) ||
@@ -750,6 +852,18 @@ static int sse_write_headers(struct sse_sub *s)
         return -1;
     s->headers_sent = 1;
     return 0;
+}
+
+/* the one-line body of a 400/409 answer, after its headers */
+static int sse_write_refusal(struct sse_sub *s)
+{
+    unsigned char buf[LWS_PRE + 256];
+    size_t n = strlen(s->refusal);
+
+    if (n > sizeof buf - LWS_PRE)
+        return -1;
+    memcpy(buf + LWS_PRE, s->refusal, n);
+    return lws_write(s->wsi, buf + LWS_PRE, n, LWS_WRITE_HTTP_FINAL) < (int)n ? -1 : 0;
 }
 
 /* hands queued bytes to lws: on h1 while the socket takes them (up to 16
@@ -813,8 +927,11 @@ int sse_writeable(struct sse_sub *s)
     if (!s->headers_sent) {
         if (sse_write_headers(s) < 0)
             return -1;
-        if (s->status != 200)
+        if (s->status != 200) {
+            if (s->refusal && sse_write_refusal(s) < 0)
+                return -1;
             return lws_http_transaction_completed(s->wsi) ? -1 : 0;
+        }
         /* no idle timeout, header storage freed; h2 also marks the
          * network connection immortal (lws_http_mark_sse logs an error
          * for h1 connections, so it is used only for h2 streams) */

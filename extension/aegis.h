@@ -23,6 +23,10 @@
 extern int	aegis_max_databases;	/* order.c */
 extern int	aegis_notifier_idle_timeout;	/* notify.c */
 extern int	aegis_max_payload_bytes;	/* validate.c */
+extern bool aegis_require_configured_agents;	/* runs.c */
+extern int	aegis_max_open_runs;	/* runs.c */
+extern char *aegis_database_name;	/* maint.c */
+extern int	aegis_maintenance_naptime;	/* maint.c */
 
 /* order.c: positions and the safe position */
 extern void order_init(void);
@@ -56,6 +60,18 @@ extern void notify_shmem_init(void);
 extern void notify_commit_wakeup(void);
 extern void notify_database_dropped(Oid dboid);
 extern PGDLLEXPORT void aegis_notifier_main(Datum main_arg);
+
+/* runs.c: claiming and waiting for agent runs */
+extern void runs_init(void);
+
+/* maint.c: the maintenance worker (aegis.maintain() every naptime) */
+extern void maint_init(void);
+extern PGDLLEXPORT void aegis_maint_main(Datum main_arg);
+
+/* retention.c */
+extern int	aegis_retention_interval;
+extern bool aegis_retention_deleting;
+extern void retention_init(void);
 
 /* store.c: writing one event row */
 typedef struct AegisEvent

@@ -3,9 +3,10 @@
  *	  Module entry: calls each module's init (which defines its aegis.*
  *	  settings), the shared memory hooks, the transaction callback and the
  *	  DROP DATABASE hook.  The work itself lives in order.c, notify.c,
- *	  validate.c, store.c, publish.c, read.c, trigger.c.  Calls run one way:
- *	  this file calls order.c and notify.c; notify.c calls order.c; order.c
- *	  calls neither.
+ *	  validate.c, store.c, publish.c, read.c, trigger.c, runs.c (agent run
+ *	  claims) and maint.c (the maintenance worker).  Calls run one way:
+ *	  this file calls order.c, notify.c, runs.c and maint.c; notify.c and
+ *	  runs.c call order.c; order.c calls neither.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -98,6 +99,9 @@ _PG_init(void)
 	order_init();
 	notify_init();
 	validate_init();
+	runs_init();
+	maint_init();
+	retention_init();
 	MarkGUCPrefixReserved("aegis");
 	if (!process_shared_preload_libraries_in_progress)
 		return;

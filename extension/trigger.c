@@ -2,7 +2,8 @@
  * trigger.c
  *	  Trigger functions: aegis.emit_row_event(topic), which turns an
  *	  application table's row changes into events keyed by the primary key,
- *	  and aegis.refuse_change(), the append-only guard of aegis.events.
+ *	  and aegis.refuse_change(), the append-only guard of aegis.events (which
+ *	  lets aegis.enforce_retention's deletes through, see retention.c).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -30,6 +31,10 @@ aegis_refuse_change(PG_FUNCTION_ARGS)
 	TriggerData *td = (TriggerData *) fcinfo->context;
 	const char *op = "change";
 
+	/* aegis.enforce_retention removes expired rows (superuser-only flag) */
+	if (CALLED_AS_TRIGGER(fcinfo) && aegis_retention_deleting &&
+		TRIGGER_FIRED_BY_DELETE(td->tg_event) && TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		return PointerGetDatum(td->tg_trigtuple);
 	if (CALLED_AS_TRIGGER(fcinfo))
 		op = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? "UPDATE"
 			: TRIGGER_FIRED_BY_DELETE(td->tg_event) ? "DELETE"

@@ -2,7 +2,7 @@
 # scripts/demo.sh: what `make demo` runs. Owns the demo's life cycle: install
 # missing dependencies, build and install, a throwaway PostgreSQL cluster under
 # demo/.run/, the extension, aegis-bridge serving the dashboard on
-# 127.0.0.1:8001, optionally a real Kafka broker (KAFKA=1), and the publisher.
+# 127.0.0.1:8001, the agent worker (examples/worker), Kafka (KAFKA=1), the publisher.
 # Ctrl-C (or the end of a --once run) stops everything it started, by pid.
 #
 #   scripts/demo.sh [--once] [--kafka] [--port N] [--pace X] [--start-delay S] [--no-build]
@@ -25,7 +25,7 @@ start_delay=${DEMO_START_DELAY:-3} no_build=${DEMO_NO_BUILD:-0} linger=0 linger_
 wait_browser=${DEMO_WAIT_FOR_BROWSER:-}
 run_dir=${DEMO_RUN_DIR:-$TOP/demo/.run}
 checklist=chk-demo conv1=conv-demo-1 conv2=conv-demo-2
-pg_data='' bridge_pid='' publisher_pid='' kcat_pid='' kafka_dir='' stopping=0 started=0
+pg_data='' bridge_pid='' publisher_pid='' worker_pid='' kcat_pid='' kafka_dir='' stopping=0 started=0
 
 say()   { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
 die()   { echo "demo: error: $*" >&2; exit 2; }
@@ -71,6 +71,7 @@ missing_deps() {
         pkg-config --exists "$c" || { echo "$c (pkg-config)"; return 0; }
     done
     [ -x "$(pg_config --bindir)/initdb" ] || { echo initdb; return 0; }
+    /usr/bin/python3 -c 'import psycopg' 2>/dev/null || { echo "python3-psycopg"; return 0; }
     if [ "$kafka" = 1 ]; then
         for c in java mvn kcat; do command -v "$c" >/dev/null || { echo "$c"; return 0; }; done
     fi
@@ -137,6 +138,19 @@ CONF
         || die "CREATE EXTENSION aegis_events failed (is it installed? make install)"
     say "PostgreSQL 127.0.0.1:$pg_port (data in $pg_data), extension aegis_events $(psql -X -At -c \
         "SELECT extversion FROM pg_extension WHERE extname = 'aegis_events'")"
+    # the message box's agent: runs are taken only for configured agent types
+    psql -X -q -v ON_ERROR_STOP=1 -c "SELECT aegis.configure_agent('rule_37', queue_timeout => '30 s', lease => '10 s')" \
+        >/dev/null || die "aegis.configure_agent failed"
+}
+
+# ---- the reference agent worker (examples/worker): answers the message box ----
+
+start_worker() {
+    /usr/bin/python3 "$TOP/examples/worker/worker.py" --agent-type rule_37 --step-seconds 0.6 \
+        --dsn "host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres" \
+        2> >(tee -a "$run_dir/worker.log" | sed -u 's/^/worker | /' >&2) &
+    worker_pid=$!
+    say "agent worker (examples/worker/worker.py, agent type rule_37) pid $worker_pid"
 }
 
 # ---- Kafka (KAFKA=1) ----
@@ -209,6 +223,7 @@ cleanup() {
     stopping=1
     say "stopping"
     stop_pid "$publisher_pid"
+    stop_pid "$worker_pid"
     [ -n "$kcat_pid" ] && { pkill -TERM -P "$kcat_pid" 2>/dev/null || true; stop_pid "$kcat_pid"; }
     stop_pid "$bridge_pid"
     [ -n "$kafka_dir" ] && { kafka_stop "$kafka_dir" >/dev/null 2>&1 || true; }
@@ -230,6 +245,7 @@ print_urls() {
     local base="http://127.0.0.1:$port"
     echo
     say "dashboard:  $base/?checklist=$checklist&conversations=$conv1,$conv2"
+    say "            (type a question in its message box: the agent worker answers it)"
     say "watch raw:  curl -N $base/workspaces/$checklist/stream"
     say "            curl -N $base/conversations/$conv1/stream"
     echo
@@ -276,6 +292,7 @@ main() {
     start_postgres
     [ "$kafka" = 1 ] && { start_kafka; }
     start_bridge
+    start_worker
     [ "$kafka" = 1 ] || say "Kafka: off (make demo KAFKA=1 also starts a real Kafka broker)"
     print_urls
     [ "$kafka" = 1 ] && watch_kafka

@@ -9,7 +9,7 @@ packages=(
     build-essential pkg-config
     postgresql-15 postgresql-server-dev-15 libpq-dev
     libwebsockets-dev libwebsockets-evlib-ev libev-dev librdkafka-dev libjansson-dev
-    kcat curl jq python3 python3-yaml valgrind procps iproute2
+    kcat curl jq python3 python3-yaml python3-psycopg valgrind procps iproute2
     clang-14 libfuzzer-14-dev
     chromium
 )

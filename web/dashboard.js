@@ -268,18 +268,54 @@
     return false;
   }
 
+  /* the message box: each question is a new conversation whose stream asks
+   * the agent (the run request), shown like the others, newest first */
+  function wireAsk(p) {
+    $("ask").addEventListener("submit", function (e) {
+      var text = $("ask-message").value.trim(), id, box, bubble;
+      e.preventDefault();
+      if (!text) return;
+      id = "conv-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 8);
+      box = conversationBox(id);
+      $("conversations").insertBefore(box, $("conversations").firstChild);
+      bubble = box.querySelector(".chat").appendChild(make("div", "msg role-user"));
+      bubble.appendChild(make("span", "msg-role", "user"));
+      bubble.appendChild(make("p", null, text));
+      openConversation(id, { message: text, agent_id: p.agent_id, agent_type: p.agent_type || "rule_37" });
+      $("ask-message").value = "";
+    });
+  }
+
   function start() {
     var p = params();
+    wireAsk(p);
     $("checklist-id").textContent = p.checklist;
     if (valid("checklist", p.checklist)) openWorkspace(p);
     p.conversations.filter(function (id) { return valid("conversation", id); })
       .forEach(function (id) { openConversation(id, p); });
   }
 
+  /* the workspace view as before any event (after a retention reset) */
+  function clearWorkspace() {
+    ["checklist", "validations", "tables", "form", "artifacts"].forEach(function (id) {
+      $(id).textContent = "";
+    });
+    delete $("progress").dataset.status;
+    delete $("progress").dataset.progress;
+    $("agent-status").textContent = "waiting for events";
+    $("agent-status").className = "badge";
+    $("progress-fill").style.width = "0%";
+    $("agent-message").textContent = "";
+    $("summary").hidden = true;
+    delete $("summary").dataset.complete;
+    window.aegisMap.clear();
+  }
+
   function openWorkspace(p) {
-    window.aegisStreams.open("workspace " + p.checklist,
+    var stream = window.aegisStreams.open("workspace " + p.checklist,
       "workspaces/" + encodeURIComponent(p.checklist) + "/stream", WORKSPACE_EVENTS,
       function (type, data) { WORKSPACE_RENDERERS[type](data); });
+    stream.onreset = clearWorkspace;
   }
 
   function openConversation(id, p) {
@@ -291,6 +327,8 @@
         else { renderError(box, data); window.aegisStreams.markFinished(stream); }
       });
     stream.onclosed = function (st) { renderRefused(box, st); };
+    /* retention removed part of what the box shows: rebuild it from what follows */
+    stream.onreset = function () { box.textContent = ""; conversationBox(id); };
   }
 
   document.addEventListener("DOMContentLoaded", start);

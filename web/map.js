@@ -116,5 +116,13 @@
     renderDistanceList();
   }
 
-  window.aegisMap = { add: add };
+  /* clear(): forget every feature (the stream was reset) */
+  function clear() {
+    features = [];
+    distances = [];
+    redraw();
+    renderDistanceList();
+  }
+
+  window.aegisMap = { add: add, clear: clear };
 })();

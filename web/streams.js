@@ -1,7 +1,8 @@
 /*
  * streams.js: one EventSource per stream and its connection state.
  * Owns: opening a stream, listening for its named events, showing the state
- * (connecting / live / reconnecting / ended) as a badge, and a log of every
+ * (connecting / live / reconnecting / ended) as a badge, the bridge's
+ * `reset` (passed to the stream's onreset), and a log of every
  * event received (window.aegisStreams.log) that tests and curious users read.
  * EventSource does the resuming itself: it reconnects after `retry` ms and
  * sends Last-Event-ID, so the bridge continues where the page left off.
@@ -58,11 +59,23 @@
     handler(ev.type, data, ev.lastEventId);
   }
 
+  /* The bridge's `reset`: the page resumed below the stream's retention
+   * horizon, so what it shows may lack removed events; the retained events
+   * follow from the start.  The stream's onreset clears its view. */
+  function onReset(stream, ev) {
+    var data = null;
+    try { data = JSON.parse(ev.data); } catch (e) { /* shown as null */ }
+    stream.resets += 1;
+    log.push({ stream: stream.label, id: ev.lastEventId, type: "reset", data: data });
+    if (stream.onreset) stream.onreset(data);
+  }
+
   /* open(label, url, eventNames, handler): handler(type, data, id) per event;
    * set the returned stream's onclosed to hear when the server refused it */
   function open(label, url, eventNames, handler) {
     var stream = {
       label: label, url: url, state: "connecting", reconnects: 0, count: 0, onclosed: null,
+      resets: 0, onreset: null,
       finished: false, badge: badgeFor(label), source: new EventSource(url)
     };
     /* a (re)connect that opens streams events again: a conversation that
@@ -76,6 +89,7 @@
     eventNames.forEach(function (name) {
       stream.source.addEventListener(name, function (ev) { onEvent(stream, handler, ev); });
     });
+    stream.source.addEventListener("reset", function (ev) { onReset(stream, ev); });
     return stream;
   }
 

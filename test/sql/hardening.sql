@@ -1,6 +1,9 @@
 -- hardening: the open publishers are visible (aegis.open_publishers,
 -- aegis.publisher_status), and the bridge's writes need EXECUTE only
 -- (request_run, cursor_advance, cursor_position run with the owner's rights)
+-- (0.3.0 takes run requests only for configured agent types: this test's
+-- runs are for agent type 'default', configured here and removed at the end)
+SELECT aegis.configure_agent('default');
 -- nothing open: no rows, a count of 0 and NULLs
 SELECT count(*) AS open_rows FROM aegis.open_publishers;
 SELECT * FROM aegis.publisher_status();
@@ -86,3 +89,4 @@ REVOKE ALL ON aegis.open_publishers FROM regress_hd_bridge;
 DROP ROLE regress_hd_bridge;
 DROP ROLE regress_hd_nobody;
 DELETE FROM aegis.cursors WHERE name = 'hd-cursor';
+DELETE FROM aegis.agents WHERE agent_type = 'default';

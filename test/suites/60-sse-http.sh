@@ -31,6 +31,11 @@ if [ -z "${AEGIS_BRIDGE_BIN:-}" ]; then     # incremental: rebuilds only what ch
 fi
 pg_start sse || { not_ok "postgres starts"; finish; exit 1; }
 psql -qX -c "CREATE EXTENSION aegis_events" || { not_ok "extension installs"; finish; exit 1; }
+# Run requests are taken only for configured agent types (0.3.0); no worker
+# runs here, and an hour's queue_timeout keeps the maintenance worker from
+# failing these runs while the suite looks at them.
+psql -qX -c "SELECT aegis.configure_agent('rule_37', queue_timeout => '1 hour'), aegis.configure_agent('default', queue_timeout => '1 hour')" >/dev/null \
+    || { not_ok "agents configured"; finish; exit 1; }
 
 PORT=$(free_port)
 B=http://127.0.0.1:$PORT
