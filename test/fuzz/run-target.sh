@@ -18,13 +18,13 @@ UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
     -max_len="${FUZZ_MAX_LEN:-16384}" -print_final_stats=1 \
     -artifact_prefix="$out/" "${dict[@]}" "$out/corpus" "$name/corpus" >"$log" 2>&1
 status=$?
-runs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')
-cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
+runs=$(grep -aE '^stat::number_of_executed_units' "$log" | awk '{print $2}')
+cov=$(grep -aoE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
 corpus=$(ls "$out/corpus" | wc -l)
 seeds=$(ls "$name/corpus" | wc -l)
 echo "fuzz $name: ${runs:-0} runs in ${seconds} s, coverage ${cov:-?} edges, corpus $seeds seeds + $corpus found, exit $status"
 if [ "$status" -ne 0 ]; then
-    grep -E 'ERROR: |SUMMARY|fuzz: |runtime error' "$log" | head -5
+    grep -aE 'ERROR: |SUMMARY|fuzz: |runtime error' "$log" | head -5
     ls "$out"/crash-* "$out"/leak-* "$out"/timeout-* "$out"/oom-* 2>/dev/null | head -3
 fi
 exit "$status"
