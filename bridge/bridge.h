@@ -48,7 +48,7 @@ struct bridge {
     struct drain *drain;              /* set by drain_start; NULL: no drain */
     struct consumer_set *consumers;   /* set by consumers_start */
     struct gate *gate;                /* gate.c: authorization (tokens, hosts, policy) */
-    struct limits *limits;             /* connection and per-address bounds (limits.c) */
+    struct limits *limits;             /* connection and per-address bounds (connlimit.c) */
     struct stats *stats;              /* cached store numbers for /metrics (stats.c) */
     struct bridge_metrics metrics;
     volatile int stopping;            /* set on the first SIGTERM/SIGINT */

@@ -333,6 +333,17 @@ static int consumer_batch_good(struct consumer_batch *bt, const struct consumer_
                : 0;
 }
 
+/* jansson's error text quotes the offending bytes and may cut a UTF-8
+ * character (and snprintf may cut one too): the reason goes into a jsonb
+ * parameter, so keep it ASCII (fuzz finding dead-letter-reason-cuts-utf8) */
+static void consumer_ascii_only(char *s)
+{
+    for (; *s; s++) {
+        if ((unsigned char)*s >= 0x80 || (unsigned char)*s < 0x20)
+            *s = '?';
+    }
+}
+
 int consumer_batch_add(struct consumer_batch *bt, const struct consumer_msg *m)
 {
     json_error_t jerr;
@@ -352,6 +363,7 @@ int consumer_batch_add(struct consumer_batch *bt, const struct consumer_msg *m)
     if (!v) {
         snprintf(why, sizeof why, "value is not JSON: %s at line %d column %d", jerr.text,
                  jerr.line, jerr.column);
+        consumer_ascii_only(why);
         return consumer_batch_dead(bt, m, why);
     }
     json_decref(v);

@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 
 #include "bridge.h"
-#include "limits.h"
+#include "connlimit.h"
 #include "buf.h"
 #include "gate.h"
 #include "h2.h"
@@ -432,7 +432,7 @@ static void http_metric(struct buf *out, const char *name, const char *type, con
                      value);
 }
 
-/* the bounds of limits.c and the open publishers (stats.c) */
+/* the bounds of connlimit.c and the open publishers (stats.c) */
 static void http_metrics_hardening(struct buf *out, struct bridge *b, const struct stats_values *v)
 {
     if (b->limits) {
@@ -970,7 +970,7 @@ static void http_session_reset(struct lws *wsi, struct http_session *ss)
     (void)wsi;
 }
 
-/* connections: counted and capped by limits.c (wsi is the listener for the filter) */
+/* connections: counted and capped by connlimit.c (wsi is the listener for the filter) */
 static int http_limits_event(struct lws *wsi, enum lws_callback_reasons reason)
 {
     struct bridge *b = http_bridge(wsi);
@@ -997,7 +997,14 @@ static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
         http_session_reset(wsi, ss);
         return http_request(wsi, ss, in ? (const char *)in : "/") < 0 ? -1 : 0;
     case LWS_CALLBACK_HTTP_BODY: /* POST …/runs only */
-        return ss && !ss->ready && http_post_body(ss, in, len) < 0 ? -1 : 0;
+        /* a body on a request answered already (404, 405…): send the answer
+         * and close.  Left unread, a pipelined request behind it makes lws
+         * 4.1.6 spin in its rx-flow loop (fuzz finding pipelined-body-spin) */
+        if (ss && ss->ready) {
+            http_write_reply(wsi, ss);
+            return -1;
+        }
+        return ss && http_post_body(ss, in, len) < 0 ? -1 : 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         if (!ss || ss->ready || !ss->path)
             return 0; /* answered already (411, 405…) */
@@ -1015,7 +1022,6 @@ static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
         return 0;
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
     case LWS_CALLBACK_WSI_CREATE:
-    case LWS_CALLBACK_WSI_DESTROY:
         return http_limits_event(wsi, reason);
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
         return lws_http_transaction_completed(wsi) ? -1 : 0;
@@ -1024,6 +1030,7 @@ static int http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user
         return 0;
     case LWS_CALLBACK_WSI_DESTROY:
         netstat_closing(wsi);
+        http_limits_event(wsi, reason);
         return lws_callback_http_dummy(wsi, reason, user, in, len);
     case LWS_CALLBACK_CLOSED_HTTP:
         netstat_closing(wsi);

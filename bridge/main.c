@@ -18,7 +18,7 @@
 #include "bridge.h"
 #include "config.h"
 #include "gate.h"
-#include "limits.h"
+#include "connlimit.h"
 #include "stats.h"
 #include "http.h"
 #include "log.h"

@@ -26,7 +26,7 @@
 
 #include "bridge.h"
 #include "buf.h"
-#include "limits.h"
+#include "connlimit.h"
 #include "log.h"
 #include "h2.h"
 #include "loop.h"
@@ -111,7 +111,7 @@ struct sse_sub {
     uint64_t written_mark;          /* written at the previous heartbeat tick */
     int idle_beats;                 /* heartbeats in a row with data waiting and none taken */
     int replay_limit;               /* events the replay query in flight asked for */
-    struct limits_ip *ip;            /* the client address's stream count (limits.c) */
+    struct limits_ip *ip;            /* the client address's stream count (connlimit.c) */
     struct buf out;                 /* LWS_PRE headroom, then out.len bytes to send */
     struct sse_held *held, **held_tail;
     size_t held_bytes;

@@ -1,5 +1,5 @@
 /*
- * limits.c: owns the bounds on what clients hold (see limits.h).  Connections:
+ * connlimit.c: owns the bounds on what clients hold (see connlimit.h).  Connections:
  * lws accepts on its own listener, so the count is kept from its callbacks
  * (FILTER_NETWORK_CONNECTION, then WSI_CREATE for the same connection, and
  * WSI_DESTROY); at the cap the listener's POLLIN is turned off with
@@ -8,7 +8,7 @@
  * connection has closed.  Streams per address: a small hash of addresses.
  */
 #define _GNU_SOURCE
-#include "limits.h"
+#include "connlimit.h"
 
 #include <libwebsockets.h>
 #include <stdlib.h>

@@ -1,12 +1,12 @@
 /*
- * limits.h: bounds on what clients can hold: open connections capped below
+ * connlimit.h: bounds on what clients can hold: open connections capped below
  * the descriptor limit (the listener is not polled while full and is polled
  * again when a connection closes), SSE streams per client address, and one
  * log line per interval for each.  Called from the lws "http" protocol
  * callback (http.c) and from sse.c.
  */
-#ifndef AEGIS_LIMITS_H
-#define AEGIS_LIMITS_H
+#ifndef AEGIS_CONNLIMIT_H
+#define AEGIS_CONNLIMIT_H
 #include <stdint.h>
 
 struct bridge;
