@@ -436,7 +436,8 @@ static void http_metric(struct buf *out, const char *name, const char *type, con
 static void http_metrics_hardening(struct buf *out, struct bridge *b, const struct stats_values *v)
 {
     if (b->limits) {
-        http_metric(out, "aegis_bridge_connections", "gauge", "open client connections",
+        http_metric(out, "aegis_bridge_accepted_connections", "gauge",
+                    "open client connections, counted from accept (every protocol)",
                     (double)limits_open_connections(b->limits));
         http_metric(out, "aegis_bridge_connection_limit", "gauge",
                     "client connections at most (descriptor limit minus --reserved-fds)",

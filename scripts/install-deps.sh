@@ -12,6 +12,7 @@ packages=(
     libjwt-dev libssl-dev openssl
     kcat curl jq python3 python3-yaml python3-psycopg python3-matplotlib valgrind procps iproute2
     clang-14 libfuzzer-14-dev
+    nginx
     chromium
 )
 # Tools that may come from elsewhere on the machine; the Debian package otherwise.
@@ -50,5 +51,10 @@ if command -v pg_lsclusters >/dev/null 2>&1; then
     pg_lsclusters -h 2>/dev/null | awk '$4 == "online" {print $1, $2}' | while read -r v n; do
         pg_ctlcluster "$v" "$n" stop || true
     done
+fi
+# nginx's package may start its default site (port 80, every address); the
+# TLS suite runs an nginx of its own on loopback.
+if [ -x /etc/init.d/nginx ] && pgrep -x nginx >/dev/null 2>&1; then
+    /etc/init.d/nginx stop >/dev/null 2>&1 || true
 fi
 echo "install-deps: done"

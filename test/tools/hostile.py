@@ -41,8 +41,11 @@ def connect(port, src=None, rcvbuf=None, timeout=5.0):
     return s
 
 
+HOST = b"127.0.0.1"     # with the port once known: the bridge checks Host (--allowed-hosts)
+
+
 def request(path, extra=b""):
-    return b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra + b"\r\n"
+    return b"GET " + path.encode() + b" HTTP/1.1\r\nHost: " + HOST + b"\r\n" + extra + b"\r\n"
 
 
 def peer_closed(s):
@@ -205,6 +208,8 @@ def main():
     r.add_argument("--count", type=int, required=True)
     r.add_argument("--read", type=int, default=1)
     a = p.parse_args()
+    global HOST
+    HOST = b"127.0.0.1:%d" % a.port
     if getattr(a, "count", 0) > 20000 or getattr(a, "seconds", 0) > 600:
         sys.exit("hostile.py: bounded: at most 20000 connections and 600 s")
     out = {"hold": mode_hold, "slowloris": mode_slowloris, "oversize": mode_oversize,

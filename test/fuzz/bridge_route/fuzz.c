@@ -1,6 +1,6 @@
 /*
  * bridge_route: libFuzzer target for the bridge's request path routing
- * (http_route_of), stream id rule (sse_id_valid) and static file names
+ * (http_route_of, including POST /conversations/{id}/runs), stream id rule (sse_id_valid) and static file names
  * (http_static_path_ok), fed the path as lws hands it over (a C string; the
  * input up to its first NUL; static files on when the input's length is odd).
  * Checked against the rules written out again here: the route matches the
@@ -80,6 +80,15 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
             if (sse_id_valid(id, (size_t)id_len) != id_rule(id, (size_t)id_len))
                 fuzz_fail("sse_id_valid disagrees with the id rule", path);
         }
+    } else if (r == ROUTE_RUNS) {
+        /* POST /conversations/{id}/runs: the id is what lies between */
+        size_t pl = strlen("/conversations/");
+
+        if (strncmp(path, "/conversations/", pl) != 0 || n < pl + 6 ||
+            strcmp(path + n - 5, "/runs") != 0)
+            fuzz_fail("a runs route for another path", path);
+        if (id != path + pl || id_len < 1 || (size_t)id_len + pl + 5 != n)
+            fuzz_fail("a run's conversation id outside its place in the path", path);
     } else if (id != NULL || id_len != 0) {
         fuzz_fail("an id set for a route without one", path);
     }
