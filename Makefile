@@ -74,7 +74,7 @@ demo:
 	bash scripts/demo.sh $(DEMO_ARGS)
 
 # libFuzzer targets (test/fuzz): each runs FUZZ_SECONDS (default 600);
-# `make test` runs each for 30 s (test/suites/45-fuzz.sh).
+# `make test` runs each for 10 s (test/suites/45-fuzz.sh).
 FUZZ_SECONDS ?= 600
 fuzz:
 	bash scripts/install-deps.sh

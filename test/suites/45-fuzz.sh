@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # 45-fuzz: builds every libFuzzer target under test/fuzz (ASan + UBSan) and
-# runs each for FUZZ_TEST_SECONDS (default 30) over its committed corpus:
+# runs each for FUZZ_TEST_SECONDS (default 10) over its committed corpus:
 # one ok/not ok per target; a crash, leak, timeout or sanitizer report
 # fails it (the input is left in test/fuzz/out/<target>/).  First, every
 # committed corpus input (the seeds and the inputs of crashes once found)
@@ -9,7 +9,7 @@
 # `make fuzz` runs them longer.
 source "$(dirname "$0")/../lib.sh"
 cd "$AEGIS_TOP/test/fuzz"
-seconds=${FUZZ_TEST_SECONDS:-30}
+seconds=${FUZZ_TEST_SECONDS:-10}
 
 if ! make -s all >"$AEGIS_TEST_TMP/fuzz-build.$$.log" 2>&1; then
     sed 's/^/# /' "$AEGIS_TEST_TMP/fuzz-build.$$.log" | head -40
