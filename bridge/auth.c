@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include "auth.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -101,23 +102,6 @@ static jwt_alg_t auth_alg_jwt(enum auth_alg alg)
 
 /* ---------- keys ---------- */
 
-static int auth_fail(char **errmsg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int auth_fail(char **errmsg, const char *fmt, ...)
-{
-    va_list ap;
-    char *msg = NULL;
-
-    va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
-    va_end(ap);
-    if (errmsg)
-        *errmsg = msg;
-    else
-        free(msg);
-    return -1;
-}
 
 static int auth_read_file(const char *path, unsigned char **out, size_t *len, char **errmsg)
 {
@@ -126,7 +110,7 @@ static int auth_read_file(const char *path, unsigned char **out, size_t *len, ch
     size_t n;
 
     if (!f)
-        return auth_fail(errmsg, "cannot read key file '%s': %s", path, strerror(errno));
+        return buf_fail(errmsg, -1, "cannot read key file '%s': %s", path, strerror(errno));
     buf = malloc(AUTH_KEY_FILE_MAX + 1);
     if (!buf)
         goto err;
@@ -134,7 +118,7 @@ static int auth_read_file(const char *path, unsigned char **out, size_t *len, ch
     if (ferror(f) || n > AUTH_KEY_FILE_MAX) {
         fclose(f);
         free(buf);
-        return auth_fail(errmsg, "cannot read key file '%s': %s", path,
+        return buf_fail(errmsg, -1, "cannot read key file '%s': %s", path,
                          n > AUTH_KEY_FILE_MAX ? "larger than 64 KiB" : "read error");
     }
     fclose(f);
@@ -144,7 +128,7 @@ static int auth_read_file(const char *path, unsigned char **out, size_t *len, ch
     return 0;
 err:
     fclose(f);
-    return auth_fail(errmsg, "out of memory");
+    return buf_fail(errmsg, -1, "out of memory");
 }
 
 /* a PEM public key of the kind alg needs (RSA; EC on P-256) */
@@ -159,7 +143,7 @@ static int auth_pem_check(const char *path, enum auth_alg alg, const unsigned ch
 
     BIO_free(bio);
     if (!pk)
-        return auth_fail(errmsg, "key file '%s' is not a PEM public key (%s needs one)", path,
+        return buf_fail(errmsg, -1, "key file '%s' is not a PEM public key (%s needs one)", path,
                          auth_alg_name(alg));
     if (alg == AUTH_RS256)
         ok = EVP_PKEY_base_id(pk) == EVP_PKEY_RSA && EVP_PKEY_get_bits(pk) >= 2048;
@@ -169,7 +153,7 @@ static int auth_pem_check(const char *path, enum auth_alg alg, const unsigned ch
              && !strcmp(group, "prime256v1");
     EVP_PKEY_free(pk);
     if (!ok)
-        return auth_fail(errmsg, "key file '%s' is not %s", path,
+        return buf_fail(errmsg, -1, "key file '%s' is not %s", path,
                          alg == AUTH_RS256 ? "an RSA public key of at least 2048 bits (RS256)"
                                            : "an EC P-256 public key (ES256)");
     return 0;
@@ -187,7 +171,7 @@ int auth_key_load(const char *path, enum auth_alg alg, struct auth_key *out, cha
         return -1;
     if (auth_alg_is_hmac(alg) && len < AUTH_HMAC_MIN) {
         free(bytes);
-        return auth_fail(errmsg, "key file '%s' holds %zu bytes: an %s secret needs at least %d",
+        return buf_fail(errmsg, -1, "key file '%s' holds %zu bytes: an %s secret needs at least %d",
                          path, len, auth_alg_name(alg), AUTH_HMAC_MIN);
     }
     if (!auth_alg_is_hmac(alg) && auth_pem_check(path, alg, bytes, len, errmsg) < 0) {

@@ -1,7 +1,8 @@
 /*
  * buf.c: owns struct buf's memory (see buf.h): doubling growth, the NUL
- * after the bytes, formatted appends.
+ * after the bytes, formatted appends; formatted heap strings (buf_fail).
  */
+#define _GNU_SOURCE /* vasprintf */
 #include "buf.h"
 
 #include <stdarg.h>
@@ -67,4 +68,39 @@ void buf_free(struct buf *b)
 {
     free(b->p);
     memset(b, 0, sizeof *b);
+}
+
+char *buf_strdup_vprintf(const char *fmt, va_list ap)
+{
+    char *s = NULL;
+
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    return s;
+}
+
+char *buf_strdup_printf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+
+    va_start(ap, fmt);
+    s = buf_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+int buf_fail(char **errmsg, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+
+    va_start(ap, fmt);
+    s = buf_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    if (errmsg)
+        *errmsg = s;
+    else
+        free(s);
+    return rc;
 }

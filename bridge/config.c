@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include "config.h"
+#include "buf.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -122,23 +123,6 @@ static const struct config_opt config_opts[] = {
 
 #define CONFIG_NOPTS (sizeof config_opts / sizeof config_opts[0])
 
-static int config_fail(char **errmsg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int config_fail(char **errmsg, const char *fmt, ...)
-{
-    va_list ap;
-    char *msg = NULL;
-
-    va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
-    va_end(ap);
-    if (errmsg)
-        *errmsg = msg;
-    else
-        free(msg);
-    return -1;
-}
 
 const char *config_log_level_name(enum log_level l)
 {
@@ -443,11 +427,11 @@ static int config_add_consumers(struct bridge_config *cfg, const char *v, int li
         len = end ? (size_t)(end - p) : strlen(p);
         err = config_parse_consumer(&one, p, len);
         if (err)
-            return config_fail(errmsg, "invalid value '%s' for %s: %s", v, optname, err);
+            return buf_fail(errmsg, -1, "invalid value '%s' for %s: %s", v, optname, err);
         grown = realloc(cfg->consumers, (cfg->nconsumers + 1) * sizeof *grown);
         if (!grown) {
             config_consumer_clear(&one);
-            return config_fail(errmsg, "out of memory");
+            return buf_fail(errmsg, -1, "out of memory");
         }
         cfg->consumers = grown;
         grown[cfg->nconsumers++] = one;
@@ -579,7 +563,7 @@ static int config_apply_auth(struct bridge_config *cfg, const struct config_opt 
     switch (o->kind) {
     case OPT_AUTH_MODE:
         if (strcmp(v, "none"))
-            return config_fail(errmsg,
+            return buf_fail(errmsg, -1,
                                "invalid value '%s' for %s: the only mode is none (tokens are "
                                "on when --auth-jwt-key is given)",
                                v, name);
@@ -587,22 +571,22 @@ static int config_apply_auth(struct bridge_config *cfg, const struct config_opt 
         return 0;
     case OPT_JWT_ALG:
         if (auth_alg_parse(v) < 0)
-            return config_fail(errmsg,
+            return buf_fail(errmsg, -1,
                                "invalid value '%s' for %s: expected HS256, HS384, HS512, RS256 "
                                "or ES256",
                                v, name);
-        return config_set_str(&cfg->auth_jwt_alg, v) < 0 ? config_fail(errmsg, "out of memory") : 0;
+        return config_set_str(&cfg->auth_jwt_alg, v) < 0 ? buf_fail(errmsg, -1, "out of memory") : 0;
     case OPT_SQL_FUNC:
         if (!config_ident_ok(v, strlen(v)) && !config_handler_ok(v))
-            return config_fail(errmsg,
+            return buf_fail(errmsg, -1,
                                "invalid value '%s' for %s: expected [schema.]function, SQL "
                                "identifiers",
                                v, name);
-        return config_set_str(&cfg->auth_sql_function, v) < 0 ? config_fail(errmsg, "out of memory")
+        return config_set_str(&cfg->auth_sql_function, v) < 0 ? buf_fail(errmsg, -1, "out of memory")
                                                               : 0;
     default:
         if (config_add_hosts(cfg, v) < 0)
-            return config_fail(errmsg,
+            return buf_fail(errmsg, -1,
                                "invalid value '%s' for %s: expected host[:port] entries (a "
                                "name, an IPv4 or [IPv6] address), comma-separated",
                                v, name);
@@ -619,38 +603,38 @@ static int config_apply(struct bridge_config *cfg, const struct config_opt *o, c
     switch (o->kind) {
     case OPT_STR:
         if (!*v || strlen(v) > 4096)
-            return config_fail(errmsg, "invalid value '%s' for %s: expected a non-empty string", v, name);
+            return buf_fail(errmsg, -1, "invalid value '%s' for %s: expected a non-empty string", v, name);
         if (!strcmp(o->flag, "--topic-allow") && !config_topic_list_ok(v))
-            return config_fail(errmsg, "invalid value '%s' for %s: expected topic names "
+            return buf_fail(errmsg, -1, "invalid value '%s' for %s: expected topic names "
                                "([A-Za-z0-9._-], 1 to 249 characters) separated by commas", v, name);
         if (config_set_str(config_str_slot(cfg, o), v) < 0)
-            return config_fail(errmsg, "out of memory");
+            return buf_fail(errmsg, -1, "out of memory");
         return 0;
     case OPT_INT:
     case OPT_SIZE:
         if (config_parse_long(v, o->min, o->max, &n) < 0)
-            return config_fail(errmsg, "invalid value '%s' for %s: expected an integer from %ld to %ld",
+            return buf_fail(errmsg, -1, "invalid value '%s' for %s: expected an integer from %ld to %ld",
                                v, name, o->min, o->max);
         config_set_int(cfg, o, n);
         return 0;
     case OPT_LISTEN:
         if (config_parse_listen(cfg, v) < 0)
-            return config_fail(errmsg, "invalid value '%s' for %s: expected HOST:PORT with HOST an IPv4 "
+            return buf_fail(errmsg, -1, "invalid value '%s' for %s: expected HOST:PORT with HOST an IPv4 "
                                "address or localhost and PORT 1..65535", v, name);
         return 0;
     case OPT_LOGLEVEL:
         if (config_parse_level(v, &cfg->log_level) < 0)
-            return config_fail(errmsg, "invalid value '%s' for %s: expected debug, info, warn or error",
+            return buf_fail(errmsg, -1, "invalid value '%s' for %s: expected debug, info, warn or error",
                                v, name);
         return 0;
     case OPT_CORS:
         if (config_add_cors(cfg, v, from_env) < 0)
-            return config_fail(errmsg, "invalid value '%s' for %s: expected http(s)://host[:port] "
+            return buf_fail(errmsg, -1, "invalid value '%s' for %s: expected http(s)://host[:port] "
                                "without a trailing slash, or *", v, name);
         return 0;
     case OPT_KV:
         if (config_add_kv(cfg, v) < 0)
-            return config_fail(errmsg, "invalid value '%s' for %s: expected KEY=VALUE", v, name);
+            return buf_fail(errmsg, -1, "invalid value '%s' for %s: expected KEY=VALUE", v, name);
         return 0;
     case OPT_CONSUMER:
         return config_add_consumers(cfg, v, from_env, errmsg, name);
@@ -749,10 +733,10 @@ static int config_from_argv(struct bridge_config *cfg, int argc, char **argv, ch
     for (i = 1; i < argc; i++) {
         o = config_find(argv[i], &v);
         if (!o)
-            return config_fail(errmsg, "unknown option '%s' (see --help)", argv[i]);
+            return buf_fail(errmsg, -1, "unknown option '%s' (see --help)", argv[i]);
         if (!config_takes_value(o->kind)) {
             if (v)
-                return config_fail(errmsg, "option %s takes no value, got '%s'", o->flag, v);
+                return buf_fail(errmsg, -1, "option %s takes no value, got '%s'", o->flag, v);
             if (o->kind == OPT_FLAG_OFF)
                 cfg->drain_enabled = 0;
             else if (o->kind == OPT_HELP)
@@ -763,7 +747,7 @@ static int config_from_argv(struct bridge_config *cfg, int argc, char **argv, ch
         }
         if (!v) {
             if (i + 1 >= argc)
-                return config_fail(errmsg, "option %s needs a value", o->flag);
+                return buf_fail(errmsg, -1, "option %s needs a value", o->flag);
             v = argv[++i];
         }
         /* flags replace the environment's list instead of extending it */
@@ -781,7 +765,7 @@ static int config_check_tls(const struct bridge_config *cfg, char **errmsg)
 {
     if (!cfg->tls_cert == !cfg->tls_key)
         return 0;
-    return config_fail(errmsg, "%s needs %s too (--tls-cert and --tls-key, or AEGIS_TLS_CERT and "
+    return buf_fail(errmsg, -1, "%s needs %s too (--tls-cert and --tls-key, or AEGIS_TLS_CERT and "
                        "AEGIS_TLS_KEY, go together)", cfg->tls_cert ? "--tls-cert" : "--tls-key",
                        cfg->tls_cert ? "--tls-key (AEGIS_TLS_KEY)" : "--tls-cert (AEGIS_TLS_CERT)");
 }
@@ -792,7 +776,7 @@ int config_parse(struct bridge_config *cfg, int argc, char **argv, char **envp, 
         *errmsg = NULL;
     config_defaults(cfg);
     if (!cfg->listen_host)
-        return config_fail(errmsg, "out of memory");
+        return buf_fail(errmsg, -1, "out of memory");
     if (config_from_env(cfg, envp, errmsg) < 0 || config_from_argv(cfg, argc, argv, errmsg) < 0 ||
         config_check_tls(cfg, errmsg) < 0) {
         config_free(cfg);

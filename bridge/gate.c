@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include "gate.h"
+#include "buf.h"
 
 #include <libpq-fe.h>
 #include <libwebsockets.h>
@@ -22,6 +23,7 @@
 #include "log.h"
 #include "loop.h"
 #include "pgconn.h"
+#include "reqhdr.h"
 
 struct gate {
     struct auth_verifier *verifier; /* NULL: auth off (loopback or --auth none) */
@@ -48,21 +50,6 @@ static struct bridge *gate_bridge(struct lws *wsi)
 
 /* ---------- start ---------- */
 
-static int gate_fail(char **errmsg, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int gate_fail(char **errmsg, int status, const char *fmt, ...)
-{
-    va_list ap;
-    char *msg = NULL;
-
-    va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
-    va_end(ap);
-    *errmsg = msg;
-    return status;
-}
 
 static void gate_free(struct gate *g)
 {
@@ -94,21 +81,21 @@ static int gate_policy_check(const struct bridge_config *cfg, char **errmsg)
 
     snprintf(sig, sizeof sig, "%s(jsonb,text,text)", cfg->auth_sql_function);
     if (PQstatus(conn) != CONNECTION_OK) {
-        rc = gate_fail(errmsg, 1, "cannot check --auth-sql-function %s: %s", cfg->auth_sql_function,
+        rc = buf_fail(errmsg, 1, "cannot check --auth-sql-function %s: %s", cfg->auth_sql_function,
                        log_text(PQerrorMessage(conn)));
         goto out;
     }
     res = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        rc = gate_fail(errmsg, 1, "cannot check --auth-sql-function %s: %s", cfg->auth_sql_function,
+        rc = buf_fail(errmsg, 1, "cannot check --auth-sql-function %s: %s", cfg->auth_sql_function,
                        log_text(PQresultErrorMessage(res)));
     else if (PQntuples(res) != 1)
-        rc = gate_fail(errmsg, 2,
+        rc = buf_fail(errmsg, 2,
                        "--auth-sql-function: no function %s(claims jsonb, stream_kind text, "
                        "stream_id text) in the database",
                        cfg->auth_sql_function);
     else if (PQgetvalue(res, 0, 0)[0] != 't')
-        rc = gate_fail(errmsg, 2,
+        rc = buf_fail(errmsg, 2,
                        "--auth-sql-function: %s(jsonb, text, text) must be a function "
                        "returning boolean",
                        cfg->auth_sql_function);
@@ -128,7 +115,7 @@ static int gate_hosts(struct gate *g, const struct bridge_config *cfg, int loopb
             if (!grown || !(grown[g->nhosts] = strdup(cfg->allowed_hosts[i]))) {
                 if (grown)
                     g->hosts = grown;
-                return gate_fail(errmsg, 1, "out of memory");
+                return buf_fail(errmsg, 1, "out of memory");
             }
             g->hosts = grown;
             g->nhosts++;
@@ -137,10 +124,10 @@ static int gate_hosts(struct gate *g, const struct bridge_config *cfg, int loopb
     }
     if (loopback)
         return guard_default_hosts(cfg->listen_port, &g->hosts, &g->nhosts) < 0
-                   ? gate_fail(errmsg, 1, "out of memory")
+                   ? buf_fail(errmsg, 1, "out of memory")
                    : 0;
     if (cfg->auth_jwt_key_file)
-        return gate_fail(errmsg, 2,
+        return buf_fail(errmsg, 2,
                          "--allowed-hosts is required with --auth-jwt-key when listening on "
                          "%s (not loopback): name the Host values clients use (DNS rebinding)",
                          cfg->listen_host);
@@ -154,16 +141,16 @@ static int gate_key(struct gate *g, const struct bridge_config *cfg, char **errm
     int alg = auth_alg_parse(cfg->auth_jwt_alg ? cfg->auth_jwt_alg : "HS256");
 
     if (alg < 0)
-        return gate_fail(errmsg, 2, "--auth-jwt-alg must be HS256, HS384, HS512, RS256 or ES256");
+        return buf_fail(errmsg, 2, "--auth-jwt-alg must be HS256, HS384, HS512, RS256 or ES256");
     if (auth_key_load(cfg->auth_jwt_key_file, (enum auth_alg)alg, &key, &msg) < 0) {
-        int rc = gate_fail(errmsg, 2, "--auth-jwt-key: %s", msg ? msg : "out of memory");
+        int rc = buf_fail(errmsg, 2, "--auth-jwt-key: %s", msg ? msg : "out of memory");
         free(msg);
         return rc;
     }
     g->verifier = auth_verifier_new(&key, cfg->auth_jwt_audience, cfg->auth_jwt_issuer);
     if (!g->verifier) {
         auth_key_clear(&key);
-        return gate_fail(errmsg, 1, "out of memory");
+        return buf_fail(errmsg, 1, "out of memory");
     }
     return 0;
 }
@@ -172,11 +159,11 @@ static int gate_key(struct gate *g, const struct bridge_config *cfg, char **errm
 static int gate_mode(const struct bridge_config *cfg, int loopback, char **errmsg)
 {
     if (cfg->auth_none && cfg->auth_jwt_key_file)
-        return gate_fail(errmsg, 2, "--auth none and --auth-jwt-key exclude each other");
+        return buf_fail(errmsg, 2, "--auth none and --auth-jwt-key exclude each other");
     if (cfg->auth_sql_function && !cfg->auth_jwt_key_file)
-        return gate_fail(errmsg, 2, "--auth-sql-function needs --auth-jwt-key (it judges tokens)");
+        return buf_fail(errmsg, 2, "--auth-sql-function needs --auth-jwt-key (it judges tokens)");
     if (!cfg->auth_jwt_key_file && !cfg->auth_none && !loopback)
-        return gate_fail(errmsg, 2,
+        return buf_fail(errmsg, 2,
                          "refusing to serve every stream to anyone on %s:%d: give "
                          "--auth-jwt-key FILE (signed tokens), or --auth none to serve without "
                          "authorization on purpose",
@@ -194,7 +181,7 @@ int gate_start(struct bridge *b, char **errmsg)
     if ((rc = gate_mode(cfg, loopback, errmsg)) != 0)
         return rc;
     if (!(g = calloc(1, sizeof *g)))
-        return gate_fail(errmsg, 1, "out of memory");
+        return buf_fail(errmsg, 1, "out of memory");
     if ((rc = gate_hosts(g, cfg, loopback, errmsg)) != 0
         || (cfg->auth_jwt_key_file && (rc = gate_key(g, cfg, errmsg)) != 0)
         || (cfg->auth_sql_function && (rc = gate_policy_check(cfg, errmsg)) != 0))
@@ -204,7 +191,7 @@ int gate_start(struct bridge *b, char **errmsg)
                     cfg->auth_sql_function)
                < 0) {
         g->policy_sql = NULL;
-        rc = gate_fail(errmsg, 1, "out of memory");
+        rc = buf_fail(errmsg, 1, "out of memory");
         goto err;
     }
     b->gate = g;
@@ -231,51 +218,13 @@ void gate_stop(struct bridge *b)
 
 /* ---------- request headers ---------- */
 
-static char *gate_hdr(struct lws *wsi, enum lws_token_indexes h)
-{
-    int len = lws_hdr_total_length(wsi, h);
-    char *v;
-
-    if (len <= 0)
-        return NULL;
-    v = malloc((size_t)len + 1);
-    if (v && lws_hdr_copy(wsi, v, len + 1, h) < 0) {
-        free(v);
-        v = NULL;
-    }
-    return v;
-}
-
-static char *gate_custom_hdr(struct lws *wsi, const char *name)
-{
-    int nl = (int)strlen(name), len = lws_hdr_custom_length(wsi, name, nl);
-    char *v;
-
-    if (len < 0)
-        return NULL;
-    v = malloc((size_t)len + 1);
-    if (v && lws_hdr_custom_copy(wsi, v, len + 1, name, nl) < 0) {
-        free(v);
-        v = NULL;
-    }
-    return v;
-}
-
-/* the first access_token query argument (lws has decoded it), or NULL */
+/* the access_token query argument (lws has decoded it), or NULL when absent
+ * or given twice (an ambiguous credential is no credential) */
 static char *gate_query_token(struct lws *wsi)
 {
-    size_t nl = strlen(AUTH_QUERY_ARG);
-    char *frag, *out = NULL;
-    int i, len;
+    char *out;
 
-    for (i = 0; !out && (len = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i)) > 0; i++) {
-        frag = malloc((size_t)len + 1);
-        if (frag && lws_hdr_copy_fragment(wsi, frag, len + 1, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0
-            && (size_t)len > nl && !strncmp(frag, AUTH_QUERY_ARG, nl) && frag[nl] == '=')
-            out = strdup(frag + nl + 1);
-        free(frag);
-    }
-    return out;
+    return reqhdr_query_arg(wsi, AUTH_QUERY_ARG, &out) == 1 ? out : NULL;
 }
 
 char *gate_log_query(struct lws *wsi)
@@ -337,9 +286,9 @@ static int gate_host_ok(const struct gate *g, struct lws *wsi)
 
     if (!g->hosts)
         return 1;
-    host = gate_hdr(wsi, WSI_TOKEN_HOST);
+    host = reqhdr_get(wsi, WSI_TOKEN_HOST);
     if (!host)
-        host = gate_hdr(wsi, WSI_TOKEN_HTTP_COLON_AUTHORITY);
+        host = reqhdr_get(wsi, WSI_TOKEN_HTTP_COLON_AUTHORITY);
     ok = guard_host_allowed(host, g->hosts, g->nhosts);
     if (!ok)
         LOG(LOG_INFO, "gate", "msg=\"host refused\" host=\"%s\"", log_text(host));
@@ -350,12 +299,12 @@ static int gate_host_ok(const struct gate *g, struct lws *wsi)
 static const char *gate_cross_site(struct lws *wsi)
 {
     const struct bridge_config *cfg = &gate_bridge(wsi)->cfg;
-    char *site = gate_custom_hdr(wsi, "sec-fetch-site:"), *origin = gate_hdr(wsi, WSI_TOKEN_ORIGIN),
-         *host = gate_hdr(wsi, WSI_TOKEN_HOST);
+    char *site = reqhdr_custom(wsi, "sec-fetch-site:"), *origin = reqhdr_get(wsi, WSI_TOKEN_ORIGIN),
+         *host = reqhdr_get(wsi, WSI_TOKEN_HOST);
     const char *why;
 
     if (!host)
-        host = gate_hdr(wsi, WSI_TOKEN_HTTP_COLON_AUTHORITY);
+        host = reqhdr_get(wsi, WSI_TOKEN_HTTP_COLON_AUTHORITY);
     why = guard_cross_site(site, origin, lws_is_ssl(wsi) ? "https" : "http", host,
                            cfg->cors_origins, cfg->ncors_origins);
     if (why)
@@ -372,8 +321,8 @@ static const char *gate_cross_site(struct lws *wsi)
 static int gate_token(const struct gate *g, struct lws *wsi, const struct gate_target *t,
                       struct auth_claims **claims, struct gate_refusal *no, enum auth_source *src)
 {
-    char *authz = gate_hdr(wsi, WSI_TOKEN_HTTP_AUTHORIZATION),
-         *cookie = gate_hdr(wsi, WSI_TOKEN_HTTP_COOKIE), *query = gate_query_token(wsi),
+    char *authz = reqhdr_get(wsi, WSI_TOKEN_HTTP_AUTHORIZATION),
+         *cookie = reqhdr_get(wsi, WSI_TOKEN_HTTP_COOKIE), *query = gate_query_token(wsi),
          *token = auth_token_pick(authz, cookie, query, src);
     enum auth_result r = auth_verify(g->verifier, token, time(NULL), claims);
 
@@ -419,7 +368,7 @@ static int gate_run_header(struct lws *wsi, enum auth_source src, struct gate_re
 
     if (src == AUTH_SRC_BEARER)
         return 1;
-    x = gate_custom_hdr(wsi, "x-aegis-request:");
+    x = reqhdr_custom(wsi, "x-aegis-request:");
     ok = x && !strcmp(x, "1");
     free(x);
     if (ok)

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "netstat.h"
 #include "pgconn.h"
+#include "reqhdr.h"
 #include "runreq.h"
 #include "sse.h"
 #include "stats.h"
@@ -249,77 +250,13 @@ static int http_write_reply(struct lws *wsi, struct http_session *ss)
 
 /* ---------- request pieces ---------- */
 
-/* the value of query arg name (malloc'd) in *out; returns 0 absent, 1 found, -1 bad */
-static int http_query_arg(struct lws *wsi, const char *name, char **out)
-{
-    size_t nl = strlen(name);
-    int i, len, found = 0;
-    char *frag;
-
-    *out = NULL;
-    for (i = 0; (len = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i)) > 0; i++) {
-        frag = malloc((size_t)len + 1);
-        if (!frag || lws_hdr_copy_fragment(wsi, frag, len + 1, WSI_TOKEN_HTTP_URI_ARGS, i) < 0) {
-            free(frag);
-            goto bad;
-        }
-        if ((size_t)len > nl && !strncmp(frag, name, nl) && frag[nl] == '=') {
-            if (found++) {
-                free(frag);
-                goto bad;                   /* the same argument twice */
-            }
-            *out = strdup(frag + nl + 1);
-            if (!*out) {
-                free(frag);
-                goto bad;
-            }
-        }
-        free(frag);
-    }
-    return found;
-bad:
-    free(*out);
-    *out = NULL;
-    return -1;
-}
-
-static char *http_header(struct lws *wsi, enum lws_token_indexes h)
-{
-    int len = lws_hdr_total_length(wsi, h);
-    char *v;
-
-    if (len <= 0)
-        return NULL;
-    v = malloc((size_t)len + 1);
-    if (v && lws_hdr_copy(wsi, v, len + 1, h) < 0) {
-        free(v);
-        v = NULL;
-    }
-    return v;
-}
-
-static char *http_custom_header(struct lws *wsi, const char *name)
-{
-    int len = lws_hdr_custom_length(wsi, name, (int)strlen(name));
-    char *v;
-
-    if (len < 0)
-        return NULL;
-    v = malloc((size_t)len + 1);
-    if (v && lws_hdr_custom_copy(wsi, v, len + 1, name, (int)strlen(name)) < 0) {
-        free(v);
-        v = NULL;
-    }
-    return v;
-}
-
 static char *http_cors_origin(struct lws *wsi)
 {
     const struct bridge_config *cfg = &http_bridge(wsi)->cfg;
     char *origin;
     size_t i;
 
-    if (cfg->ncors_origins == 0 || !(origin = http_header(wsi, WSI_TOKEN_ORIGIN)))
+    if (cfg->ncors_origins == 0 || !(origin = reqhdr_get(wsi, WSI_TOKEN_ORIGIN)))
         return NULL;
     for (i = 0; i < cfg->ncors_origins; i++) {
         if (!strcmp(cfg->cors_origins[i], "*") || !strcmp(cfg->cors_origins[i], origin))
@@ -655,15 +592,15 @@ static int http_static(struct lws *wsi, struct http_session *ss, const char *pat
 static int http_sse_params(struct lws *wsi, struct http_session *ss, struct sse_request *req,
                            char **owned)
 {
-    char *hdr = http_custom_header(wsi, "last-event-id:");
+    char *hdr = reqhdr_custom(wsi, "last-event-id:");
     int r;
 
     /* owned[]: message, agent_id, agent_type, last_event_id arg, header */
     owned[4] = hdr;
-    if ((r = http_query_arg(wsi, "message", &owned[0])) < 0 ||
-        http_query_arg(wsi, "agent_id", &owned[1]) < 0 ||
-        http_query_arg(wsi, "agent_type", &owned[2]) < 0 ||
-        http_query_arg(wsi, "last_event_id", &owned[3]) < 0)
+    if ((r = reqhdr_query_arg(wsi, "message", &owned[0])) < 0 ||
+        reqhdr_query_arg(wsi, "agent_id", &owned[1]) < 0 ||
+        reqhdr_query_arg(wsi, "agent_type", &owned[2]) < 0 ||
+        reqhdr_query_arg(wsi, "last_event_id", &owned[3]) < 0)
         return http_reply_text(wsi, ss, 400, "bad request: repeated or unreadable query argument"), 1;
     if (hdr || owned[3]) {
         if (sse_parse_event_id(hdr ? hdr : owned[3], &req->last_id) < 0)
@@ -826,7 +763,7 @@ static int http_run_record(struct lws *wsi, struct http_session *ss, const char 
 /* a JSON body, checked before the gate reads the agent type from it */
 static int http_run_body_ok(struct lws *wsi, struct http_session *ss, struct runreq *r)
 {
-    char *ctype = http_header(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE), err[256];
+    char *ctype = reqhdr_get(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE), err[256];
     int json = ctype && !strncasecmp(ctype, "application/json", 16)
                && (ctype[16] == '\0' || ctype[16] == ';' || ctype[16] == ' ');
 

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include "kafka.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -61,17 +62,6 @@ static const struct config_kv kafka_defaults[] = {
     {"log.queue", "true"},
 };
 
-static char *kafka_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *kafka_strdup_printf(const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0)
-        s = NULL;
-    va_end(ap);
-    return s;
-}
 
 /* The settings that would turn off idempotence or acks=all are refused:
  * the drain's guarantees depend on them. */
@@ -92,7 +82,7 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, co
 {
     char err[512];
     if (rd_kafka_conf_set(conf, key, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-        *errmsg = kafka_strdup_printf("%s %s=%s refused by librdkafka: %s", origin, key,
+        *errmsg = buf_strdup_printf("%s %s=%s refused by librdkafka: %s", origin, key,
                                       value, err);
         return -1;
     }
@@ -109,7 +99,7 @@ static rd_kafka_conf_t *kafka_conf_build(const char *bootstrap, const struct con
 
     *errmsg = NULL;
     if (bootstrap == NULL || bootstrap[0] == '\0' || strspn(bootstrap, " ,") == strlen(bootstrap)) {
-        *errmsg = kafka_strdup_printf("KAFKA_BOOTSTRAP_SERVERS is empty: expected host:port[,host:port...]");
+        *errmsg = buf_strdup_printf("KAFKA_BOOTSTRAP_SERVERS is empty: expected host:port[,host:port...]");
         goto err;
     }
     for (i = 0; i < sizeof(kafka_defaults) / sizeof(kafka_defaults[0]); i++)
@@ -121,7 +111,7 @@ static rd_kafka_conf_t *kafka_conf_build(const char *bootstrap, const struct con
     for (i = 0; i < nprops; i++) {
         why = kafka_prop_refused(props[i].key, props[i].value);
         if (why != NULL) {
-            *errmsg = kafka_strdup_printf("-X %s=%s refused: %s", props[i].key, props[i].value, why);
+            *errmsg = buf_strdup_printf("-X %s=%s refused: %s", props[i].key, props[i].value, why);
             goto err;
         }
         if (kafka_conf_set(conf, props[i].key, props[i].value, "-X", errmsg) < 0)
@@ -131,7 +121,7 @@ static rd_kafka_conf_t *kafka_conf_build(const char *bootstrap, const struct con
 err:
     rd_kafka_conf_destroy(conf);
     if (*errmsg == NULL)
-        *errmsg = kafka_strdup_printf("out of memory");
+        *errmsg = buf_strdup_printf("out of memory");
     return NULL;
 }
 
@@ -170,7 +160,7 @@ struct kafka *kafka_new(const char *bootstrap, const struct config_kv *props, si
     k->ud = ud;
     k->state = KAFKA_CONNECTING;
     if (kafka_pipe_open(k) < 0) {
-        *errmsg = kafka_strdup_printf("pipe: %s", strerror(errno));
+        *errmsg = buf_strdup_printf("pipe: %s", strerror(errno));
         goto err;
     }
     conf = kafka_conf_build(bootstrap, props, nprops, errmsg);
@@ -181,7 +171,7 @@ struct kafka *kafka_new(const char *bootstrap, const struct config_kv *props, si
     k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (k->rk == NULL) {
         rd_kafka_conf_destroy(conf);
-        *errmsg = kafka_strdup_printf("cannot create the Kafka producer: %s", err);
+        *errmsg = buf_strdup_printf("cannot create the Kafka producer: %s", err);
         goto err;
     }
     /* conf now belongs to rk */
@@ -195,7 +185,7 @@ struct kafka *kafka_new(const char *bootstrap, const struct config_kv *props, si
     return k;
 err:
     if (*errmsg == NULL)
-        *errmsg = kafka_strdup_printf("out of memory");
+        *errmsg = buf_strdup_printf("out of memory");
     if (k != NULL) {
         if (k->pipe_rd >= 0)
             close(k->pipe_rd);

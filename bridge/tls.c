@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "tls.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <libwebsockets.h>
@@ -48,8 +49,7 @@ static int tls_fail(char **err, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    if (vasprintf(err, fmt, ap) < 0)
-        *err = NULL;
+    *err = buf_strdup_vprintf(fmt, ap);
     va_end(ap);
     ERR_clear_error();
     return -1;

@@ -58,3 +58,29 @@ run_node_tap() {
         not_ok "$name (node exited $rc)"
     fi
 }
+
+# browser_suite_start NAME: the start every browser suite shares. Sets OUT
+# (test/out/NAME, emptied), PIDS (processes the suite starts; append to it),
+# BRIDGE (the ASan build), and a cleanup on exit that stops the bridges the
+# node side recorded in OUT/bridge.pids, every pid in PIDS and every
+# PostgreSQL started. Returns 1 after a "not ok" when the bridge's ASan
+# build or the browser is missing.
+browser_suite_start() {
+    OUT="$AEGIS_TOP/test/out/$1"
+    rm -rf "$OUT"; mkdir -p "$OUT"
+    PIDS=()
+    trap browser_suite_cleanup EXIT
+    BRIDGE=$(bridge_asan_bin)
+    [ -x "$BRIDGE" ] || { not_ok "aegis-bridge's ASan build is made (make -C bridge asan)"; return 1; }
+    diag "bridge: $BRIDGE"
+    browser_setup || { not_ok "playwright-core and chromium are installed"; return 1; }
+}
+
+browser_suite_cleanup() {
+    local pid
+    if [ -f "$OUT/bridge.pids" ]; then
+        while read -r pid; do kill_pid "$pid"; done <"$OUT/bridge.pids"
+    fi
+    for pid in "${PIDS[@]}"; do kill_pid "$pid"; done
+    pg_stop_all
+}

@@ -11,29 +11,7 @@ set -uo pipefail
 source "$(dirname "$0")/../lib.sh"
 source "$AEGIS_TOP/test/browser/setup.sh"
 
-OUT="$AEGIS_TOP/test/out/70-browser-sse"
-rm -rf "$OUT"; mkdir -p "$OUT"
-
-cleanup() {
-    local pid
-    if [ -f "$OUT/bridge.pids" ]; then
-        while read -r pid; do kill_pid "$pid"; done <"$OUT/bridge.pids"
-    fi
-    pg_stop_all
-}
-trap cleanup EXIT
-
-# the bridge runs as its ASan/UBSan build here, so a memory error fails the suite
-BRIDGE=$(bridge_asan_bin)
-if ! [ -x "$BRIDGE" ]; then
-    not_ok "aegis-bridge's ASan build is made (make -C bridge asan)"
-    finish; exit
-fi
-diag "bridge: $BRIDGE"
-if ! browser_setup; then
-    not_ok "playwright-core and chromium are installed"
-    finish; exit
-fi
+browser_suite_start 70-browser-sse || { finish; exit; }
 
 pg_start browser-sse || { not_ok "PostgreSQL started"; finish; exit; }
 check "CREATE EXTENSION aegis_events" psql -X -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION aegis_events"

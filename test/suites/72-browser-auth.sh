@@ -10,25 +10,7 @@ set -uo pipefail
 source "$(dirname "$0")/../lib.sh"
 source "$AEGIS_TOP/test/browser/setup.sh"
 
-OUT="$AEGIS_TOP/test/out/72-browser-auth"
-rm -rf "$OUT"; mkdir -p "$OUT"
-
-cleanup() {
-    local pid
-    if [ -f "$OUT/bridge.pids" ]; then
-        while read -r pid; do kill_pid "$pid"; done <"$OUT/bridge.pids"
-    fi
-    pg_stop_all
-}
-trap cleanup EXIT
-
-BRIDGE=$(bridge_asan_bin)
-if ! [ -x "$BRIDGE" ]; then
-    not_ok "aegis-bridge's ASan build is made (make -C bridge asan)"; finish; exit
-fi
-if ! browser_setup; then
-    not_ok "playwright-core and chromium are installed"; finish; exit
-fi
+browser_suite_start 72-browser-auth || { finish; exit; }
 pg_start browser-auth || { not_ok "PostgreSQL started"; finish; exit; }
 check "CREATE EXTENSION aegis_events" psql -X -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION aegis_events"
 # runs are taken for configured agent types only (0.3.0, when aegis.configure_agent exists)

@@ -6,20 +6,7 @@ set -uo pipefail
 source "$(dirname "$0")/../lib.sh"
 source "$AEGIS_TOP/test/browser/setup.sh"
 
-OUT="$AEGIS_TOP/test/out/73-browser-reset"
-rm -rf "$OUT"; mkdir -p "$OUT"
-cleanup() {
-    local pid
-    if [ -f "$OUT/bridge.pids" ]; then
-        while read -r pid; do kill_pid "$pid"; done <"$OUT/bridge.pids"
-    fi
-    pg_stop_all
-}
-trap cleanup EXIT
-
-BRIDGE=$(bridge_asan_bin)
-[ -x "$BRIDGE" ] || { not_ok "aegis-bridge's ASan build is made (make -C bridge asan)"; finish; exit; }
-browser_setup || { not_ok "playwright-core and chromium are installed"; finish; exit; }
+browser_suite_start 73-browser-reset || { finish; exit; }
 pg_start browser-reset || { not_ok "PostgreSQL started"; finish; exit; }
 check "CREATE EXTENSION aegis_events" psql -X -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION aegis_events"
 mkdir -p "$OUT/static"

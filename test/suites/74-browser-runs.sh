@@ -8,19 +8,7 @@ set -uo pipefail
 source "$(dirname "$0")/../lib.sh"
 source "$AEGIS_TOP/test/browser/setup.sh"
 
-OUT="$AEGIS_TOP/test/out/74-browser-runs"
-rm -rf "$OUT"; mkdir -p "$OUT"
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill_pid "$p"; done
-    pg_stop_all
-}
-trap cleanup EXIT
-
-BRIDGE=$(bridge_asan_bin)
-[ -x "$BRIDGE" ] || { not_ok "aegis-bridge's ASan build is made (make -C bridge asan)"; finish; exit; }
-browser_setup || { not_ok "playwright-core and chromium are installed"; finish; exit; }
+browser_suite_start 74-browser-runs || { finish; exit; }
 /usr/bin/python3 -c 'import psycopg' || { not_ok "python3-psycopg is installed"; finish; exit; }
 
 pg_start browser-runs || { not_ok "PostgreSQL started"; finish; exit; }
