@@ -528,7 +528,7 @@ static int drain_produce_row(struct drain *d, PGresult *res, int i)
 
     m.topic = PQgetvalue(res, i, 1);
     if (!drain_topic_allowed(d, m.topic)) {
-        if (ackwin_full(&d->win)) {
+        if (ackwin_reserve(&d->win) < 0) {
             d->kafka_full = 1;
             return -1;
         }
@@ -543,7 +543,7 @@ static int drain_produce_row(struct drain *d, PGresult *res, int i)
         drain_topic_ensure(d, m.topic);
         return -1;
     }
-    if (ackwin_full(&d->win)) {
+    if (ackwin_reserve(&d->win) < 0) {   /* full, or the ring cannot grow now */
         d->kafka_full = 1;
         return -1;
     }
