@@ -397,28 +397,6 @@ static void kafka_on_stats_event(struct kafka *k, rd_kafka_event_t *ev)
     k->state = up ? KAFKA_UP : (k->state == KAFKA_CONNECTING ? KAFKA_CONNECTING : KAFKA_DOWN);
 }
 
-/*
- * Asks the broker for a just-created topic's metadata now.  The topic's
- * handle was made with the CreateTopics request, so librdkafka's first
- * metadata answer for it was "unknown topic"; left alone, the next query
- * comes with librdkafka's one-second topic scan, and the first batch waits
- * for it.  rd_kafka_metadata with a zero timeout only sends the request (the
- * answer updates librdkafka's cache; nobody waits for the reply here), so the
- * event loop does not block.
- */
-static void kafka_topic_metadata_now(struct kafka *k, const char *topic)
-{
-    const struct rd_kafka_metadata *md = NULL;
-    size_t i;
-    for (i = 0; i < k->ntopics; i++) {
-        if (strcmp(rd_kafka_topic_name(k->topics[i]), topic) != 0)
-            continue;
-        if (rd_kafka_metadata(k->rk, 0, k->topics[i], &md, 0) == RD_KAFKA_RESP_ERR_NO_ERROR)
-            rd_kafka_metadata_destroy(md);
-        return;
-    }
-}
-
 static void kafka_on_topics_event(struct kafka *k, rd_kafka_event_t *ev)
 {
     const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
@@ -436,8 +414,6 @@ static void kafka_on_topics_event(struct kafka *k, rd_kafka_event_t *ev)
         const char *msg = rd_kafka_topic_result_error_string(topics[i]);
         if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
             err = RD_KAFKA_RESP_ERR_NO_ERROR;
-        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-            kafka_topic_metadata_now(k, rd_kafka_topic_result_name(topics[i]));
         if (k->cbs.on_topic)
             k->cbs.on_topic(k->ud, rd_kafka_topic_result_name(topics[i]), err,
                             err ? (msg ? msg : rd_kafka_err2str(err)) : NULL);
