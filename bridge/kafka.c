@@ -60,6 +60,13 @@ static const struct config_kv kafka_defaults[] = {
     {"statistics.interval.ms", "1000"},   /* broker states for /healthz */
     {"client.id", "aegis-bridge"},
     {"log.queue", "true"},
+    /* Latency (docs/PERFORMANCE.md, "Commit -> Kafka"): no lingering, as the
+     * drain produces a whole read at once, so a batch never waits for more
+     * of it; under a backlog, batches still grow while the idempotent
+     * producer's (at most 5) requests are in flight.  Without TCP_NODELAY a
+     * small produce request can wait on the previous one's ACK. */
+    {"linger.ms", "0"},
+    {"socket.nagle.disable", "true"},
 };
 
 

@@ -22,7 +22,12 @@
 # BENCH_REPEAT (rounds per size, 1; one table row each), BENCH_BRIDGE_ARGS,
 # BENCH_ALT_ARGS (A/B: even rounds run the bridge with these flags instead of
 # BENCH_BRIDGE_ARGS; their rows say "alt"), BENCH_LOG (a file that keeps the bridge's log), LAT_RATE (1000),
-# LAT_SECONDS (20; 0 skips the latency run).
+# BENCH_ALT_BRIDGE (A/B of two builds: even rounds run this binary, with
+# BENCH_ALT_ARGS if set), BENCH_COLD (1: the bridge's topics are not created beforehand, so the
+# bridge's CreateTopics and the new topic's first metadata are on the clock; the
+# baseline's topic is made beforehand, as kcat cannot create one),
+# LAT_SECONDS (20; 0 skips the latency run), LAT_REPEAT (latency rounds, 1; with
+# BENCH_ALT_ARGS even rounds use the alt flags).
 set -u
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 source "$TOP/test/lib.sh"
@@ -33,6 +38,7 @@ REPEAT=${BENCH_REPEAT:-1}
 BATCH=${BENCH_BATCH:-5000}
 LAT_RATE=${LAT_RATE:-1000}
 LAT_SECONDS=${LAT_SECONDS:-20}
+LAT_REPEAT=${LAT_REPEAT:-1}
 B="$AEGIS_TEST_TMP/bench-drain-$$"
 mkdir -p "$B"
 BRIDGE=${AEGIS_BRIDGE:-$TOP/bridge/aegis-bridge}
@@ -55,7 +61,7 @@ bridge_start() {
     local port=${1:-$(free_port)} args=${2:-${BENCH_BRIDGE_ARGS:-}}
     DATABASE_URL="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres" \
     KAFKA_BOOTSTRAP_SERVERS=$KAFKA_TEST_BOOTSTRAP \
-        "$BRIDGE" --listen "127.0.0.1:$port" --drain-batch "$BATCH" $args \
+        "${BRIDGE_BIN:-$BRIDGE}" --listen "127.0.0.1:$port" --drain-batch "$BATCH" $args \
         2>>"$B/bridge.log" &
     BR_PID=$!
 }
@@ -107,7 +113,7 @@ RESULTS="$B/results"
 : >"$RESULTS"
 for n in $SIZES; do
   for ((r = 1; r <= REPEAT; r++)); do
-    kafka_create_topic "$B/kafka" "bridge-$n-$r" 3
+    [ "${BENCH_COLD:-0}" = 1 ] || kafka_create_topic "$B/kafka" "bridge-$n-$r" 3
     kafka_create_topic "$B/kafka" "base-$n-$r" 3
     publish "bridge-$n-$r" "$n"
     q "ANALYZE aegis.events"   # as autovacuum would soon: the readers' plans need statistics
@@ -116,7 +122,10 @@ for n in $SIZES; do
     base_rate=$(rate "$n" "$t0" "$t1"); base_s=$(secs "$t0" "$t1")
     echo "# round $r of $n: bridge start $(date -u +%H:%M:%S.%N)" >>"$B/bridge.log"
     port=$(free_port) args=${BENCH_BRIDGE_ARGS:-} tag=
-    if [ -n "${BENCH_ALT_ARGS:-}" ] && ((r % 2 == 0)); then args=$BENCH_ALT_ARGS tag=alt; fi
+    BRIDGE_BIN=$BRIDGE
+    if [ -n "${BENCH_ALT_ARGS:-}${BENCH_ALT_BRIDGE:-}" ] && ((r % 2 == 0)); then
+        args=${BENCH_ALT_ARGS:-$args} BRIDGE_BIN=${BENCH_ALT_BRIDGE:-$BRIDGE} tag=alt
+    fi
     t0=$(now_ns); bridge_start "$port" "$args"
     wait_cursor "$last" || { echo "drain of $n events stuck"; exit 1; }
     t1=$(now_ns); bridge_stop
@@ -126,13 +135,22 @@ for n in $SIZES; do
 done
 
 # ---- latency at LAT_RATE events/s ----
-: >"$B/lat.store"; : >"$B/lat.kafka"; ACTUAL_RATE=0
+# LAT_REPEAT rounds; with BENCH_ALT_ARGS even rounds use those flags (rows "alt").
+# Each round: its own LogAppendTime topic, a fresh bridge, pgbench for LAT_SECONDS.
+LATRES="$B/lat.results"
+: >"$LATRES"
 if [ "$LAT_SECONDS" -gt 0 ]; then
-    kafka_create_topic "$B/kafka" lat 3
-    kafka_topic_config "$B/kafka" lat message.timestamp.type=LogAppendTime
-    bridge_start
+  for ((r = 1; r <= LAT_REPEAT; r++)); do
+    args=${BENCH_BRIDGE_ARGS:-} tag=-
+    BRIDGE_BIN=$BRIDGE
+    if [ -n "${BENCH_ALT_ARGS:-}${BENCH_ALT_BRIDGE:-}" ] && ((r % 2 == 0)); then
+        args=${BENCH_ALT_ARGS:-$args} BRIDGE_BIN=${BENCH_ALT_BRIDGE:-$BRIDGE} tag=alt
+    fi
+    kafka_create_topic "$B/kafka" "lat-$r" 3
+    kafka_topic_config "$B/kafka" "lat-$r" message.timestamp.type=LogAppendTime
+    bridge_start "" "$args"
     sleep 2
-    echo "SELECT aegis.publish('lat', jsonb_build_object('pad', repeat('x', 270)), 'k' || (random() * 9)::int);" \
+    echo "SELECT aegis.publish('lat-$r', jsonb_build_object('pad', repeat('x', 270)), 'k' || (random() * 9)::int);" \
         >"$B/publish.sql"
     FIRST=$(q "SELECT coalesce(max(id), 0) FROM aegis.events")
     "$PG_BIN/pgbench" -n -f "$B/publish.sql" -c 4 -j 2 -R "$LAT_RATE" -T "$LAT_SECONDS" \
@@ -140,36 +158,61 @@ if [ "$LAT_SECONDS" -gt 0 ]; then
     LAST=$(q "SELECT max(id) FROM aegis.events")
     wait_cursor "$LAST" || { echo "latency drain stuck"; exit 1; }
     bridge_stop
-    kcat -C -b "$KAFKA_TEST_BOOTSTRAP" -t lat -o beginning -e -q -f '%T %h\n' |
-        sed -n 's/^\([0-9]*\) .*aegis-event-id=\([0-9]*\).*/\2 \1/p' | sort -n >"$B/lat.kafka"
+    kcat -C -b "$KAFKA_TEST_BOOTSTRAP" -t "lat-$r" -o beginning -e -q -f '%T %h\n' |
+        sed -n 's/^\([0-9]*\) .*aegis-event-id=\([0-9]*\).*/\2 \1/p' | sort -n >"$B/lat.kafka.$r"
     q "SELECT id, (extract(epoch FROM created_at) * 1000)::bigint FROM aegis.events
-       WHERE topic = 'lat' AND id > $FIRST ORDER BY id" | tr '|' ' ' >"$B/lat.store"
-    ACTUAL_RATE=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$B/pgbench.log" | head -1)
+       WHERE topic = 'lat-$r' AND id > $FIRST ORDER BY id" | tr '|' ' ' >"$B/lat.store.$r"
+    rate_r=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$B/pgbench.log" | head -1)
+    echo "$r $tag ${rate_r:-0} $B/lat.store.$r $B/lat.kafka.$r" >>"$LATRES"
+  done
 fi
 
-python3 - "$RESULTS" "$B/lat.store" "$B/lat.kafka" "$ACTUAL_RATE" "$LAT_SECONDS" <<'PY'
-import sys
-res, store, kafka, actual, secs = sys.argv[1:6]
+python3 - "$RESULTS" "$LATRES" "$LAT_SECONDS" <<'PY'
+import statistics, sys
+res, latres, secs = sys.argv[1:4]
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
 print()
 print("| events    | bridge s | bridge events/s | baseline s | baseline events/s | ratio |")
 print("|-----------|----------|-----------------|------------|-------------------|-------|")
+ratios = {}
 for line in open(res):
     n, bs, br, ks, kr, *tag = line.split()
-    print(f"| {int(n):>9} | {float(bs):>8.2f} | {int(br):>15} | {float(ks):>10.2f} | {int(kr):>17} | {int(br)/int(kr):>5.2f} |" + (" " + tag[0] if tag else ""))
-created = dict(map(int, l.split()) for l in open(store) if l.strip())
-appended = {}
-for l in open(kafka):
-    i, t = map(int, l.split())
-    appended.setdefault(i, t)          # first copy
-lat = sorted(appended[i] - created[i] for i in created if i in appended)
-if not created:
-    sys.exit(0)
-missing = sum(1 for i in created if i not in appended)
-def pct(p):
+    tag = tag[0] if tag else "-"
+    ratios.setdefault((int(n), tag), []).append(int(br) / int(kr))
+    print(f"| {int(n):>9} | {float(bs):>8.2f} | {int(br):>15} | {float(ks):>10.2f} | {int(kr):>17} | {int(br)/int(kr):>5.2f} |" + ("" if tag == "-" else " " + tag))
+def pct(lat, p):
     return lat[min(len(lat) - 1, int(round(p / 100 * (len(lat) - 1))))]
+lats = {}
+rows = [l.split() for l in open(latres) if l.strip()]
+if rows:
+    print()
+    print(f"wake-up latency, publish -> appended by Kafka (LogAppendTime), {secs} s per round:")
+    print("| round | events/s | events | p50 ms | p90 ms | p99 ms | max ms | missing |")
+    print("|-------|----------|--------|--------|--------|--------|--------|---------|")
+for r, tag, actual, store, kafka in rows:
+    created = dict(map(int, l.split()) for l in open(store) if l.strip())
+    appended = {}
+    for l in open(kafka):
+        i, t = map(int, l.split())
+        appended.setdefault(i, t)          # first copy
+    lat = sorted(appended[i] - created[i] for i in created if i in appended)
+    missing = sum(1 for i in created if i not in appended)
+    if not lat:
+        print(f"| {r:>5} | {float(actual):>8.0f} | {0:>6} | - | - | - | - | {missing:>7} |")
+        continue
+    lats.setdefault(tag, []).append((pct(lat, 50), pct(lat, 99)))
+    print(f"| {r:>5} | {float(actual):>8.0f} | {len(lat):>6} | {pct(lat, 50):>6} | {pct(lat, 90):>6} | {pct(lat, 99):>6} | {lat[-1]:>6} | {missing:>7} |" + ("" if tag == "-" else " " + tag))
 print()
-print(f"wake-up latency, publish -> appended by Kafka (LogAppendTime), {float(actual or 0):.0f} events/s for {secs} s:")
-print("| events | p50 ms | p99 ms | max ms | missing |")
-print("|--------|--------|--------|--------|---------|")
-print(f"| {len(lat):>6} | {pct(50):>6} | {pct(99):>6} | {lat[-1]:>6} | {missing:>7} |")
+print("summary (medians over rounds; ranges in brackets):")
+print("| variant | size | throughput ratio vs kcat | lat p50 ms | lat p99 ms |")
+print("|---------|------|--------------------------|------------|------------|")
+for tag in sorted({t for _, t in ratios} | set(lats)):
+    pl = lats.get(tag, [])
+    p50 = f"{med([a for a, _ in pl]):.1f} [{min(a for a, _ in pl)}-{max(a for a, _ in pl)}]" if pl else "-"
+    p99 = f"{med([b for _, b in pl]):.1f} [{min(b for _, b in pl)}-{max(b for _, b in pl)}]" if pl else "-"
+    for n in sorted({n for n, t in ratios if t == tag}) or [0]:
+        rs = ratios.get((n, tag), [])
+        rt = f"{med(rs):.2f} [{min(rs):.2f}-{max(rs):.2f}] ({len(rs)} rounds)" if rs else "-"
+        print(f"| {'default' if tag == '-' else 'alt'} | {n} | {rt} | {p50} | {p99} |")
 PY
