@@ -42,6 +42,8 @@ fi
 "$AEGIS_TOP/test/tls/mkcerts.sh" "$CERTS" || { not_ok "test certificates made"; finish; exit 1; }
 pg_start tls || { not_ok "postgres starts"; finish; exit 1; }
 psql -qX -c "CREATE EXTENSION aegis_events" || { not_ok "extension installs"; finish; exit 1; }
+psql -qX -c "SELECT aegis.configure_agent('rule_37', queue_timeout => '1 hour')" >/dev/null \
+    || { not_ok "agent type rule_37 configured"; finish; exit 1; }
 q() { psql -qAtX -c "$1"; }
 store_ids() { q "SELECT coalesce(string_agg(id::text, ',' ORDER BY id), '') FROM aegis.events WHERE stream_kind = '$1' AND stream_id = '$2'"; }
 ASAN_ENV=(env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1)
@@ -304,6 +306,56 @@ for proto in --http1.1 --http2; do
         wait_for 10 metric_is "$B" aegis_bridge_sse_connections 0
 done
 
+# ---------------------------------------------------------------- bridge C
+# authorization on (JWT): the run request a cookie alone authenticates.
+# Over HTTP/1.1 it needs X-Aegis-Request: 1, a header lws 4.1.6 drops on an
+# HTTP/2 stream; there the Origin header (which lws keeps) of the bridge or a
+# listed --cors-origin is the signal instead (docs/auth.md)
+PC=$(free_port)
+CB=https://127.0.0.1:$PC
+SECRET=$WORK/jwt.secret
+head -c 48 /dev/urandom | base64 | tr -d '\n' >"$SECRET"
+"${ASAN_ENV[@]}" "$BIN" --listen "127.0.0.1:$PC" --no-drain --heartbeat-seconds 1 --cors-origin http://allowed.test \
+    --auth-jwt-key "$SECRET" --auth-jwt-audience aegis-test --auth-jwt-issuer test-idp \
+    --tls-cert "$C/server.pem" --tls-key "$C/server.key" >>"$WORK/bridge-c.log" 2>&1 &
+C_PID=$!
+PIDS+=("$C_PID")
+check "bridge C (TLS, JWT authorization) starts" wait_for 30 "${CURL[@]}" -f -o /dev/null "$CB/healthz"
+TOK=$("$BIN" token --key "$SECRET" --aud aegis-test --iss test-idp --subscribe 'conversation:conv-h2run-*' \
+      --run rule_37 --sub user-h2)
+runs() { q "SELECT count(*) FROM aegis.run_requests"; }
+post() {   # post PROTO ID [curl args...]: "http_version status|first line of the body"
+    local proto=$1 id=$2; shift 2
+    "${CURL[@]}" "$proto" -o "$WORK/post.out" -w '%{http_version} %{http_code}' -X POST \
+        -H 'Content-Type: application/json' --data-binary '{"message":"over h2","agent_type":"rule_37"}' \
+        "$@" "$CB/conversations/$id/runs" >"$WORK/post.code" || true
+    printf '%s|%s' "$(cat "$WORK/post.code")" "$(head -1 "$WORK/post.out")"
+}
+before=$(runs)
+expect_eq "HTTP/2 POST runs with the cookie and no Origin: 403, saying what is needed" \
+    "2 403|forbidden: a run request over HTTP/2 needs Authorization: Bearer or the Origin header of the bridge or a --cors-origin" \
+    "$(post --http2 conv-h2run-1 -H "Cookie: aegis_token=$TOK" -H 'X-Aegis-Request: 1')"
+expect_eq "HTTP/2 POST runs with the cookie from a foreign Origin: 403" "2 403" \
+    "$(post --http2 conv-h2run-1 -H "Cookie: aegis_token=$TOK" -H 'Origin: https://evil.test' | cut -d'|' -f1)"
+expect_eq "HTTP/2 POST runs with the cookie and Origin: null: 403" "2 403" \
+    "$(post --http2 conv-h2run-1 -H "Cookie: aegis_token=$TOK" -H 'Origin: null' | cut -d'|' -f1)"
+expect_eq "HTTP/2 POST runs without a token, own Origin: 401" "2 401" \
+    "$(post --http2 conv-h2run-1 -H "Origin: $CB" | cut -d'|' -f1)"
+expect_eq "HTTP/1.1 + TLS POST runs with the cookie and own Origin but no X-Aegis-Request: 403 (as before)" "1.1 403" \
+    "$(post --http1.1 conv-h2run-1 -H "Cookie: aegis_token=$TOK" -H "Origin: $CB" | cut -d'|' -f1)"
+expect_eq "refused HTTP/2 run requests recorded nothing" "$before" "$(runs)"
+r=$(post --http2 conv-h2run-1 -H "Cookie: aegis_token=$TOK" -H "Origin: $CB")
+expect_eq "HTTP/2 POST runs with the cookie from the bridge's own Origin: 202" "2 202" "${r%%|*}"
+expect_eq "... and the run request is recorded" "over h2|rule_37" \
+    "$(q "SELECT message || '|' || agent_type FROM aegis.run_requests WHERE event_id = $(jq -r '.run_id // 0' <<<"${r#*|}")")"
+expect_eq "HTTP/2 POST runs with the cookie from a listed --cors-origin: 202" "2 202" \
+    "$(post --http2 conv-h2run-2 -H "Cookie: aegis_token=$TOK" -H 'Origin: http://allowed.test' | cut -d'|' -f1)"
+expect_eq "HTTP/2 POST runs with a bearer token and no Origin: 202" "2 202" \
+    "$(post --http2 conv-h2run-3 -H "Authorization: Bearer $TOK" | cut -d'|' -f1)"
+expect_eq "HTTP/1.1 + TLS POST runs with the cookie and X-Aegis-Request: 1: 202 (as before)" "1.1 202" \
+    "$(post --http1.1 conv-h2run-4 -H "Cookie: aegis_token=$TOK" -H 'X-Aegis-Request: 1' | cut -d'|' -f1)"
+check "bridge C: no token in its log" sh -c "! grep -qF -- '$TOK' '$WORK/bridge-c.log'"
+
 # ---------------------------------------------------------------- plain + nginx
 PP=$(free_port)
 P=http://127.0.0.1:$PP
@@ -379,13 +431,13 @@ fi
 
 # ---------------------------------------------------------------- shutdown
 nginx_stop
-for pid in "$A_PID" "$B_PID" "$P_PID"; do
+for pid in "$A_PID" "$B_PID" "$C_PID" "$P_PID"; do
     kill -TERM "$pid"
     wait "$pid"
     rc=$?
     [ "$rc" = 0 ] || not_ok "bridge $pid exits 0 on SIGTERM (got $rc)"
 done
-for l in bridge-a bridge-b bridge-plain; do
+for l in bridge-a bridge-b bridge-c bridge-plain; do
     check "$l: no sanitizer report (ASan/LSan/UBSan)" sanitizer_clean "$WORK/$l.log"
 done
 finish
