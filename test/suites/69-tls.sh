@@ -31,6 +31,9 @@ cleanup() {
     local p
     nginx_stop
     for p in "${PIDS[@]}"; do kill_pid "$p"; done
+    if [ -f "$WORK/bridge-h2resume.pids" ]; then
+        while read -r p; do kill_pid "$p"; done <"$WORK/bridge-h2resume.pids"
+    fi
     pg_stop_all
     if [ "$TESTS_FAILED" -eq 0 ]; then rm -rf "$WORK"; else echo "# kept $WORK"; fi
 }
@@ -425,6 +428,15 @@ if browser_setup; then
         AEGIS_BASE=$N AEGIS_EXPECT_LIVE=20 AEGIS_EXPECT_PROTOCOL=h2 AEGIS_LABEL="through nginx" \
             run_node_tap "20 streams through nginx" streams20.test.js
     fi
+    # the dashboard over a direct HTTP/2 connection: resumes by itself across
+    # a bridge restart (no gap, no duplicate), starts a run with the cookie
+    mkdir -p "$WORK/web"
+    cp -r "$AEGIS_TOP/web/." "$WORK/web/"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+    AEGIS_BRIDGE_BIN=$BIN AEGIS_STATIC=$WORK/web AEGIS_PORT=$(free_port) AEGIS_TLS_CERT=$C/server.pem \
+    AEGIS_TLS_KEY=$C/server.key AEGIS_JWT_KEY=$SECRET \
+        run_node_tap "dashboard over direct HTTP/2" h2-resume.test.js
+    check "bridge-h2resume: no sanitizer report (ASan/LSan/UBSan)" sanitizer_clean "$WORK/bridge-h2resume.log"
 else
     not_ok "playwright-core and chromium are installed"
 fi
