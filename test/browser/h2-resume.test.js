@@ -116,9 +116,11 @@ async function run() {
     await T.waitFor("the conversation badge to say ended", async () => (await badge(page, "conversation")) === "ended", 20000)
       .then(() => T.ok("conversation shown as ended after done"),
         (e) => T.notOk("conversation shown as ended after done", e.message));
+    /* streams that ended (killed with the bridge, the conversation after
+     * done); attempts made while the bridge was down got no response */
     const streams = await page.evaluate(() => performance.getEntriesByType("resource")
-      .filter((r) => r.name.includes("/stream")).map((r) => r.nextHopProtocol));
-    T.check("every stream request of the page went over h2", streams.length >= 4 && streams.every((p) => p === "h2"),
+      .filter((r) => r.name.includes("/stream") && r.responseStart > 0).map((r) => r.nextHopProtocol));
+    T.check("every stream response of the page came over h2", streams.length >= 3 && streams.every((p) => p === "h2"),
       JSON.stringify(streams));
 
     /* the run request as dashboard.js's startRun sends it: cookie, no bearer */
