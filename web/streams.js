@@ -12,11 +12,17 @@
  * closes the EventSource and opens a new one with ?last_event_id=<the last
  * id it saw>, after a backoff (1 s doubling to 30 s, reset once live): the
  * same resume over HTTP/1.1, HTTP/2 and through a proxy.
+ * Closing: lws 4.1.6 does not tell the bridge when a client resets an
+ * HTTP/2 stream either, so each connection carries a random ?stream_key=
+ * and whenever the page closes an EventSource (stream.close(), before a
+ * reopen, on leaving the page) it POSTs streams/<key>/close (a beacon), which
+ * ends that stream on the bridge at once.
  */
 (function () {
   "use strict";
 
   var log = [];
+  var all = [];
 
   function badgeFor(label) {
     var box = document.getElementById("connections");
@@ -37,12 +43,28 @@
 
   var BACKOFF_MIN_MS = 1000, BACKOFF_MAX_MS = 30000;
 
-  /* the URL that resumes after stream.lastId (the original one before any id) */
-  function resumeUrl(stream) {
-    if (stream.lastId === null) return stream.url;
+  /* a new random stream key: 32 hex digits */
+  function newKey() {
+    var b = new Uint8Array(16), s = "", i;
+    window.crypto.getRandomValues(b);
+    for (i = 0; i < b.length; i++) s += ("0" + b[i].toString(16)).slice(-2);
+    return s;
+  }
+
+  /* the stream's URL with key, resuming after stream.lastId once it has one */
+  function resumeUrl(stream, key) {
     var u = new URL(stream.url, document.baseURI);
-    u.searchParams.set("last_event_id", stream.lastId);
+    u.searchParams.set("stream_key", key);
+    if (stream.lastId !== null) u.searchParams.set("last_event_id", stream.lastId);
     return u.href;
+  }
+
+  /* tells the bridge the page closed the stream opened with key (a 404 when
+   * it knew already, a failed beacon when it is down: both fine) */
+  function release(stream, key) {
+    var u = new URL("../../streams/" + key + "/close", new URL(stream.url, document.baseURI)).href;
+    if (navigator.sendBeacon) navigator.sendBeacon(u, "close");
+    else fetch(u, { method: "POST", body: "close", keepalive: true }).catch(function () { });
   }
 
   /* the next wait before reopening: doubling from BACKOFF_MIN_MS, with jitter */
@@ -70,7 +92,9 @@
         if (stream.onclosed) stream.onclosed(stream);
         return;
       }
-      window.aegisSession.refusal(resumeUrl(stream)).then(function (status) {
+      var probeKey = newKey();
+      window.aegisSession.refusal(resumeUrl(stream, probeKey)).then(function (status) {
+        release(stream, probeKey);   /* in case it opened */
         stream.status = status;
         if (status === 401 || status === 403) {
           setState(stream, "unauthorized");
@@ -81,6 +105,7 @@
       return;
     }
     stream.source.close();
+    release(stream, stream.key);
     stream.reconnects += 1;
     setState(stream, stream.finished ? "ended" : "reconnecting");
     clearTimeout(stream.timer);
@@ -114,9 +139,11 @@
     if (stream.onreset) stream.onreset(data);
   }
 
-  /* (re)opens stream.source at resumeUrl(stream), with every listener */
+  /* (re)opens stream.source under a new key, with every listener */
   function connect(stream) {
-    var source = new EventSource(resumeUrl(stream));
+    var source;
+    stream.key = newKey();
+    source = new EventSource(resumeUrl(stream, stream.key));
     stream.source = source;
     /* a (re)connect that opens streams events again: a conversation that
      * ended and got a new run on the reconnect is live, not ended */
@@ -143,17 +170,20 @@
   function open(label, url, eventNames, handler) {
     var stream = {
       label: label, url: url, state: "connecting", reconnects: 0, count: 0, onclosed: null, status: null,
-      resets: 0, onreset: null, lastId: null, attempt: 0, timer: null, stopped: false,
+      resets: 0, onreset: null, lastId: null, attempt: 0, timer: null, stopped: false, key: null,
       eventNames: eventNames, handler: handler,
       finished: false, badge: badgeFor(label), source: null
     };
     stream.close = function () {
+      if (stream.stopped) return;
       stream.stopped = true;
       clearTimeout(stream.timer);
       stream.source.close();
+      release(stream, stream.key);
       setState(stream, "closed");
     };
     connect(stream);
+    all.push(stream);
     return stream;
   }
 
@@ -164,5 +194,13 @@
     stream.finished = true;
   }
 
-  window.aegisStreams = { open: open, markFinished: markFinished, log: log };
+  /* leaving the page: over HTTP/2 the connection may stay open for another
+   * tab of the same origin, and its streams with it */
+  window.addEventListener("pagehide", function () {
+    all.forEach(function (stream) {
+      if (!stream.stopped && stream.source.readyState !== EventSource.CLOSED) release(stream, stream.key);
+    });
+  });
+
+  window.aegisStreams = { open: open, markFinished: markFinished, log: log, streams: all };
 })();

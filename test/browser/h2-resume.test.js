@@ -13,6 +13,11 @@
  * end with every event exactly once, in store order (no gap, no duplicate),
  * and the conversation shown as ended after done. Then the page POSTs a run
  * request the way the dashboard does (cookie, no bearer) over HTTP/2: 202.
+ * Last, a second tab on the same HTTP/2 connection opens 10 more streams and
+ * closes one (stream.close()): lws 4.1.6 reports no RST_STREAM, so
+ * streams.js's beacon (POST streams/<key>/close) must free it on the bridge
+ * (/metrics: h2 streams one fewer, the connection still open) while the
+ * others keep streaming.
  * Environment: AEGIS_BRIDGE_BIN, AEGIS_STATIC (web/ copy), AEGIS_PORT,
  * AEGIS_TLS_CERT, AEGIS_TLS_KEY, AEGIS_JWT_KEY (secret file), AEGIS_OUT, PG*.
  */
@@ -21,6 +26,7 @@
 const path = require("path");
 const fs = require("fs");
 const util = require("util");
+const https = require("https");
 const { execFileSync } = require("child_process");
 const T = require("./lib");
 
@@ -32,11 +38,32 @@ const CONV = "conv-h2r-" + process.pid;
 const AUTH = ["--auth-jwt-key", process.env.AEGIS_JWT_KEY, "--auth-jwt-audience", "aegis-test",
   "--auth-jwt-issuer", "test-idp"];
 
-function token() {
+function token(extra) {
   return execFileSync(BIN, ["token", "--key", process.env.AEGIS_JWT_KEY, "--aud", "aegis-test", "--iss", "test-idp",
-    "--subscribe", "workspace:" + WS, "--subscribe", "conversation:conv-h2r-*", "--run", "rule_37", "--sub", "h2-page"],
+    "--subscribe", "workspace:" + WS, "--subscribe", "workspace:" + WS + "-2",
+    "--subscribe", "conversation:conv-h2r-*", "--run", "rule_37", "--sub", "h2-page"].concat(extra || []),
   { encoding: "utf8", env: Object.assign({}, process.env, { ASAN_OPTIONS: "detect_leaks=0" }) }).trim();
 }
+
+/* metric(name): a sample of the bridge's /metrics (read over HTTP/1.1, so
+ * it adds no HTTP/2 connection), as a number; NaN when absent */
+function metric(name, tok) {
+  return new Promise((resolve) => {
+    const req = https.get(BASE + "/metrics", { rejectUnauthorized: false, headers: { Authorization: "Bearer " + tok } },
+      (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (d) => { body += d; });
+        res.on("end", () => {
+          const line = body.split("\n").find((l) => l.startsWith(name + " "));
+          resolve(line ? Number(line.slice(name.length + 1)) : NaN);
+        });
+      });
+    req.on("error", () => resolve(NaN));
+  });
+}
+const H2_STREAMS = 'aegis_bridge_sse_streams{protocol="h2",tls="yes"}';
+const H2_CONNS = 'aegis_bridge_connections{protocol="h2",tls="yes"}';
 
 function publish(n, phase) {
   for (let i = 1; i <= n; i++) {
@@ -69,6 +96,45 @@ async function waitCount(page, n, what) {
     const w = await logIds(page, "workspace"), c = await logIds(page, "conversation");
     return w.length >= n.ws && c.length >= n.conv;
   }, 60000);
+}
+
+/* a second tab of the same context (the same HTTP/2 connection): 1 workspace
+ * + 9 conversations; one conversation closed by the page is freed at once */
+async function closeOne(ctx) {
+  const mtok = token(["--metrics"]);
+  /* the first tab holds its workspace stream; its conversation ended (done) */
+  const base = 1;
+  await T.waitFor("the first tab's streams to settle", async () => (await metric(H2_STREAMS, mtok)) === base, 15000)
+    .catch(async (e) => T.diag(e.message + ": " + (await metric(H2_STREAMS, mtok))));
+  const convs = Array.from({ length: 9 }, (_, i) => CONV + "-c" + (i + 1));
+  const tab = await ctx.newPage();
+  tab.on("pageerror", (e) => T.diag("second tab error: " + e.message));
+  await tab.goto(BASE + "/?checklist=" + WS + "-2&conversations=" + convs.join(","));
+  const live = await T.waitFor("10 more streams live on the bridge", async () =>
+    (await tab.evaluate(() => window.aegisStreams.streams.filter((s) => s.state === "live").length)) === 10 &&
+    (await metric(H2_STREAMS, mtok)) === base + 10, 30000).catch(async (e) => {
+    T.notOk("second tab: 10 more streams live", e.message + ": " + (await metric(H2_STREAMS, mtok)) + " h2 streams");
+    return false;
+  });
+  if (!live) return;
+  T.ok("second tab: 10 more streams live (" + (base + 10) + " HTTP/2 streams on the bridge)");
+  const conns = await metric(H2_CONNS, mtok);
+  const closed = await tab.evaluate((label) => {
+    const s = window.aegisStreams.streams.find((x) => x.label === label);
+    s.close();
+    return s.state;
+  }, "conversation " + convs[4]);
+  const freed = await T.waitFor("the closed stream freed on the bridge", async () =>
+    (await metric(H2_STREAMS, mtok)) === base + 9, 10000).then(() => true, () => false);
+  T.check("closing one EventSource of the tab frees its stream on the bridge (h2 streams " + (base + 10) + " -> " + (base + 9) + ")",
+    freed && closed === "closed", "now " + (await metric(H2_STREAMS, mtok)) + ", state " + closed);
+  T.check("... on the same HTTP/2 connection, still open", (await metric(H2_CONNS, mtok)) === conns && conns >= 1,
+    "h2 connections " + conns + " -> " + (await metric(H2_CONNS, mtok)));
+  T.psql("SELECT aegis.publish_node_end(" + T.sqlLiteral(convs[5]) + ", 'after_close', 'running', 1)");
+  const after = await T.waitFor("an event on a sibling stream", () => tab.evaluate((l) =>
+    window.aegisStreams.log.some((e) => e.stream === l), "conversation " + convs[5]), 20000).then(() => true, () => false);
+  T.check("... and a sibling stream of the tab keeps streaming", after);
+  await tab.close();
 }
 
 async function run() {
@@ -139,6 +205,7 @@ async function run() {
     T.check("... and the run request is recorded", T.psql("SELECT count(*) FROM aegis.run_requests") === String(Number(before) + 1) &&
       T.psql("SELECT message FROM aegis.run_requests WHERE conversation_id = " + T.sqlLiteral(CONV + "-run")) === "asked over h2");
     await page.screenshot({ path: path.join(OUT, "h2-resume.png"), fullPage: true });
+    await closeOne(ctx);
   } finally {
     await browser.close();
     await bridge.stop("SIGTERM");
