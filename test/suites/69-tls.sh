@@ -280,17 +280,27 @@ check "bridge B (TLS, hourly heartbeats) starts" wait_for 30 "${CURL[@]}" -f -o 
 sse_open() { metric "$B" aegis_bridge_sse_connections | cut -d. -f1; }
 # lws 4.1.6 does not close a stream on RST_STREAM: it only marks it closed
 # (lib/roles/h2/http2.c) and gives the server no callback, so the bridge
-# learns of it when the connection closes or the stream stalls (it no longer
-# gets window updates). What must hold: the connection's other streams go on.
-# Behind nginx (below) a cancelled stream closes its upstream connection and
-# is released at once.
-rm -f "$WORK/rst.ready" "$WORK/rst.go"
-"${H2[@]}" reset "$B" --ca "$C/ca.pem" --reset /workspaces/ws-rst/stream --live /workspaces/ws-rst2/stream \
+# cannot learn of it before the connection closes or the stream stalls (it no
+# longer gets window updates). A client that opened the stream with
+# ?stream_key=K ends it with POST /streams/K/close (web/streams.js does);
+# the connection's other streams go on. Behind nginx (below) a cancelled
+# stream closes its upstream connection and is released at once.
+KEY=$(openssl rand -hex 16)
+rm -f "$WORK/rst.ready" "$WORK/rst.go" "$WORK/rst.go.reset"
+"${H2[@]}" reset "$B" --ca "$C/ca.pem" --reset "/workspaces/ws-rst/stream?stream_key=$KEY" --live /workspaces/ws-rst2/stream \
     --live-events 3 --ready "$WORK/rst.ready" --go "$WORK/rst.go" --timeout 30 >"$WORK/rst.json" &
 rp=$!; PIDS+=("$rp")
 wait_for 10 test -f "$WORK/rst.ready"
 expect_eq "RST_STREAM: two streams open before" 2 "$(sse_open)"
 touch "$WORK/rst.go"
+close_key() {   # close_key KEY [curl args]: "http_version status"
+    local k=$1; shift
+    "${CURL[@]}" -o /dev/null -w '%{http_version} %{http_code}' -X POST --data close "$@" "$B/streams/$k/close"
+}
+wait_for 10 test -f "$WORK/rst.go.reset"
+expect_eq "RST_STREAM + POST /streams/KEY/close over HTTP/2: 204" "2 204" "$(close_key "$KEY" --http2)"
+check "... the cancelled stream is freed on the bridge at once, the other one stays" wait_for 10 metric_is "$B" aegis_bridge_sse_connections 1
+expect_eq "POST /streams/KEY/close again: 404 (no open stream has it)" "2 404" "$(close_key "$KEY" --http2)"
 for i in 1 2 3; do q "SELECT aegis.publish_agent_status('ws-rst', 'running', 'to the cancelled stream $i')" >/dev/null; done
 for i in 1 2 3; do q "SELECT aegis.publish_agent_status('ws-rst2', 'running', 'after rst $i')" >/dev/null; done
 wait "$rp"
@@ -298,8 +308,30 @@ expect_eq "RST_STREAM: the cancelled stream ended with CANCEL on the client" "8 
     "$(jq -r '"\(.reset.rstCode) \(.reset.closed)"' "$WORK/rst.json")"
 expect_eq "RST_STREAM: the other stream of the connection keeps running" "$(store_ids workspace ws-rst2)" \
     "$(jq -r '.live.ids | join(",")' "$WORK/rst.json")"
-check "RST_STREAM: once the connection closes, both streams are released" \
+check "RST_STREAM: once the connection closes, the other stream is released too" \
     wait_for 10 metric_is "$B" aegis_bridge_sse_connections 0
+# the same over HTTP/1.1 + TLS: the bridge ends the stream, curl sees the end
+KEY2=$(openssl rand -hex 16)
+"${CURL[@]}" --http1.1 -N -o /dev/null "$B/workspaces/ws-key1/stream?stream_key=$KEY2" &
+kp=$!; PIDS+=("$kp")
+wait_for 10 metric_is "$B" aegis_bridge_sse_connections 1
+expect_eq "POST /streams/KEY/close over HTTP/1.1 + TLS: 204" "1.1 204" "$(close_key "$KEY2" --http1.1)"
+wait_for 10 sh -c "! kill -0 $kp 2>/dev/null"
+check "... the stream ends: the client's curl returns, nothing is left open" \
+    sh -c "! kill -0 $kp 2>/dev/null && [ \"\$(curl -s -m 5 --cacert '$C/ca.pem' --http1.1 '$B/metrics' | awk '\$1 == \"aegis_bridge_sse_connections\" {print \$2}')\" = 0 ]"
+# bad input
+expect_eq "a stream with a short ?stream_key=: 400 saying the rule" "400|bad request: stream_key must match [A-Za-z0-9_-]{16,64}" \
+    "$("${CURL[@]}" --http2 -o "$WORK/key.out" -w '%{http_code}' "$B/workspaces/ws-k/stream?stream_key=short")|$(head -1 "$WORK/key.out")"
+expect_eq "a stream with ?stream_key= given twice: 400" 400 \
+    "$("${CURL[@]}" --http2 -o /dev/null -w '%{http_code}' "$B/workspaces/ws-k/stream?stream_key=$KEY&stream_key=$KEY")"
+expect_eq "a stream with a ?stream_key= holding a dot: 400" 400 \
+    "$("${CURL[@]}" --http2 -o /dev/null -w '%{http_code}' "$B/workspaces/ws-k/stream?stream_key=abcdefghijklmnop.")"
+expect_eq "POST /streams/KEY/close with a bad key: 400" "2 400" "$(close_key 'bad.key' --http2)"
+expect_eq "POST /streams/KEY/close with an unknown key: 404" "2 404" "$(close_key "$(openssl rand -hex 16)" --http2)"
+expect_eq "GET /streams/KEY/close: 405" "2 405" \
+    "$("${CURL[@]}" --http2 -o /dev/null -w '%{http_version} %{http_code}' "$B/streams/$KEY/close")"
+expect_eq "POST /streams/KEY/close without a length: 411" 411 \
+    "$("${CURL[@]}" --http1.1 -o /dev/null -w '%{http_code}' -X POST -H 'Transfer-Encoding: chunked' --data close "$B/streams/$KEY/close")"
 for proto in --http1.1 --http2; do
     "${CURL[@]}" "$proto" -N -o /dev/null "$B/workspaces/ws-gone/stream" &
     gp=$!; PIDS+=("$gp")
