@@ -10,11 +10,19 @@
 #     CORS, bad requests, /healthz and /metrics (connections and streams by
 #     protocol)
 #   - 20 streams on one HTTP/2 connection, each with its own events in order
-#   - a stalled stream does not hold its siblings; RST_STREAM and closed
-#     clients are noticed at once (heartbeats are an hour apart there)
+#   - a stalled stream does not hold its siblings; a stream reset by the
+#     client (RST_STREAM, which lws 4.1.6 does not report) is ended at once
+#     by POST /streams/KEY/close, and closed clients are noticed at once
+#     (heartbeats are an hour apart there); the close endpoint's bad input
+#   - authorization over HTTP/2: a cookie run request needs an Origin of the
+#     bridge or a --cors-origin (X-Aegis-Request does not reach lws 4.1.6
+#     streams); HTTP/1.1 still needs X-Aegis-Request
 #   - SIGHUP reload: new connections get the new pair, old ones keep streaming
 #   - the 20-EventSource page: 20 live over HTTPS, 6 over plain HTTP/1.1,
 #     20 through nginx; nginx: no buffering, long replay whole, Last-Event-ID
+#   - the dashboard over a direct HTTP/2 connection (h2-resume.test.js):
+#     resumes by itself across a bridge kill + restart (no gap, no
+#     duplicate), its cookie run request, closing one of a tab's streams
 set -u
 source "$(dirname "$0")/../lib.sh"
 source "$AEGIS_TOP/test/browser/setup.sh"
