@@ -899,12 +899,13 @@ static int http_route_request(struct lws *wsi, struct http_session *ss, const ch
     }
 }
 
-/* a POST must say how long its body is (lws 4.1 reads no chunked request body) */
+/* a POST (run request, stream close) must say how long its body is (lws 4.1
+ * reads no chunked request body) */
 static int http_post_start(struct lws *wsi, struct http_session *ss)
 {
     if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
         return http_reply_text(wsi, ss, 411,
-                               "length required: send the run request with a Content-Length");
+                               "length required: send the POST with a Content-Length");
     return 0; /* routed once the body is complete */
 }
 
