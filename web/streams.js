@@ -115,6 +115,7 @@
   function onEvent(stream, handler, ev) {
     var data;
     if (!(ev instanceof MessageEvent)) return;   /* a connection error, see open() */
+    if (ev.lastEventId) stream.lastId = ev.lastEventId;   /* resumed after, even if unreadable */
     try {
       data = JSON.parse(ev.data);
     } catch (e) {
@@ -122,7 +123,6 @@
       return;
     }
     stream.count += 1;
-    if (ev.lastEventId) stream.lastId = ev.lastEventId;
     log.push({ stream: stream.label, id: ev.lastEventId, type: ev.type, data: data });
     handler(ev.type, data, ev.lastEventId);
   }
