@@ -20,6 +20,7 @@
 
 #include "bridge.h"
 #include "guard.h"
+#include "h2.h"
 #include "log.h"
 #include "loop.h"
 #include "pgconn.h"
@@ -360,6 +361,27 @@ static int gate_cover(const struct auth_claims *c, const struct gate_target *t,
     return gate_refuse(no, 403, 0, "forbidden: %s", what);
 }
 
+/* HTTP/2: lws 4.1.6 keeps no header it has no token for on an HTTP/2
+ * stream (lib/roles/h2/hpack.c drops the value, lib/roles/http/parsers.c's
+ * lws_hdr_custom_* refuse streams), so X-Aegis-Request never arrives there.
+ * The signal instead is the Origin header (a token lws keeps): browsers send
+ * it on every POST, and gate_cross_site has already refused it unless it is
+ * the bridge's own origin or a listed --cors-origin. */
+static int gate_run_origin(struct lws *wsi, enum auth_source src, struct gate_refusal *no)
+{
+    char *origin = reqhdr_get(wsi, WSI_TOKEN_ORIGIN);
+    int ok = origin != NULL;
+
+    free(origin);
+    if (ok)
+        return 1;
+    LOG(LOG_INFO, "gate", "msg=\"HTTP/2 run request without Origin refused\" source=%s",
+        auth_source_name(src));
+    return gate_refuse(no, 403, 0,
+                       "forbidden: a run request over HTTP/2 needs Authorization: Bearer or "
+                       "the Origin header of the bridge or a --cors-origin");
+}
+
 /* a run request authenticated by a cookie alone could come from a form */
 static int gate_run_header(struct lws *wsi, enum auth_source src, struct gate_refusal *no)
 {
@@ -368,6 +390,8 @@ static int gate_run_header(struct lws *wsi, enum auth_source src, struct gate_re
 
     if (src == AUTH_SRC_BEARER)
         return 1;
+    if (h2_is_stream(wsi))
+        return gate_run_origin(wsi, src, no);
     x = reqhdr_custom(wsi, "x-aegis-request:");
     ok = x && !strcmp(x, "1");
     free(x);

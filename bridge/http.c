@@ -85,6 +85,12 @@ enum http_route http_route_of(const char *path, const char **id, int *id_len, in
         *id_len = (int)(n - pl - 5);
         return ROUTE_RUNS;
     }
+    pl = strlen("/streams/");
+    if (n >= pl + 7 && !strncmp(path, "/streams/", pl) && !strcmp(path + n - 6, "/close")) {
+        *id = path + pl;
+        *id_len = (int)(n - pl - 6);
+        return ROUTE_STREAM_CLOSE;
+    }
     if (!strcmp(path, "/healthz"))
         return ROUTE_HEALTHZ;
     if (!strcmp(path, "/metrics"))
@@ -595,13 +601,17 @@ static int http_sse_params(struct lws *wsi, struct http_session *ss, struct sse_
     char *hdr = reqhdr_custom(wsi, "last-event-id:");
     int r;
 
-    /* owned[]: message, agent_id, agent_type, last_event_id arg, header */
+    /* owned[]: message, agent_id, agent_type, last_event_id arg, header, stream_key */
     owned[4] = hdr;
     if ((r = reqhdr_query_arg(wsi, "message", &owned[0])) < 0 ||
         reqhdr_query_arg(wsi, "agent_id", &owned[1]) < 0 ||
         reqhdr_query_arg(wsi, "agent_type", &owned[2]) < 0 ||
-        reqhdr_query_arg(wsi, "last_event_id", &owned[3]) < 0)
+        reqhdr_query_arg(wsi, "last_event_id", &owned[3]) < 0 ||
+        reqhdr_query_arg(wsi, "stream_key", &owned[5]) < 0)
         return http_reply_text(wsi, ss, 400, "bad request: repeated or unreadable query argument"), 1;
+    if (owned[5] && !sse_key_valid(owned[5], strlen(owned[5])))
+        return http_reply_text(wsi, ss, 400, "bad request: stream_key must match [A-Za-z0-9_-]{16,64}"), 1;
+    req->stream_key = owned[5];
     if (hdr || owned[3]) {
         if (sse_parse_event_id(hdr ? hdr : owned[3], &req->last_id) < 0)
             return http_reply_text(wsi, ss, 400,
@@ -649,7 +659,7 @@ static int http_sse(struct lws *wsi, struct http_session *ss, enum http_route ro
     struct sse_request req;
     struct gate_target target;
     struct auth_claims *claims = NULL;
-    char *owned[5] = { NULL, NULL, NULL, NULL, NULL };
+    char *owned[6] = { NULL, NULL, NULL, NULL, NULL, NULL };
     char idbuf[129];
     int rc = 0, i;
 
@@ -673,7 +683,7 @@ static int http_sse(struct lws *wsi, struct http_session *ss, enum http_route ro
         rc = rc < 0 ? -1 : 0;
     }
     auth_claims_free(claims);
-    for (i = 0; i < 5; i++)
+    for (i = 0; i < 6; i++)
         free(owned[i]);
     return rc;
 }
@@ -804,6 +814,35 @@ static int http_runs(struct lws *wsi, struct http_session *ss, const char *id, i
     return rc < 0 ? -1 : 0;
 }
 
+/* ---------- POST /streams/{stream_key}/close ---------- */
+
+/*
+ * A page closing an EventSource ends its stream here too: over HTTP/2 lws
+ * 4.1.6 gives the server no word of the client's RST_STREAM (docs/deploy.md),
+ * so the subscriber would live on until the connection closes.  The key is
+ * the page's own random secret from the stream's ?stream_key=, so no token
+ * is asked for (the gate still checks the Host); the body is ignored.
+ * 204 when a stream was ended, 404 when none is open with that key.
+ */
+static int http_stream_close(struct lws *wsi, struct http_session *ss, const char *key, int key_len)
+{
+    static const struct gate_target target = { GATE_OPEN, NULL, NULL, NULL };
+    struct auth_claims *claims = NULL;
+    char keybuf[65];
+    int rc;
+
+    if (!sse_key_valid(key, (size_t)key_len))
+        return http_reply_text(wsi, ss, 400, "bad request: stream_key must match [A-Za-z0-9_-]{16,64}");
+    memcpy(keybuf, key, (size_t)key_len);
+    keybuf[key_len] = '\0';
+    if ((rc = http_gate(wsi, ss, &target, &claims)) <= 0)
+        return rc < 0 ? -1 : 0;
+    auth_claims_free(claims);
+    if (sse_close_key(http_bridge(wsi)->sse, keybuf) > 0)
+        return http_reply(wsi, ss, 204, "text/plain", "");
+    return http_reply_text(wsi, ss, 404, "not found: no open stream has this stream_key");
+}
+
 /* POST …/runs: the body arrives in pieces, bounded */
 static int http_post_body(struct http_session *ss, const void *in, size_t len)
 {
@@ -823,10 +862,15 @@ static int http_post_body(struct http_session *ss, const void *in, size_t len)
     return 0;
 }
 
-/* run requests are POSTed, everything else is read with GET */
+/* run requests and stream closes are POSTed, everything else is read with GET */
+static int http_route_posted(enum http_route route)
+{
+    return route == ROUTE_RUNS || route == ROUTE_STREAM_CLOSE;
+}
+
 static int http_method_allowed(enum http_route route, int method)
 {
-    return method == (route == ROUTE_RUNS ? LWSHUMETH_POST : LWSHUMETH_GET);
+    return method == (http_route_posted(route) ? LWSHUMETH_POST : LWSHUMETH_GET);
 }
 
 /* the route's handler; also where a request continues after the policy */
@@ -848,17 +892,20 @@ static int http_route_request(struct lws *wsi, struct http_session *ss, const ch
         return http_static(wsi, ss, path);
     case ROUTE_RUNS:
         return http_runs(wsi, ss, id, id_len);
+    case ROUTE_STREAM_CLOSE:
+        return http_stream_close(wsi, ss, id, id_len);
     default:
         return http_sse(wsi, ss, route, id, id_len);
     }
 }
 
-/* a POST must say how long its body is (lws 4.1 reads no chunked request body) */
+/* a POST (run request, stream close) must say how long its body is (lws 4.1
+ * reads no chunked request body) */
 static int http_post_start(struct lws *wsi, struct http_session *ss)
 {
     if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
         return http_reply_text(wsi, ss, 411,
-                               "length required: send the run request with a Content-Length");
+                               "length required: send the POST with a Content-Length");
     return 0; /* routed once the body is complete */
 }
 
@@ -884,10 +931,10 @@ static int http_request(struct lws *wsi, struct http_session *ss, const char *pa
             ss->preflight = 1;
             return http_reply(wsi, ss, 204, "text/plain", "");
         }
-        ss->allow = route == ROUTE_RUNS ? "POST" : "GET";
+        ss->allow = http_route_posted(route) ? "POST" : "GET";
         return http_reply_text(wsi, ss, 405,
-                               route == ROUTE_RUNS ? "method not allowed: use POST"
-                                                   : "method not allowed: use GET");
+                               http_route_posted(route) ? "method not allowed: use POST"
+                                                        : "method not allowed: use GET");
     }
     if (method == LWSHUMETH_POST)
         return http_post_start(wsi, ss);

@@ -20,7 +20,8 @@ enum http_route {
     ROUTE_HEALTHZ,
     ROUTE_METRICS,
     ROUTE_STATIC,
-    ROUTE_RUNS /* POST /conversations/{id}/runs */
+    ROUTE_RUNS,        /* POST /conversations/{id}/runs */
+    ROUTE_STREAM_CLOSE /* POST /streams/{stream_key}/close */
 };
 enum http_route http_route_of(const char *path, const char **id, int *id_len, int static_on);
 /* Pure: 1 if path (under /static/ or "/") is a safe relative file name. */

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <libwebsockets.h>
+#include <openssl/crypto.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,7 @@ struct sse_sub {
     enum sse_phase phase;
     enum sse_kind kind;
     char *stream_id, *message, *agent_id, *agent_type, *cors_origin;
+    char *key;                      /* ?stream_key=, or NULL (sse_close_key) */
     int cors_credentials;
     int has_last_id;
     long long last_id;
@@ -155,6 +157,21 @@ int sse_id_valid(const char *id, size_t len)
         char c = id[i];
         if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
               c == '_' || c == '.' || c == ':' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int sse_key_valid(const char *key, size_t len)
+{
+    size_t i;
+
+    if (len < 16 || len > 64)
+        return 0;
+    for (i = 0; i < len; i++) {
+        char c = key[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
             return 0;
     }
     return 1;
@@ -316,6 +333,7 @@ static void sse_sub_free(struct sse_sub *s)
     free(s->agent_id);
     free(s->agent_type);
     free(s->cors_origin);
+    free(s->key);
     buf_free(&s->out);
     free(s);
 }
@@ -844,6 +862,7 @@ int sse_open(struct sse_hub *h, struct lws *wsi, const struct sse_request *req, 
     s->agent_id = sse_dup_or_null(req->agent_id, &failed);
     s->agent_type = sse_dup_or_null(req->agent_type, &failed);
     s->cors_origin = sse_dup_or_null(req->cors_origin, &failed);
+    s->key = sse_dup_or_null(req->stream_key, &failed);
     s->cors_credentials = req->cors_credentials;
     s->all_next = h->all;
     if (h->all)
@@ -1056,6 +1075,28 @@ void sse_close_all(struct sse_hub *h)
         else
             lws_callback_on_writable(s->wsi);
     }
+}
+
+/* the key is a secret of the page that opened the stream: compared in
+ * constant time */
+static int sse_key_is(const struct sse_sub *s, const char *key, size_t len)
+{
+    return s->key && strlen(s->key) == len && CRYPTO_memcmp(s->key, key, len) == 0;
+}
+
+int sse_close_key(struct sse_hub *h, const char *key)
+{
+    struct sse_sub *s;
+    size_t len = strlen(key);
+    int n = 0;
+
+    for (s = h->all; s; s = s->all_next) {
+        if (!s->wsi || s->killed || !sse_key_is(s, key, len))
+            continue;
+        sse_sub_kill(s, "client_closed_by_key");
+        n++;
+    }
+    return n;
 }
 
 /* ---------- the shared reader ---------- */

@@ -26,6 +26,7 @@ struct sse_request {
     const char *agent_type;       /* NULL if absent */
     const char *cors_origin;      /* origin to allow in the response, or NULL */
     int cors_credentials;         /* also allow credentials (a listed origin) */
+    const char *stream_key;       /* ?stream_key= (sse_key_valid), or NULL */
 };
 
 /* Creates the hub and its two PostgreSQL connections (the live reader's long
@@ -40,6 +41,10 @@ int sse_open(struct sse_hub *h, struct lws *wsi, const struct sse_request *req, 
 int sse_writeable(struct sse_sub *s);
 /* The connection closed (LWS_CALLBACK_CLOSED_HTTP): forget wsi, free when idle. */
 void sse_closed(struct sse_sub *s);
+/* POST /streams/{key}/close: ends the open streams opened with
+ * ?stream_key=key (what a page does when it closes an EventSource: over
+ * HTTP/2 lws 4.1.6 never reports the client's RST_STREAM). Returns how many. */
+int sse_close_key(struct sse_hub *h, const char *key);
 /* Shutdown: end every stream (connections close as soon as they are flushed). */
 void sse_close_all(struct sse_hub *h);
 int sse_pg_ready(const struct sse_hub *h);
@@ -49,6 +54,7 @@ struct pgconn *sse_pg_pick(struct sse_hub *h);
 
 /* Pure helpers, unit-tested. */
 int sse_id_valid(const char *id, size_t len);              /* ^[A-Za-z0-9_.:-]{1,128}$ */
+int sse_key_valid(const char *key, size_t len);            /* ^[A-Za-z0-9_-]{16,64}$ */
 int sse_parse_event_id(const char *s, long long *out);     /* decimal, <= 19 digits, >= 0 */
 /* Formats "id: N\nevent: T\ndata: D\n\n" (D with newlines split into data lines);
  * returns a malloc'd string and its length in *len, NULL on out of memory. */

@@ -94,6 +94,33 @@ static void test_routes(void)
     CHECK("root with static dir", http_route_of("/", &id, &n, 1) == ROUTE_STATIC);
     CHECK("static file", http_route_of("/static/app.js", &id, &n, 1) == ROUTE_STATIC);
     CHECK("prefix alone is unknown", http_route_of("/workspaces/", &id, &n, 0) == ROUTE_NONE);
+    CHECK("stream close routes",
+          http_route_of("/streams/abcdefghijklmnop/close", &id, &n, 0) == ROUTE_STREAM_CLOSE && n == 16
+              && !strncmp(id, "abcdefghijklmnop", 16));
+    CHECK("stream close without a key routes (then 400)",
+          http_route_of("/streams/x/close", &id, &n, 0) == ROUTE_STREAM_CLOSE && n == 1);
+    CHECK("/streams/close alone is unknown", http_route_of("/streams/close", &id, &n, 0) == ROUTE_NONE);
+    CHECK("/streams/KEY without /close is unknown",
+          http_route_of("/streams/abcdefghijklmnop", &id, &n, 0) == ROUTE_NONE);
+}
+
+static void test_stream_keys(void)
+{
+    static const char k64[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-";
+    char k65[66];
+
+    CHECK("a 32-hex key accepted", sse_key_valid("0123456789abcdef0123456789abcdef", 32));
+    CHECK("16 characters accepted", sse_key_valid("abcdefghijklmnop", 16));
+    CHECK("15 characters rejected", !sse_key_valid("abcdefghijklmno", 15));
+    CHECK("64 characters of the whole alphabet accepted", strlen(k64) == 64 && sse_key_valid(k64, 64));
+    memcpy(k65, k64, 64);
+    k65[64] = 'x';
+    k65[65] = '\0';
+    CHECK("65 characters rejected", !sse_key_valid(k65, 65));
+    CHECK("a dot rejected", !sse_key_valid("abcdefghijklmno.", 16));
+    CHECK("a slash rejected", !sse_key_valid("abcdefgh/ijklmnop", 17));
+    CHECK("a NUL inside rejected", !sse_key_valid("abcdefgh\0ijklmnop", 17));
+    CHECK("a percent rejected", !sse_key_valid("abcdefgh%20klmnop", 17));
 }
 
 static void test_static_paths(void)
@@ -135,6 +162,7 @@ int main(void)
     test_event_ids();
     test_format();
     test_routes();
+    test_stream_keys();
     test_static_paths();
     test_text();
     return check_done("sse_http_test");

@@ -10,11 +10,19 @@
 #     CORS, bad requests, /healthz and /metrics (connections and streams by
 #     protocol)
 #   - 20 streams on one HTTP/2 connection, each with its own events in order
-#   - a stalled stream does not hold its siblings; RST_STREAM and closed
-#     clients are noticed at once (heartbeats are an hour apart there)
+#   - a stalled stream does not hold its siblings; a stream reset by the
+#     client (RST_STREAM, which lws 4.1.6 does not report) is ended at once
+#     by POST /streams/KEY/close, and closed clients are noticed at once
+#     (heartbeats are an hour apart there); the close endpoint's bad input
+#   - authorization over HTTP/2: a cookie run request needs an Origin of the
+#     bridge or a --cors-origin (X-Aegis-Request does not reach lws 4.1.6
+#     streams); HTTP/1.1 still needs X-Aegis-Request
 #   - SIGHUP reload: new connections get the new pair, old ones keep streaming
 #   - the 20-EventSource page: 20 live over HTTPS, 6 over plain HTTP/1.1,
 #     20 through nginx; nginx: no buffering, long replay whole, Last-Event-ID
+#   - the dashboard over a direct HTTP/2 connection (h2-resume.test.js):
+#     resumes by itself across a bridge kill + restart (no gap, no
+#     duplicate), its cookie run request, closing one of a tab's streams
 set -u
 source "$(dirname "$0")/../lib.sh"
 source "$AEGIS_TOP/test/browser/setup.sh"
@@ -31,6 +39,9 @@ cleanup() {
     local p
     nginx_stop
     for p in "${PIDS[@]}"; do kill_pid "$p"; done
+    if [ -f "$WORK/bridge-h2resume.pids" ]; then
+        while read -r p; do kill_pid "$p"; done <"$WORK/bridge-h2resume.pids"
+    fi
     pg_stop_all
     if [ "$TESTS_FAILED" -eq 0 ]; then rm -rf "$WORK"; else echo "# kept $WORK"; fi
 }
@@ -42,6 +53,8 @@ fi
 "$AEGIS_TOP/test/tls/mkcerts.sh" "$CERTS" || { not_ok "test certificates made"; finish; exit 1; }
 pg_start tls || { not_ok "postgres starts"; finish; exit 1; }
 psql -qX -c "CREATE EXTENSION aegis_events" || { not_ok "extension installs"; finish; exit 1; }
+psql -qX -c "SELECT aegis.configure_agent('rule_37', queue_timeout => '1 hour')" >/dev/null \
+    || { not_ok "agent type rule_37 configured"; finish; exit 1; }
 q() { psql -qAtX -c "$1"; }
 store_ids() { q "SELECT coalesce(string_agg(id::text, ',' ORDER BY id), '') FROM aegis.events WHERE stream_kind = '$1' AND stream_id = '$2'"; }
 ASAN_ENV=(env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1)
@@ -275,17 +288,27 @@ check "bridge B (TLS, hourly heartbeats) starts" wait_for 30 "${CURL[@]}" -f -o 
 sse_open() { metric "$B" aegis_bridge_sse_connections | cut -d. -f1; }
 # lws 4.1.6 does not close a stream on RST_STREAM: it only marks it closed
 # (lib/roles/h2/http2.c) and gives the server no callback, so the bridge
-# learns of it when the connection closes or the stream stalls (it no longer
-# gets window updates). What must hold: the connection's other streams go on.
-# Behind nginx (below) a cancelled stream closes its upstream connection and
-# is released at once.
-rm -f "$WORK/rst.ready" "$WORK/rst.go"
-"${H2[@]}" reset "$B" --ca "$C/ca.pem" --reset /workspaces/ws-rst/stream --live /workspaces/ws-rst2/stream \
+# cannot learn of it before the connection closes or the stream stalls (it no
+# longer gets window updates). A client that opened the stream with
+# ?stream_key=K ends it with POST /streams/K/close (web/streams.js does);
+# the connection's other streams go on. Behind nginx (below) a cancelled
+# stream closes its upstream connection and is released at once.
+KEY=$(openssl rand -hex 16)
+rm -f "$WORK/rst.ready" "$WORK/rst.go" "$WORK/rst.go.reset"
+"${H2[@]}" reset "$B" --ca "$C/ca.pem" --reset "/workspaces/ws-rst/stream?stream_key=$KEY" --live /workspaces/ws-rst2/stream \
     --live-events 3 --ready "$WORK/rst.ready" --go "$WORK/rst.go" --timeout 30 >"$WORK/rst.json" &
 rp=$!; PIDS+=("$rp")
 wait_for 10 test -f "$WORK/rst.ready"
 expect_eq "RST_STREAM: two streams open before" 2 "$(sse_open)"
 touch "$WORK/rst.go"
+close_key() {   # close_key KEY [curl args]: "http_version status"
+    local k=$1; shift
+    "${CURL[@]}" -o /dev/null -w '%{http_version} %{http_code}' -X POST --data close "$@" "$B/streams/$k/close"
+}
+wait_for 10 test -f "$WORK/rst.go.reset"
+expect_eq "RST_STREAM + POST /streams/KEY/close over HTTP/2: 204" "2 204" "$(close_key "$KEY" --http2)"
+check "... the cancelled stream is freed on the bridge at once, the other one stays" wait_for 10 metric_is "$B" aegis_bridge_sse_connections 1
+expect_eq "POST /streams/KEY/close again: 404 (no open stream has it)" "2 404" "$(close_key "$KEY" --http2)"
 for i in 1 2 3; do q "SELECT aegis.publish_agent_status('ws-rst', 'running', 'to the cancelled stream $i')" >/dev/null; done
 for i in 1 2 3; do q "SELECT aegis.publish_agent_status('ws-rst2', 'running', 'after rst $i')" >/dev/null; done
 wait "$rp"
@@ -293,8 +316,30 @@ expect_eq "RST_STREAM: the cancelled stream ended with CANCEL on the client" "8 
     "$(jq -r '"\(.reset.rstCode) \(.reset.closed)"' "$WORK/rst.json")"
 expect_eq "RST_STREAM: the other stream of the connection keeps running" "$(store_ids workspace ws-rst2)" \
     "$(jq -r '.live.ids | join(",")' "$WORK/rst.json")"
-check "RST_STREAM: once the connection closes, both streams are released" \
+check "RST_STREAM: once the connection closes, the other stream is released too" \
     wait_for 10 metric_is "$B" aegis_bridge_sse_connections 0
+# the same over HTTP/1.1 + TLS: the bridge ends the stream, curl sees the end
+KEY2=$(openssl rand -hex 16)
+"${CURL[@]}" --http1.1 -N -o /dev/null "$B/workspaces/ws-key1/stream?stream_key=$KEY2" &
+kp=$!; PIDS+=("$kp")
+wait_for 10 metric_is "$B" aegis_bridge_sse_connections 1
+expect_eq "POST /streams/KEY/close over HTTP/1.1 + TLS: 204" "1.1 204" "$(close_key "$KEY2" --http1.1)"
+wait_for 10 sh -c "! kill -0 $kp 2>/dev/null"
+check "... the stream ends: the client's curl returns, nothing is left open" \
+    sh -c "! kill -0 $kp 2>/dev/null && [ \"\$(curl -s -m 5 --cacert '$C/ca.pem' --http1.1 '$B/metrics' | awk '\$1 == \"aegis_bridge_sse_connections\" {print \$2}')\" = 0 ]"
+# bad input
+expect_eq "a stream with a short ?stream_key=: 400 saying the rule" "400|bad request: stream_key must match [A-Za-z0-9_-]{16,64}" \
+    "$("${CURL[@]}" --http2 -o "$WORK/key.out" -w '%{http_code}' "$B/workspaces/ws-k/stream?stream_key=short")|$(head -1 "$WORK/key.out")"
+expect_eq "a stream with ?stream_key= given twice: 400" 400 \
+    "$("${CURL[@]}" --http2 -o /dev/null -w '%{http_code}' "$B/workspaces/ws-k/stream?stream_key=$KEY&stream_key=$KEY")"
+expect_eq "a stream with a ?stream_key= holding a dot: 400" 400 \
+    "$("${CURL[@]}" --http2 -o /dev/null -w '%{http_code}' "$B/workspaces/ws-k/stream?stream_key=abcdefghijklmnop.")"
+expect_eq "POST /streams/KEY/close with a bad key: 400" "2 400" "$(close_key 'bad.key' --http2)"
+expect_eq "POST /streams/KEY/close with an unknown key: 404" "2 404" "$(close_key "$(openssl rand -hex 16)" --http2)"
+expect_eq "GET /streams/KEY/close: 405" "2 405" \
+    "$("${CURL[@]}" --http2 -o /dev/null -w '%{http_version} %{http_code}' "$B/streams/$KEY/close")"
+expect_eq "POST /streams/KEY/close without a length: 411" "411|length required: send the POST with a Content-Length" \
+    "$("${CURL[@]}" --http1.1 -o "$WORK/key.out" -w '%{http_code}' -X POST -H 'Transfer-Encoding: chunked' --data close "$B/streams/$KEY/close")|$(head -1 "$WORK/key.out")"
 for proto in --http1.1 --http2; do
     "${CURL[@]}" "$proto" -N -o /dev/null "$B/workspaces/ws-gone/stream" &
     gp=$!; PIDS+=("$gp")
@@ -303,6 +348,56 @@ for proto in --http1.1 --http2; do
     check "a TLS client ($proto) that closes is released at once (no heartbeat involved)" \
         wait_for 10 metric_is "$B" aegis_bridge_sse_connections 0
 done
+
+# ---------------------------------------------------------------- bridge C
+# authorization on (JWT): the run request a cookie alone authenticates.
+# Over HTTP/1.1 it needs X-Aegis-Request: 1, a header lws 4.1.6 drops on an
+# HTTP/2 stream; there the Origin header (which lws keeps) of the bridge or a
+# listed --cors-origin is the signal instead (docs/auth.md)
+PC=$(free_port)
+CB=https://127.0.0.1:$PC
+SECRET=$WORK/jwt.secret
+head -c 48 /dev/urandom | base64 | tr -d '\n' >"$SECRET"
+"${ASAN_ENV[@]}" "$BIN" --listen "127.0.0.1:$PC" --no-drain --heartbeat-seconds 1 --cors-origin http://allowed.test \
+    --auth-jwt-key "$SECRET" --auth-jwt-audience aegis-test --auth-jwt-issuer test-idp \
+    --tls-cert "$C/server.pem" --tls-key "$C/server.key" >>"$WORK/bridge-c.log" 2>&1 &
+C_PID=$!
+PIDS+=("$C_PID")
+check "bridge C (TLS, JWT authorization) starts" wait_for 30 "${CURL[@]}" -f -o /dev/null "$CB/healthz"
+TOK=$("$BIN" token --key "$SECRET" --aud aegis-test --iss test-idp --subscribe 'conversation:conv-h2run-*' \
+      --run rule_37 --sub user-h2)
+runs() { q "SELECT count(*) FROM aegis.run_requests"; }
+post() {   # post PROTO ID [curl args...]: "http_version status|first line of the body"
+    local proto=$1 id=$2; shift 2
+    "${CURL[@]}" "$proto" -o "$WORK/post.out" -w '%{http_version} %{http_code}' -X POST \
+        -H 'Content-Type: application/json' --data-binary '{"message":"over h2","agent_type":"rule_37"}' \
+        "$@" "$CB/conversations/$id/runs" >"$WORK/post.code" || true
+    printf '%s|%s' "$(cat "$WORK/post.code")" "$(head -1 "$WORK/post.out")"
+}
+before=$(runs)
+expect_eq "HTTP/2 POST runs with the cookie and no Origin: 403, saying what is needed" \
+    "2 403|forbidden: a run request over HTTP/2 needs Authorization: Bearer or the Origin header of the bridge or a --cors-origin" \
+    "$(post --http2 conv-h2run-1 -H "Cookie: aegis_token=$TOK" -H 'X-Aegis-Request: 1')"
+expect_eq "HTTP/2 POST runs with the cookie from a foreign Origin: 403" "2 403" \
+    "$(post --http2 conv-h2run-1 -H "Cookie: aegis_token=$TOK" -H 'Origin: https://evil.test' | cut -d'|' -f1)"
+expect_eq "HTTP/2 POST runs with the cookie and Origin: null: 403" "2 403" \
+    "$(post --http2 conv-h2run-1 -H "Cookie: aegis_token=$TOK" -H 'Origin: null' | cut -d'|' -f1)"
+expect_eq "HTTP/2 POST runs without a token, own Origin: 401" "2 401" \
+    "$(post --http2 conv-h2run-1 -H "Origin: $CB" | cut -d'|' -f1)"
+expect_eq "HTTP/1.1 + TLS POST runs with the cookie and own Origin but no X-Aegis-Request: 403 (as before)" "1.1 403" \
+    "$(post --http1.1 conv-h2run-1 -H "Cookie: aegis_token=$TOK" -H "Origin: $CB" | cut -d'|' -f1)"
+expect_eq "refused HTTP/2 run requests recorded nothing" "$before" "$(runs)"
+r=$(post --http2 conv-h2run-1 -H "Cookie: aegis_token=$TOK" -H "Origin: $CB")
+expect_eq "HTTP/2 POST runs with the cookie from the bridge's own Origin: 202" "2 202" "${r%%|*}"
+expect_eq "... and the run request is recorded" "over h2|rule_37" \
+    "$(q "SELECT message || '|' || agent_type FROM aegis.run_requests WHERE event_id = $(jq -r '.run_id // 0' <<<"${r#*|}")")"
+expect_eq "HTTP/2 POST runs with the cookie from a listed --cors-origin: 202" "2 202" \
+    "$(post --http2 conv-h2run-2 -H "Cookie: aegis_token=$TOK" -H 'Origin: http://allowed.test' | cut -d'|' -f1)"
+expect_eq "HTTP/2 POST runs with a bearer token and no Origin: 202" "2 202" \
+    "$(post --http2 conv-h2run-3 -H "Authorization: Bearer $TOK" | cut -d'|' -f1)"
+expect_eq "HTTP/1.1 + TLS POST runs with the cookie and X-Aegis-Request: 1: 202 (as before)" "1.1 202" \
+    "$(post --http1.1 conv-h2run-4 -H "Cookie: aegis_token=$TOK" -H 'X-Aegis-Request: 1' | cut -d'|' -f1)"
+check "bridge C: no token in its log" sh -c "! grep -qF -- '$TOK' '$WORK/bridge-c.log'"
 
 # ---------------------------------------------------------------- plain + nginx
 PP=$(free_port)
@@ -373,19 +468,28 @@ if browser_setup; then
         AEGIS_BASE=$N AEGIS_EXPECT_LIVE=20 AEGIS_EXPECT_PROTOCOL=h2 AEGIS_LABEL="through nginx" \
             run_node_tap "20 streams through nginx" streams20.test.js
     fi
+    # the dashboard over a direct HTTP/2 connection: resumes by itself across
+    # a bridge restart (no gap, no duplicate), starts a run with the cookie
+    mkdir -p "$WORK/web"
+    cp -r "$AEGIS_TOP/web/." "$WORK/web/"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+    AEGIS_BRIDGE_BIN=$BIN AEGIS_STATIC=$WORK/web AEGIS_PORT=$(free_port) AEGIS_TLS_CERT=$C/server.pem \
+    AEGIS_TLS_KEY=$C/server.key AEGIS_JWT_KEY=$SECRET \
+        run_node_tap "dashboard over direct HTTP/2" h2-resume.test.js
+    check "bridge-h2resume: no sanitizer report (ASan/LSan/UBSan)" sanitizer_clean "$WORK/bridge-h2resume.log"
 else
     not_ok "playwright-core and chromium are installed"
 fi
 
 # ---------------------------------------------------------------- shutdown
 nginx_stop
-for pid in "$A_PID" "$B_PID" "$P_PID"; do
+for pid in "$A_PID" "$B_PID" "$C_PID" "$P_PID"; do
     kill -TERM "$pid"
     wait "$pid"
     rc=$?
     [ "$rc" = 0 ] || not_ok "bridge $pid exits 0 on SIGTERM (got $rc)"
 done
-for l in bridge-a bridge-b bridge-plain; do
+for l in bridge-a bridge-b bridge-c bridge-plain; do
     check "$l: no sanitizer report (ASan/LSan/UBSan)" sanitizer_clean "$WORK/$l.log"
 done
 finish

@@ -18,8 +18,9 @@
  *       the live stream has N + M events; reports it all.
  *   reset BASE --reset P --live P --ready FILE --go FILE --live-events N [--timeout S]
  *       opens both; once FILE has been written and the test created GO,
- *       cancels the first stream (RST_STREAM CANCEL) and keeps reading the
- *       live one until it has N events in total.
+ *       cancels the first stream (RST_STREAM CANCEL; writes GO.reset once
+ *       it is sent) and keeps reading the live one until it has N events in
+ *       total.
  * Options: --ca FILE trusts that CA (default: no verification),
  *          -H 'name: value' adds a request header to every stream.
  */
@@ -127,7 +128,8 @@ function main() {
   } else if (o.mode === "reset") {
     const gone = open(session, o.reset, o.headers), live = open(session, o.live, o.headers);
     poll(() => gone.status && live.status, () => fs.writeFileSync(o.ready, "ready\n"), deadline, () => {});
-    poll(() => fs.existsSync(o.go), () => gone.stream.close(http2.constants.NGHTTP2_CANCEL), deadline, () => {});
+    poll(() => fs.existsSync(o.go), () => gone.stream.close(http2.constants.NGHTTP2_CANCEL,
+      () => fs.writeFileSync(o.go + ".reset", "reset\n")), deadline, () => {});
     poll(() => live.ids.length >= o.liveEvents,
       () => finish({ reset: gone, live, timedOut: false }, 0), deadline, () => finish({ reset: gone, live, timedOut: true }, 1));
   } else {
