@@ -692,9 +692,10 @@ $$;
 
 /*
  * Ends worker's run: publishes the seed's done event for the conversation
- * and marks the run done, in one transaction.  Returns the done event's id.
- * The UPDATE is the check that the worker holds the run; when it is not,
- * the error aborts the transaction and the event with it.
+ * and marks the run done, in one statement of the caller's transaction
+ * (extension/runs.c, one kept plan).  Returns the done event's id.  The
+ * UPDATE is the check that the worker holds the run; when it does not,
+ * aegis.runs_held raises why and the error rolls the event back.
  */
 CREATE FUNCTION aegis.finish_run(run_id bigint, worker text, execution_id text,
                                  status text DEFAULT 'completed',
@@ -702,65 +703,20 @@ CREATE FUNCTION aegis.finish_run(run_id bigint, worker text, execution_id text,
                                  cost_usd numeric DEFAULT NULL,
                                  skills_injected text[] DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    conversation text;
-    done_id bigint;
-BEGIN
-    SELECT q.conversation_id INTO conversation FROM aegis.run_requests q
-     WHERE q.event_id = finish_run.run_id AND q.state = 'running';
-    IF NOT FOUND THEN
-        PERFORM aegis.runs_held(run_id, worker);    /* raises why */
-    END IF;
-    done_id := aegis.publish_conversation_event(conversation, 'done', NULL,
-        jsonb_build_object('execution_id', execution_id, 'status', status,
-                           'tokens_used', tokens_used, 'cost_usd', cost_usd,
-                           'skills_injected', to_jsonb(skills_injected)));
-    UPDATE aegis.run_requests q
-       SET state = 'done', finished_at = clock_timestamp(), lease_expires_at = NULL,
-           end_event_id = done_id
-     WHERE q.event_id = finish_run.run_id AND q.state = 'running'
-       AND q.worker = finish_run.worker AND q.lease_expires_at > clock_timestamp();
-    IF NOT FOUND THEN
-        PERFORM aegis.runs_held(run_id, worker);    /* raises why */
-    END IF;
-    RETURN done_id;
-END;
-$$;
+AS 'MODULE_PATHNAME', 'aegis_finish_run'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
 
 /*
  * Fails worker's run for good: publishes the seed's error event and marks
- * the run failed, in one transaction.  Returns the error event's id.
+ * the run failed, in one statement (as finish_run).  Returns the error
+ * event's id.
  */
 CREATE FUNCTION aegis.fail_run(run_id bigint, worker text, error text)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    conversation text;
-    error_id bigint;
-BEGIN
-    SELECT q.conversation_id INTO conversation FROM aegis.run_requests q
-     WHERE q.event_id = fail_run.run_id AND q.state = 'running';
-    IF NOT FOUND THEN
-        PERFORM aegis.runs_held(run_id, worker);    /* raises why */
-    END IF;
-    error_id := aegis.publish_conversation_event(conversation, 'error', NULL,
-        jsonb_build_object('error', fail_run.error));
-    UPDATE aegis.run_requests q
-       SET state = 'failed', finished_at = clock_timestamp(), lease_expires_at = NULL,
-           error = fail_run.error, end_event_id = error_id
-     WHERE q.event_id = fail_run.run_id AND q.state = 'running'
-       AND q.worker = fail_run.worker AND q.lease_expires_at > clock_timestamp();
-    IF NOT FOUND THEN
-        PERFORM aegis.runs_held(run_id, worker);    /* raises why */
-    END IF;
-    RETURN error_id;
-END;
-$$;
+AS 'MODULE_PATHNAME', 'aegis_fail_run'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
 
 /*
  * Gives worker's run back (a worker shutting down): queued again at once,
