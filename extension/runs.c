@@ -64,21 +64,22 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
  * Oldest first among the agent type's queued runs, skipping rows another
  * claimer holds; the lease comes from aegis.agents (30 s without a row).
  * clock_timestamp(): wait_run claims long after its transaction started.
+ * The shape of the bare SKIP LOCKED queue (no CTE, no join): the locked
+ * ids as an array, the UPDATE by primary key; runs_claim puts the rows in
+ * run_id order.
  */
 #define SQL_CLAIM \
-	"WITH c AS (SELECT r.event_id FROM aegis.run_requests r " \
-	"  WHERE coalesce(r.agent_type, 'default') = $1 AND r.state = 'queued' " \
-	"  ORDER BY r.event_id LIMIT $3 FOR UPDATE SKIP LOCKED), " \
-	"u AS (UPDATE aegis.run_requests r " \
+	"UPDATE aegis.run_requests r " \
 	"  SET state = 'running', worker = $2, attempt = r.attempt + 1, " \
 	"      started_at = coalesce(r.started_at, pg_catalog.clock_timestamp()), " \
 	"      claimed_at = pg_catalog.clock_timestamp(), heartbeat_at = pg_catalog.clock_timestamp(), " \
 	"      lease_expires_at = pg_catalog.clock_timestamp() + coalesce(" \
 	"        (SELECT a.lease FROM aegis.agents a WHERE a.agent_type = $1), '30 s') " \
-	"  FROM c WHERE r.event_id = c.event_id " \
+	"  WHERE r.event_id = ANY (ARRAY(SELECT q.event_id FROM aegis.run_requests q " \
+	"    WHERE coalesce(q.agent_type, 'default') = $1 AND q.state = 'queued' " \
+	"    ORDER BY q.event_id LIMIT $3 FOR UPDATE SKIP LOCKED)) " \
 	"  RETURNING r.event_id, r.conversation_id, r.message, r.agent_id, " \
-	"            coalesce(r.agent_type, 'default'), r.attempt, r.requested_at) " \
-	"SELECT * FROM u ORDER BY 1"
+	"            coalesce(r.agent_type, 'default'), r.attempt, r.requested_at"
 
 /*
  * Ending a run, one statement: the run is looked up with the holder's
@@ -277,6 +278,19 @@ runs_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 	return *slot;
 }
 
+/* qsort: claimed rows by run_id (their first column, never null) */
+static int
+runs_cmp_run_id(const void *a, const void *b)
+{
+	HeapTuple	ta = *(const HeapTuple *) a;
+	HeapTuple	tb = *(const HeapTuple *) b;
+	bool		isnull;
+	int64		ia = DatumGetInt64(SPI_getbinval(ta, SPI_tuptable->tupdesc, 1, &isnull));
+	int64		ib = DatumGetInt64(SPI_getbinval(tb, SPI_tuptable->tupdesc, 1, &isnull));
+
+	return ia < ib ? -1 : ia > ib ? 1 : 0;
+}
+
 /*
  * Runs the claim plan; the claimed rows go to the SRF's tuplestore.
  * Returns how many runs were claimed.
@@ -302,9 +316,11 @@ runs_claim(text *agent_type, text *worker, int32 max_runs, ReturnSetInfo *rsinfo
 	 */
 	rc = SPI_execute_plan(runs_plan(&claim_plan, SQL_CLAIM, 3, types),
 						  args, NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
+	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "run claim failed: %s", SPI_result_code_string(rc));
 	n = SPI_processed;
+	if (n > 1)
+		qsort(SPI_tuptable->vals, n, sizeof(HeapTuple), runs_cmp_run_id);
 	for (uint64 i = 0; i < n; i++)
 		tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
 	SPI_finish();
