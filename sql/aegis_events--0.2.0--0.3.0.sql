@@ -510,24 +510,48 @@ AS $$
 DECLARE
     n integer;
 BEGIN
-    WITH ended AS (
-        SELECT r.event_id, e.id, e.event_type, e.created_at, e.payload
-          FROM aegis.run_requests r
-          CROSS JOIN LATERAL (
-                SELECT e.id, e.event_type, e.created_at, e.payload FROM aegis.events e
-                 WHERE (e.stream_kind, e.stream_id, e.id) > ('conversation', r.conversation_id, r.event_id)
-                   AND e.stream_kind = 'conversation' AND e.stream_id = r.conversation_id
-                   AND e.event_type IN ('done', 'error')
-                 ORDER BY e.stream_kind, e.stream_id, e.id LIMIT 1) e
-         WHERE r.state IN ('queued', 'running')
-           AND (conversation IS NULL OR r.conversation_id = conversation)
-           FOR UPDATE OF r SKIP LOCKED)
-    UPDATE aegis.run_requests r
-       SET state = CASE ended.event_type WHEN 'done' THEN 'done' ELSE 'failed' END,
-           finished_at = ended.created_at, end_event_id = ended.id,
-           lease_expires_at = NULL, error = ended.payload -> 'data' ->> 'error'
-      FROM ended
-     WHERE r.event_id = ended.event_id;
+    /*
+     * Two statements, not "conversation IS NULL OR ...": one plan of that
+     * (PL/pgSQL keeps a generic plan) read every open run for one
+     * conversation too.
+     */
+    IF conversation IS NULL THEN
+        WITH ended AS (
+            SELECT r.event_id, e.id, e.event_type, e.created_at, e.payload
+              FROM aegis.run_requests r
+              CROSS JOIN LATERAL (
+                    SELECT e.id, e.event_type, e.created_at, e.payload FROM aegis.events e
+                     WHERE (e.stream_kind, e.stream_id, e.id) > ('conversation', r.conversation_id, r.event_id)
+                       AND e.stream_kind = 'conversation' AND e.stream_id = r.conversation_id
+                       AND e.event_type IN ('done', 'error')
+                     ORDER BY e.stream_kind, e.stream_id, e.id LIMIT 1) e
+             WHERE r.state IN ('queued', 'running')
+               FOR UPDATE OF r SKIP LOCKED)
+        UPDATE aegis.run_requests r
+           SET state = CASE ended.event_type WHEN 'done' THEN 'done' ELSE 'failed' END,
+               finished_at = ended.created_at, end_event_id = ended.id,
+               lease_expires_at = NULL, error = ended.payload -> 'data' ->> 'error'
+          FROM ended
+         WHERE r.event_id = ended.event_id;
+    ELSE
+        WITH ended AS (
+            SELECT r.event_id, e.id, e.event_type, e.created_at, e.payload
+              FROM aegis.run_requests r
+              CROSS JOIN LATERAL (
+                    SELECT e.id, e.event_type, e.created_at, e.payload FROM aegis.events e
+                     WHERE (e.stream_kind, e.stream_id, e.id) > ('conversation', r.conversation_id, r.event_id)
+                       AND e.stream_kind = 'conversation' AND e.stream_id = r.conversation_id
+                       AND e.event_type IN ('done', 'error')
+                     ORDER BY e.stream_kind, e.stream_id, e.id LIMIT 1) e
+             WHERE r.conversation_id = conversation AND r.state IN ('queued', 'running')
+               FOR UPDATE OF r SKIP LOCKED)
+        UPDATE aegis.run_requests r
+           SET state = CASE ended.event_type WHEN 'done' THEN 'done' ELSE 'failed' END,
+               finished_at = ended.created_at, end_event_id = ended.id,
+               lease_expires_at = NULL, error = ended.payload -> 'data' ->> 'error'
+          FROM ended
+         WHERE r.event_id = ended.event_id;
+    END IF;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END;
