@@ -350,9 +350,13 @@ CREATE TABLE aegis.agents (
  * The run state on the request row.  attempt counts claims; queued_at is
  * when the run last entered the queue (request, or lease lost); started_at
  * the first claim, claimed_at the latest; end_event_id the done/error.
+ * The state is an enum rather than text with a CHECK: the type admits the
+ * four states only, and a claim or finish does not compile a CHECK
+ * expression per statement (aegis.runs shows it as text).
  */
+CREATE TYPE aegis.run_state AS ENUM ('queued', 'running', 'done', 'failed');
 ALTER TABLE aegis.run_requests
-    ADD COLUMN state            text        NOT NULL DEFAULT 'queued',
+    ADD COLUMN state            aegis.run_state NOT NULL DEFAULT 'queued',
     ADD COLUMN worker           text,
     ADD COLUMN attempt          integer     NOT NULL DEFAULT 0,
     ADD COLUMN queued_at        timestamptz,
@@ -362,9 +366,7 @@ ALTER TABLE aegis.run_requests
     ADD COLUMN lease_expires_at timestamptz,
     ADD COLUMN finished_at      timestamptz,
     ADD COLUMN end_event_id     bigint,
-    ADD COLUMN error            text,
-    ADD CONSTRAINT run_requests_state_check
-        CHECK (state IN ('queued', 'running', 'done', 'failed'));
+    ADD COLUMN error            text;
 
 /*
  * Requests recorded before 0.3.0: ended by the done/error that followed
@@ -372,7 +374,7 @@ ALTER TABLE aegis.run_requests
  * request within queue_timeout unless a worker runs).
  */
 UPDATE aegis.run_requests r
-   SET state = CASE t.event_type WHEN 'done' THEN 'done' ELSE 'failed' END,
+   SET state = CASE t.event_type WHEN 'done' THEN 'done' ELSE 'failed' END::aegis.run_state,
        finished_at = t.created_at, end_event_id = t.id,
        error = t.payload -> 'data' ->> 'error'
   FROM (SELECT r2.event_id, e.id, e.event_type, e.created_at, e.payload
@@ -410,7 +412,7 @@ SELECT r.event_id AS run_id,
        coalesce(r.agent_type, 'default') AS agent_type,
        r.agent_id,
        r.message,
-       r.state,
+       r.state::text AS state,
        r.worker,
        r.attempt,
        coalesce(a.max_attempts, 3) AS max_attempts,
@@ -528,7 +530,7 @@ BEGIN
              WHERE r.state IN ('queued', 'running')
                FOR UPDATE OF r SKIP LOCKED)
         UPDATE aegis.run_requests r
-           SET state = CASE ended.event_type WHEN 'done' THEN 'done' ELSE 'failed' END,
+           SET state = CASE ended.event_type WHEN 'done' THEN 'done' ELSE 'failed' END::aegis.run_state,
                finished_at = ended.created_at, end_event_id = ended.id,
                lease_expires_at = NULL, error = ended.payload -> 'data' ->> 'error'
           FROM ended
@@ -546,7 +548,7 @@ BEGIN
              WHERE r.conversation_id = conversation AND r.state IN ('queued', 'running')
                FOR UPDATE OF r SKIP LOCKED)
         UPDATE aegis.run_requests r
-           SET state = CASE ended.event_type WHEN 'done' THEN 'done' ELSE 'failed' END,
+           SET state = CASE ended.event_type WHEN 'done' THEN 'done' ELSE 'failed' END::aegis.run_state,
                finished_at = ended.created_at, end_event_id = ended.id,
                lease_expires_at = NULL, error = ended.payload -> 'data' ->> 'error'
           FROM ended
