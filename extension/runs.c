@@ -82,17 +82,17 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 	"            coalesce(r.agent_type, 'default'), r.attempt, r.requested_at"
 
 /*
- * Ending a run, one statement: the run is looked up with the holder's
- * checks (q), its end event published once (e: a CTE with a volatile
- * function is evaluated once, and an UPDATE re-checking a concurrently
- * changed row reuses e's row instead of evaluating it again), and the row
- * updated only while the worker still holds it.  No row: the caller
+ * Ending a run, one statement: the CTE e reads the run with the holder's
+ * checks and publishes its end event once (a CTE with a volatile function
+ * is evaluated once, and an UPDATE re-checking a concurrently changed row
+ * reuses e's row instead of evaluating it again: runs_lease.spec), and the
+ * row is updated only while the worker still holds it.  No row: the caller
  * raises why (aegis.runs_held), which rolls the event back with the rest.
  */
 #define SQL_END_HELD \
-	"WITH q AS (SELECT r.conversation_id FROM aegis.run_requests r " \
+	"  FROM aegis.run_requests r " \
 	"  WHERE r.event_id = $1 AND r.state = 'running' AND r.worker = $2 " \
-	"    AND r.lease_expires_at > pg_catalog.clock_timestamp()), "
+	"    AND r.lease_expires_at > pg_catalog.clock_timestamp()) "
 #define SQL_END_UPDATE \
 	"UPDATE aegis.run_requests r SET finished_at = pg_catalog.clock_timestamp(), " \
 	"  lease_expires_at = NULL, end_event_id = e.id, "
@@ -101,15 +101,15 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 	"    AND r.lease_expires_at > pg_catalog.clock_timestamp() " \
 	"RETURNING r.end_event_id"
 #define SQL_FINISH \
-	SQL_END_HELD \
-	"e AS (SELECT aegis.publish_conversation_event(q.conversation_id, 'done', NULL, " \
+	"WITH e AS (SELECT aegis.publish_conversation_event(r.conversation_id, 'done', NULL, " \
 	"  pg_catalog.jsonb_build_object('execution_id', $3, 'status', $4, 'tokens_used', $5, " \
-	"    'cost_usd', $6, 'skills_injected', pg_catalog.to_jsonb($7))) AS id FROM q) " \
+	"    'cost_usd', $6, 'skills_injected', pg_catalog.to_jsonb($7))) AS id " \
+	SQL_END_HELD \
 	SQL_END_UPDATE "state = 'done' " SQL_END_WHERE
 #define SQL_FAIL \
+	"WITH e AS (SELECT aegis.publish_conversation_event(r.conversation_id, 'error', NULL, " \
+	"  pg_catalog.jsonb_build_object('error', $3)) AS id " \
 	SQL_END_HELD \
-	"e AS (SELECT aegis.publish_conversation_event(q.conversation_id, 'error', NULL, " \
-	"  pg_catalog.jsonb_build_object('error', $3)) AS id FROM q) " \
 	SQL_END_UPDATE "state = 'failed', error = $3 " SQL_END_WHERE
 /* raises why the worker does not hold the run (unknown, ended, lost) */
 #define SQL_HELD "SELECT 1 FROM aegis.runs_held($1, $2)"
