@@ -34,6 +34,8 @@ PG_FUNCTION_INFO_V1(aegis_claim_run);
 PG_FUNCTION_INFO_V1(aegis_wait_run);
 PG_FUNCTION_INFO_V1(aegis_wake_run_waiters);
 PG_FUNCTION_INFO_V1(aegis_validate_run_request);
+PG_FUNCTION_INFO_V1(aegis_finish_run);
+PG_FUNCTION_INFO_V1(aegis_fail_run);
 
 #define RUNS_MAX_CLAIM 1000
 #define RUNS_WAIT_MAX_MS 60000
@@ -52,6 +54,9 @@ int			aegis_max_open_runs = 1;
 static RunsShared *runs = NULL;
 static bool xact_wakes_waiters = false;
 static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr finish_plan = NULL;
+static SPIPlanPtr fail_plan = NULL;
+static SPIPlanPtr held_plan = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
@@ -59,21 +64,55 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
  * Oldest first among the agent type's queued runs, skipping rows another
  * claimer holds; the lease comes from aegis.agents (30 s without a row).
  * clock_timestamp(): wait_run claims long after its transaction started.
+ * The shape of the bare SKIP LOCKED queue (no CTE, no join): the locked
+ * ids as an array, the UPDATE by primary key; runs_claim puts the rows in
+ * run_id order.
  */
 #define SQL_CLAIM \
-	"WITH c AS (SELECT r.event_id FROM aegis.run_requests r " \
-	"  WHERE coalesce(r.agent_type, 'default') = $1 AND r.state = 'queued' " \
-	"  ORDER BY r.event_id LIMIT $3 FOR UPDATE SKIP LOCKED), " \
-	"u AS (UPDATE aegis.run_requests r " \
+	"UPDATE aegis.run_requests r " \
 	"  SET state = 'running', worker = $2, attempt = r.attempt + 1, " \
 	"      started_at = coalesce(r.started_at, pg_catalog.clock_timestamp()), " \
 	"      claimed_at = pg_catalog.clock_timestamp(), heartbeat_at = pg_catalog.clock_timestamp(), " \
 	"      lease_expires_at = pg_catalog.clock_timestamp() + coalesce(" \
 	"        (SELECT a.lease FROM aegis.agents a WHERE a.agent_type = $1), '30 s') " \
-	"  FROM c WHERE r.event_id = c.event_id " \
+	"  WHERE r.event_id = ANY (ARRAY(SELECT q.event_id FROM aegis.run_requests q " \
+	"    WHERE coalesce(q.agent_type, 'default') = $1 AND q.state = 'queued' " \
+	"    ORDER BY q.event_id LIMIT $3 FOR UPDATE SKIP LOCKED)) " \
 	"  RETURNING r.event_id, r.conversation_id, r.message, r.agent_id, " \
-	"            coalesce(r.agent_type, 'default'), r.attempt, r.requested_at) " \
-	"SELECT * FROM u ORDER BY 1"
+	"            coalesce(r.agent_type, 'default'), r.attempt, r.requested_at"
+
+/*
+ * Ending a run, one statement: the CTE e reads the run with the holder's
+ * checks and publishes its end event once (a CTE with a volatile function
+ * is evaluated once, and an UPDATE re-checking a concurrently changed row
+ * reuses e's row instead of evaluating it again: runs_lease.spec), and the
+ * row is updated only while the worker still holds it.  No row: the caller
+ * raises why (aegis.runs_held), which rolls the event back with the rest.
+ */
+#define SQL_END_HELD \
+	"  FROM aegis.run_requests r " \
+	"  WHERE r.event_id = $1 AND r.state = 'running' AND r.worker = $2 " \
+	"    AND r.lease_expires_at > pg_catalog.clock_timestamp()) "
+#define SQL_END_UPDATE \
+	"UPDATE aegis.run_requests r SET finished_at = pg_catalog.clock_timestamp(), " \
+	"  lease_expires_at = NULL, end_event_id = e.id, "
+#define SQL_END_WHERE \
+	"  FROM e WHERE r.event_id = $1 AND r.state = 'running' AND r.worker = $2 " \
+	"    AND r.lease_expires_at > pg_catalog.clock_timestamp() " \
+	"RETURNING r.end_event_id"
+#define SQL_FINISH \
+	"WITH e AS (SELECT aegis.publish_conversation_event(r.conversation_id, 'done', NULL, " \
+	"  pg_catalog.jsonb_build_object('execution_id', $3, 'status', $4, 'tokens_used', $5, " \
+	"    'cost_usd', $6, 'skills_injected', pg_catalog.to_jsonb($7))) AS id " \
+	SQL_END_HELD \
+	SQL_END_UPDATE "state = 'done' " SQL_END_WHERE
+#define SQL_FAIL \
+	"WITH e AS (SELECT aegis.publish_conversation_event(r.conversation_id, 'error', NULL, " \
+	"  pg_catalog.jsonb_build_object('error', $3)) AS id " \
+	SQL_END_HELD \
+	SQL_END_UPDATE "state = 'failed', error = $3 " SQL_END_WHERE
+/* raises why the worker does not hold the run (unknown, ended, lost) */
+#define SQL_HELD "SELECT 1 FROM aegis.runs_held($1, $2)"
 
 static void
 runs_shmem_request(void)
@@ -221,6 +260,37 @@ runs_check_args(FunctionCallInfo fcinfo, const char *third)
 				 errhint("Name the worker uniquely, e.g. host:pid.")));
 }
 
+/* A kept generic plan of sql (see runs_claim for why generic). */
+static SPIPlanPtr
+runs_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, types,
+											  CURSOR_OPT_GENERIC_PLAN);
+
+		if (plan == NULL)
+			elog(ERROR, "could not prepare \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*slot = plan;
+	}
+	return *slot;
+}
+
+/* qsort: claimed rows by run_id (their first column, never null) */
+static int
+runs_cmp_run_id(const void *a, const void *b)
+{
+	HeapTuple	ta = *(const HeapTuple *) a;
+	HeapTuple	tb = *(const HeapTuple *) b;
+	bool		isnull;
+	int64		ia = DatumGetInt64(SPI_getbinval(ta, SPI_tuptable->tupdesc, 1, &isnull));
+	int64		ib = DatumGetInt64(SPI_getbinval(tb, SPI_tuptable->tupdesc, 1, &isnull));
+
+	return ia < ib ? -1 : ia > ib ? 1 : 0;
+}
+
 /*
  * Runs the claim plan; the claimed rows go to the SRF's tuplestore.
  * Returns how many runs were claimed.
@@ -229,32 +299,108 @@ static uint64
 runs_claim(text *agent_type, text *worker, int32 max_runs, ReturnSetInfo *rsinfo)
 {
 	Datum		args[3];
+	Oid			types[3] = {TEXTOID, TEXTOID, INT4OID};
 	uint64		n;
 	int			rc;
 
 	args[0] = PointerGetDatum(agent_type);
 	args[1] = PointerGetDatum(worker);
 	args[2] = Int32GetDatum(max_runs);
-	SPI_connect();
-	if (claim_plan == NULL)
-	{
-		Oid			types[3] = {TEXTOID, TEXTOID, INT4OID};
-		SPIPlanPtr	plan = SPI_prepare(SQL_CLAIM, 3, types);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 
-		if (plan == NULL)
-			elog(ERROR, "could not prepare the run claim: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		claim_plan = plan;
-	}
-	rc = SPI_execute_plan(claim_plan, args, NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
+	/*
+	 * A generic plan (runs_plan): the custom plans the plan cache would
+	 * otherwise pick (LIMIT $3 makes the generic one look dearer) were
+	 * planned anew on every call, which cost as much as the claim itself.
+	 */
+	rc = SPI_execute_plan(runs_plan(&claim_plan, SQL_CLAIM, 3, types),
+						  args, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "run claim failed: %s", SPI_result_code_string(rc));
 	n = SPI_processed;
+	if (n > 1)
+		qsort(SPI_tuptable->vals, n, sizeof(HeapTuple), runs_cmp_run_id);
 	for (uint64 i = 0; i < n; i++)
 		tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
 	SPI_finish();
 	return n;
+}
+
+/*
+ * Runs an end-of-run plan (SQL_FINISH / SQL_FAIL) with the function's
+ * arguments; returns the end event's id.  When the worker does not hold
+ * the run, aegis.runs_held raises why (55000, 22023, 22004); should it
+ * find the run held after all (it cannot: the UPDATE waited for any
+ * concurrent change), the error is raised here.
+ */
+static int64
+runs_end(FunctionCallInfo fcinfo, SPIPlanPtr *slot, const char *sql,
+		 int nargs, Oid *types)
+{
+	Datum		args[7];
+	char		nulls[7];
+	int64		event_id = 0;
+	bool		isnull = true;
+	int			rc;
+
+	Assert(nargs <= 7 && nargs == PG_NARGS());
+	for (int i = 0; i < nargs; i++)
+	{
+		args[i] = PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_plan(runs_plan(slot, sql, nargs, types), args, nulls, false, 0);
+	if (rc != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "ending the run failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 1)
+		event_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull)
+	{
+		Oid			held_types[2] = {INT8OID, TEXTOID};
+
+		rc = SPI_execute_plan(runs_plan(&held_plan, SQL_HELD, 2, held_types),
+							  args, nulls, false, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "checking the run failed: %s", SPI_result_code_string(rc));
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("run " INT64_FORMAT " is not held by worker \"%s\"",
+						PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0),
+						PG_ARGISNULL(1) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(1))),
+				 errhint("Stop working on this run: another attempt may be under way.")));
+	}
+	SPI_finish();
+	return event_id;
+}
+
+/*
+ * aegis.finish_run(run_id, worker, execution_id, status, tokens_used,
+ * cost_usd, skills_injected): publishes the seed's done event and marks the
+ * run done, one statement of the caller's transaction; the done event's id.
+ */
+Datum
+aegis_finish_run(PG_FUNCTION_ARGS)
+{
+	Oid			types[7] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID,
+	NUMERICOID, TEXTARRAYOID};
+
+	PG_RETURN_INT64(runs_end(fcinfo, &finish_plan, SQL_FINISH, 7, types));
+}
+
+/*
+ * aegis.fail_run(run_id, worker, error): publishes the seed's error event
+ * and fails the run for good, one statement; the error event's id.
+ */
+Datum
+aegis_fail_run(PG_FUNCTION_ARGS)
+{
+	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
+
+	PG_RETURN_INT64(runs_end(fcinfo, &fail_plan, SQL_FAIL, 3, types));
 }
 
 /* A claim must see commits after the statement began: READ COMMITTED. */

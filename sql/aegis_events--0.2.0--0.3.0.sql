@@ -350,9 +350,13 @@ CREATE TABLE aegis.agents (
  * The run state on the request row.  attempt counts claims; queued_at is
  * when the run last entered the queue (request, or lease lost); started_at
  * the first claim, claimed_at the latest; end_event_id the done/error.
+ * The state is an enum rather than text with a CHECK: the type admits the
+ * four states only, and a claim or finish does not compile a CHECK
+ * expression per statement (aegis.runs shows it as text).
  */
+CREATE TYPE aegis.run_state AS ENUM ('queued', 'running', 'done', 'failed');
 ALTER TABLE aegis.run_requests
-    ADD COLUMN state            text        NOT NULL DEFAULT 'queued',
+    ADD COLUMN state            aegis.run_state NOT NULL DEFAULT 'queued',
     ADD COLUMN worker           text,
     ADD COLUMN attempt          integer     NOT NULL DEFAULT 0,
     ADD COLUMN queued_at        timestamptz,
@@ -362,9 +366,7 @@ ALTER TABLE aegis.run_requests
     ADD COLUMN lease_expires_at timestamptz,
     ADD COLUMN finished_at      timestamptz,
     ADD COLUMN end_event_id     bigint,
-    ADD COLUMN error            text,
-    ADD CONSTRAINT run_requests_state_check
-        CHECK (state IN ('queued', 'running', 'done', 'failed'));
+    ADD COLUMN error            text;
 
 /*
  * Requests recorded before 0.3.0: ended by the done/error that followed
@@ -372,7 +374,7 @@ ALTER TABLE aegis.run_requests
  * request within queue_timeout unless a worker runs).
  */
 UPDATE aegis.run_requests r
-   SET state = CASE t.event_type WHEN 'done' THEN 'done' ELSE 'failed' END,
+   SET state = CASE t.event_type WHEN 'done' THEN 'done' ELSE 'failed' END::aegis.run_state,
        finished_at = t.created_at, end_event_id = t.id,
        error = t.payload -> 'data' ->> 'error'
   FROM (SELECT r2.event_id, e.id, e.event_type, e.created_at, e.payload
@@ -410,7 +412,7 @@ SELECT r.event_id AS run_id,
        coalesce(r.agent_type, 'default') AS agent_type,
        r.agent_id,
        r.message,
-       r.state,
+       r.state::text AS state,
        r.worker,
        r.attempt,
        coalesce(a.max_attempts, 3) AS max_attempts,
@@ -510,24 +512,48 @@ AS $$
 DECLARE
     n integer;
 BEGIN
-    WITH ended AS (
-        SELECT r.event_id, e.id, e.event_type, e.created_at, e.payload
-          FROM aegis.run_requests r
-          CROSS JOIN LATERAL (
-                SELECT e.id, e.event_type, e.created_at, e.payload FROM aegis.events e
-                 WHERE (e.stream_kind, e.stream_id, e.id) > ('conversation', r.conversation_id, r.event_id)
-                   AND e.stream_kind = 'conversation' AND e.stream_id = r.conversation_id
-                   AND e.event_type IN ('done', 'error')
-                 ORDER BY e.stream_kind, e.stream_id, e.id LIMIT 1) e
-         WHERE r.state IN ('queued', 'running')
-           AND (conversation IS NULL OR r.conversation_id = conversation)
-           FOR UPDATE OF r SKIP LOCKED)
-    UPDATE aegis.run_requests r
-       SET state = CASE ended.event_type WHEN 'done' THEN 'done' ELSE 'failed' END,
-           finished_at = ended.created_at, end_event_id = ended.id,
-           lease_expires_at = NULL, error = ended.payload -> 'data' ->> 'error'
-      FROM ended
-     WHERE r.event_id = ended.event_id;
+    /*
+     * Two statements, not "conversation IS NULL OR ...": one plan of that
+     * (PL/pgSQL keeps a generic plan) read every open run for one
+     * conversation too.
+     */
+    IF conversation IS NULL THEN
+        WITH ended AS (
+            SELECT r.event_id, e.id, e.event_type, e.created_at, e.payload
+              FROM aegis.run_requests r
+              CROSS JOIN LATERAL (
+                    SELECT e.id, e.event_type, e.created_at, e.payload FROM aegis.events e
+                     WHERE (e.stream_kind, e.stream_id, e.id) > ('conversation', r.conversation_id, r.event_id)
+                       AND e.stream_kind = 'conversation' AND e.stream_id = r.conversation_id
+                       AND e.event_type IN ('done', 'error')
+                     ORDER BY e.stream_kind, e.stream_id, e.id LIMIT 1) e
+             WHERE r.state IN ('queued', 'running')
+               FOR UPDATE OF r SKIP LOCKED)
+        UPDATE aegis.run_requests r
+           SET state = CASE ended.event_type WHEN 'done' THEN 'done' ELSE 'failed' END::aegis.run_state,
+               finished_at = ended.created_at, end_event_id = ended.id,
+               lease_expires_at = NULL, error = ended.payload -> 'data' ->> 'error'
+          FROM ended
+         WHERE r.event_id = ended.event_id;
+    ELSE
+        WITH ended AS (
+            SELECT r.event_id, e.id, e.event_type, e.created_at, e.payload
+              FROM aegis.run_requests r
+              CROSS JOIN LATERAL (
+                    SELECT e.id, e.event_type, e.created_at, e.payload FROM aegis.events e
+                     WHERE (e.stream_kind, e.stream_id, e.id) > ('conversation', r.conversation_id, r.event_id)
+                       AND e.stream_kind = 'conversation' AND e.stream_id = r.conversation_id
+                       AND e.event_type IN ('done', 'error')
+                     ORDER BY e.stream_kind, e.stream_id, e.id LIMIT 1) e
+             WHERE r.conversation_id = conversation AND r.state IN ('queued', 'running')
+               FOR UPDATE OF r SKIP LOCKED)
+        UPDATE aegis.run_requests r
+           SET state = CASE ended.event_type WHEN 'done' THEN 'done' ELSE 'failed' END::aegis.run_state,
+               finished_at = ended.created_at, end_event_id = ended.id,
+               lease_expires_at = NULL, error = ended.payload -> 'data' ->> 'error'
+          FROM ended
+         WHERE r.event_id = ended.event_id;
+    END IF;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END;
@@ -692,9 +718,10 @@ $$;
 
 /*
  * Ends worker's run: publishes the seed's done event for the conversation
- * and marks the run done, in one transaction.  Returns the done event's id.
- * The UPDATE is the check that the worker holds the run; when it is not,
- * the error aborts the transaction and the event with it.
+ * and marks the run done, in one statement of the caller's transaction
+ * (extension/runs.c, one kept plan).  Returns the done event's id.  The
+ * UPDATE is the check that the worker holds the run; when it does not,
+ * aegis.runs_held raises why and the error rolls the event back.
  */
 CREATE FUNCTION aegis.finish_run(run_id bigint, worker text, execution_id text,
                                  status text DEFAULT 'completed',
@@ -702,65 +729,20 @@ CREATE FUNCTION aegis.finish_run(run_id bigint, worker text, execution_id text,
                                  cost_usd numeric DEFAULT NULL,
                                  skills_injected text[] DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    conversation text;
-    done_id bigint;
-BEGIN
-    SELECT q.conversation_id INTO conversation FROM aegis.run_requests q
-     WHERE q.event_id = finish_run.run_id AND q.state = 'running';
-    IF NOT FOUND THEN
-        PERFORM aegis.runs_held(run_id, worker);    /* raises why */
-    END IF;
-    done_id := aegis.publish_conversation_event(conversation, 'done', NULL,
-        jsonb_build_object('execution_id', execution_id, 'status', status,
-                           'tokens_used', tokens_used, 'cost_usd', cost_usd,
-                           'skills_injected', to_jsonb(skills_injected)));
-    UPDATE aegis.run_requests q
-       SET state = 'done', finished_at = clock_timestamp(), lease_expires_at = NULL,
-           end_event_id = done_id
-     WHERE q.event_id = finish_run.run_id AND q.state = 'running'
-       AND q.worker = finish_run.worker AND q.lease_expires_at > clock_timestamp();
-    IF NOT FOUND THEN
-        PERFORM aegis.runs_held(run_id, worker);    /* raises why */
-    END IF;
-    RETURN done_id;
-END;
-$$;
+AS 'MODULE_PATHNAME', 'aegis_finish_run'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
 
 /*
  * Fails worker's run for good: publishes the seed's error event and marks
- * the run failed, in one transaction.  Returns the error event's id.
+ * the run failed, in one statement (as finish_run).  Returns the error
+ * event's id.
  */
 CREATE FUNCTION aegis.fail_run(run_id bigint, worker text, error text)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    conversation text;
-    error_id bigint;
-BEGIN
-    SELECT q.conversation_id INTO conversation FROM aegis.run_requests q
-     WHERE q.event_id = fail_run.run_id AND q.state = 'running';
-    IF NOT FOUND THEN
-        PERFORM aegis.runs_held(run_id, worker);    /* raises why */
-    END IF;
-    error_id := aegis.publish_conversation_event(conversation, 'error', NULL,
-        jsonb_build_object('error', fail_run.error));
-    UPDATE aegis.run_requests q
-       SET state = 'failed', finished_at = clock_timestamp(), lease_expires_at = NULL,
-           error = fail_run.error, end_event_id = error_id
-     WHERE q.event_id = fail_run.run_id AND q.state = 'running'
-       AND q.worker = fail_run.worker AND q.lease_expires_at > clock_timestamp();
-    IF NOT FOUND THEN
-        PERFORM aegis.runs_held(run_id, worker);    /* raises why */
-    END IF;
-    RETURN error_id;
-END;
-$$;
+AS 'MODULE_PATHNAME', 'aegis_fail_run'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
 
 /*
  * Gives worker's run back (a worker shutting down): queued again at once,

@@ -86,6 +86,7 @@ measure() {
 }
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 
+echo "start: $(date -u '+%Y-%m-%d %H:%M UTC'); load: $(uptime | sed 's/.*load average: //')"
 measure aegis 4 warmup >/dev/null
 measure baseline 4 warmup >/dev/null
 
@@ -125,3 +126,4 @@ check_done=$(psql -qAtX -c "SELECT count(*) FILTER (WHERE state = 'done') || ' d
 echo
 echo "runs: claim -> 3 node_end -> finish (5 transactions); median of $repeat x $runs runs per cell; $(nproc) cores;"
 echo "one cluster, fsync=off, synchronous_commit=off (test/lib.sh); aegis runs afterwards: $check_done"
+echo "end: $(date -u '+%Y-%m-%d %H:%M UTC'); load: $(uptime | sed 's/.*load average: //')"
