@@ -25,6 +25,7 @@ say() { echo "cassert: $*"; }
 have_cassert_server() {
     [ -x "$PREFIX/bin/pg_config" ] && [ -x "$PREFIX/bin/postgres" ] &&
         "$PREFIX/bin/pg_config" --configure | grep -q -- '--enable-cassert' &&
+        grep -q '^#define USE_ASSERT_CHECKING 1' "$("$PREFIX/bin/pg_config" --includedir-server)/pg_config.h" &&
         [ -x "$("$PREFIX/bin/pg_config" --pkglibdir)/pgxs/src/test/isolation/pg_isolation_regress" ]
 }
 
