@@ -38,7 +38,7 @@ include $(PGXS)
 # does not go under pg_config's bindir); DESTDIR is honoured by both installs.
 PREFIX ?= /usr/local
 
-.PHONY: bridge install-bridge clean-bridge deps test soak demo bench-publish bench-drain bench-sse bench-consume bench-runs bench-retention fuzz
+.PHONY: bridge install-bridge clean-bridge deps test test-cassert soak demo bench-publish bench-drain bench-sse bench-consume bench-runs bench-retention fuzz
 
 bridge:
 	$(MAKE) -C bridge all
@@ -58,6 +58,13 @@ test:
 	$(MAKE) all bridge
 	$(MAKE) install install-bridge
 	bash test/run
+
+# The extension's pg_regress tests, isolation specs and property test against
+# a PostgreSQL 15 built with --enable-cassert from Debian's source package
+# (scripts/cassert.sh; the server is built once into CASSERT_PREFIX, default
+# /opt/pg-cassert).  Not part of `make test`: the first build is slow.
+test-cassert:
+	bash scripts/cassert.sh
 
 # The soak test (test/soak/soak.sh): SOAK_MINUTES (default 30) of publishers,
 # reconnecting SSE clients, the Kafka drain, a consumer and retention at once;
