@@ -60,21 +60,23 @@ if live_fd == "auto":   # the live reader's connection: the bridge's most read d
     live_fd = max(counts, key=counts.get)
 live_fd = int(live_fd)
 
-# bridge batches
+# bridge batches: a client write belongs to the last batch whose result was
+# read (also when the next poll was sent before the writes)
 batches = []             # dict(q, r, first, last, sends)
 cur = None
 for t, kind, v in br:
     if kind == "send" and v == live_fd:
-        if cur and cur.get("r"):
-            batches.append(cur)
         cur = {"q": t, "r": None, "sends": 0, "first": None, "last": None}
+        batches.append(cur)
     elif kind == "recv" and cur and v[0] == live_fd and v[1] > 0 and cur["r"] is None:
         cur["r"] = t
-    elif kind == "send" and cur and cur["r"] is not None:
-        cur["sends"] += 1
-        cur["first"] = cur["first"] or t
-        cur["last"] = t
-batches = [b for b in batches if b["sends"] > 0]
+    elif kind == "send":
+        b = next((b for b in reversed(batches[-2:]) if b["r"] is not None), None)
+        if b is not None:
+            b["sends"] += 1
+            b["first"] = b["first"] or t
+            b["last"] = t
+batches = [b for b in batches if b["r"] is not None and b["sends"] > 0]
 be_send = [t for t, k, _ in be if k == "send"]
 be_wake = [t for t, k, _ in be if k == "wake"]
 for b in batches:
