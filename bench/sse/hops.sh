@@ -16,7 +16,7 @@
 # perf's tracepoints add a little to every traced call (both sides); the
 # run's own p50/p99 without perf are printed for comparison (ROUNDS_PLAIN).
 # Environment: SUBS (1000), STREAMS (100), RATE (1000), EVENTS (10000),
-#   PUBLISHERS (4), ROUNDS_PLAIN (1), AEGIS_BRIDGE, AEGIS_BRIDGE_ALT (A/B of two
+#   PUBLISHERS (4), IDLE (0: more connections held open on the same streams), ROUNDS_PLAIN (1), AEGIS_BRIDGE, AEGIS_BRIDGE_ALT (A/B of two
 #   builds in one run, see below), OUT (bench/sse/out), KEEP (copy the raw files there).
 set -u
 if [ -z "${BENCH_HOPS_BOUNDED:-}" ]; then
@@ -52,7 +52,7 @@ declare -A PORT BRPID BEPID
 VARIANTS="A"; [ -n "${AEGIS_BRIDGE_ALT:-}" ] && VARIANTS="A B"
 start_bridge() { # VARIANT BINARY
     local port; port=$(free_port)
-    "$2" --listen "127.0.0.1:$port" --no-drain --max-clients 12000 --max-clients-per-ip 12000 \
+    "$2" --listen "127.0.0.1:$port" --no-drain --max-clients 19900 --max-clients-per-ip 19900 \
         --log-level warn 2>>"$W/bridge-$1.log" &
     BRPID[$1]=$!; PORT[$1]=$port; BR_PIDS="$BR_PIDS $!"
     wait_for 30 curl -sf "http://127.0.0.1:$port/healthz" || { echo "bench-hops: bridge $1 did not start"; exit 1; }
@@ -68,9 +68,27 @@ BR_PIDS= BE_SEEN=
 start_bridge A "$BRIDGE"
 [ -n "${AEGIS_BRIDGE_ALT:-}" ] && start_bridge B "$AEGIS_BRIDGE_ALT"
 
+# IDLE > 0: that many more SSE connections (sseload idle, at most 9,000 per
+# process) on the same streams, opened on every variant before the rounds:
+# each event then goes to (SUBS + IDLE) / STREAMS sockets
+IDLE=${IDLE:-0} IDLE_PIDS=
+if [ "$IDLE" -gt 0 ]; then
+    for v in $VARIANTS; do
+        left=$IDLE j=0
+        while [ "$left" -gt 0 ]; do
+            n=$((left < 9000 ? left : 9000)); left=$((left - n)); j=$((j + 1))
+            "$W/sseload" idle --port "${PORT[$v]}" --sub "/workspaces/%s/stream" --names "idle$v-" \
+                --conns "$n" --streams "$STREAMS" --timeout 590 >"$W/idle$v$j.out" 2>"$W/idle$v$j.err" &
+            IDLE_PIDS="$IDLE_PIDS $!"; BR_PIDS="$BR_PIDS $!"
+            wait_for 300 grep -q '^ready' "$W/idle$v$j.out" || { echo "bench-hops: idle connections did not open"; exit 1; }
+        done
+        echo "# $IDLE idle connections open on bridge $v; load $(cut -d' ' -f1-3 /proc/loadavg)"
+    done
+fi
+
 run_load() { # VARIANT NAME [extra sseload args]
     local v=$1 name=$2; shift 2
-    "$W/sseload" run --port "${PORT[$v]}" --sub "/workspaces/%s/stream" --names "$name-" --subs "$SUBS" \
+    "$W/sseload" run --port "${PORT[$v]}" --sub "/workspaces/%s/stream" --names "$( [ "$IDLE" -gt 0 ] && echo "idle$v" || echo "$name")-" --subs "$SUBS" \
         --streams "$STREAMS" --events "$EVENTS" --warmup 200 --rate "$RATE" --pub bridge \
         --publishers "$PUBLISHERS" --timeout 300 "$@" >"$W/$name.out" 2>"$W/$name.err" &
     CL_PID=$!; wait "$CL_PID"; CL_PID=
