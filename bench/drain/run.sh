@@ -27,7 +27,11 @@
 # bridge's CreateTopics and the new topic's first metadata are on the clock; the
 # baseline's topic is made beforehand, as kcat cannot create one),
 # LAT_SECONDS (20; 0 skips the latency run), LAT_REPEAT (latency rounds, 1; with
-# BENCH_ALT_ARGS even rounds use the alt flags).
+# BENCH_ALT_ARGS even rounds use the alt flags), LAT_RATES (a list of rates:
+# LAT_REPEAT latency rounds at each; with more than one rate the summary has a
+# row per rate and the chart of latency percentiles vs rate is drawn into
+# LAT_PLOT, default bench/drain/out/latency-vs-rate.png, with Debian's
+# python3-matplotlib).
 set -u
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 source "$TOP/test/lib.sh"
@@ -39,6 +43,11 @@ BATCH=${BENCH_BATCH:-5000}
 LAT_RATE=${LAT_RATE:-1000}
 LAT_SECONDS=${LAT_SECONDS:-20}
 LAT_REPEAT=${LAT_REPEAT:-1}
+LAT_RATES=${LAT_RATES:-$LAT_RATE}
+LAT_PLOT=${LAT_PLOT:-$TOP/bench/drain/out/latency-vs-rate.png}
+for lr in $LAT_RATES; do
+    [[ "$lr" =~ ^[1-9][0-9]{0,5}$ ]] || { echo "bench-drain: LAT_RATES must be rates 1-999999, got '$lr'" >&2; exit 2; }
+done
 B="$AEGIS_TEST_TMP/bench-drain-$$"
 mkdir -p "$B"
 BRIDGE=${AEGIS_BRIDGE:-$TOP/bridge/aegis-bridge}
@@ -140,17 +149,18 @@ done
 LATRES="$B/lat.results"
 : >"$LATRES"
 if [ "$LAT_SECONDS" -gt 0 ]; then
+ for LAT_RATE in $LAT_RATES; do
   for ((r = 1; r <= LAT_REPEAT; r++)); do
     args=${BENCH_BRIDGE_ARGS:-} tag=-
     BRIDGE_BIN=$BRIDGE
     if [ -n "${BENCH_ALT_ARGS:-}${BENCH_ALT_BRIDGE:-}" ] && ((r % 2 == 0)); then
         args=${BENCH_ALT_ARGS:-$args} BRIDGE_BIN=${BENCH_ALT_BRIDGE:-$BRIDGE} tag=alt
     fi
-    kafka_create_topic "$B/kafka" "lat-$r" 3
-    kafka_topic_config "$B/kafka" "lat-$r" message.timestamp.type=LogAppendTime
+    kafka_create_topic "$B/kafka" "lat-$LAT_RATE-$r" 3
+    kafka_topic_config "$B/kafka" "lat-$LAT_RATE-$r" message.timestamp.type=LogAppendTime
     bridge_start "" "$args"
     sleep 2
-    echo "SELECT aegis.publish('lat-$r', jsonb_build_object('pad', repeat('x', 270)), 'k' || (random() * 9)::int);" \
+    echo "SELECT aegis.publish('lat-$LAT_RATE-$r', jsonb_build_object('pad', repeat('x', 270)), 'k' || (random() * 9)::int);" \
         >"$B/publish.sql"
     FIRST=$(q "SELECT coalesce(max(id), 0) FROM aegis.events")
     "$PG_BIN/pgbench" -n -f "$B/publish.sql" -c 4 -j 2 -R "$LAT_RATE" -T "$LAT_SECONDS" \
@@ -158,18 +168,19 @@ if [ "$LAT_SECONDS" -gt 0 ]; then
     LAST=$(q "SELECT max(id) FROM aegis.events")
     wait_cursor "$LAST" || { echo "latency drain stuck"; exit 1; }
     bridge_stop
-    kcat -C -b "$KAFKA_TEST_BOOTSTRAP" -t "lat-$r" -o beginning -e -q -f '%T %h\n' |
-        sed -n 's/^\([0-9]*\) .*aegis-event-id=\([0-9]*\).*/\2 \1/p' | sort -n >"$B/lat.kafka.$r"
+    kcat -C -b "$KAFKA_TEST_BOOTSTRAP" -t "lat-$LAT_RATE-$r" -o beginning -e -q -f '%T %h\n' |
+        sed -n 's/^\([0-9]*\) .*aegis-event-id=\([0-9]*\).*/\2 \1/p' | sort -n >"$B/lat.kafka.$LAT_RATE.$r"
     q "SELECT id, (extract(epoch FROM created_at) * 1000)::bigint FROM aegis.events
-       WHERE topic = 'lat-$r' AND id > $FIRST ORDER BY id" | tr '|' ' ' >"$B/lat.store.$r"
+       WHERE topic = 'lat-$LAT_RATE-$r' AND id > $FIRST ORDER BY id" | tr '|' ' ' >"$B/lat.store.$LAT_RATE.$r"
     rate_r=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$B/pgbench.log" | head -1)
-    echo "$r $tag ${rate_r:-0} $B/lat.store.$r $B/lat.kafka.$r" >>"$LATRES"
+    echo "$r $tag ${rate_r:-0} $B/lat.store.$LAT_RATE.$r $B/lat.kafka.$LAT_RATE.$r $LAT_RATE" >>"$LATRES"
   done
+ done
 fi
 
-python3 - "$RESULTS" "$LATRES" "$LAT_SECONDS" <<'PY'
+python3 - "$RESULTS" "$LATRES" "$LAT_SECONDS" "$B/lat.sweep" <<'PY'
 import statistics, sys
-res, latres, secs = sys.argv[1:4]
+res, latres, secs, sweep = sys.argv[1:5]
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 print()
@@ -188,9 +199,10 @@ rows = [l.split() for l in open(latres) if l.strip()]
 if rows:
     print()
     print(f"wake-up latency, publish -> appended by Kafka (LogAppendTime), {secs} s per round:")
-    print("| round | events/s | events | p50 ms | p90 ms | p99 ms | max ms | missing |")
-    print("|-------|----------|--------|--------|--------|--------|--------|---------|")
-for r, tag, actual, store, kafka in rows:
+    print("| round | rate | events/s | events | p50 ms | p90 ms | p99 ms | max ms | missing |")
+    print("|-------|------|----------|--------|--------|--------|--------|--------|---------|")
+sw = open(sweep, "w")
+for r, tag, actual, store, kafka, want in rows:
     created = dict(map(int, l.split()) for l in open(store) if l.strip())
     appended = {}
     for l in open(kafka):
@@ -199,20 +211,30 @@ for r, tag, actual, store, kafka in rows:
     lat = sorted(appended[i] - created[i] for i in created if i in appended)
     missing = sum(1 for i in created if i not in appended)
     if not lat:
-        print(f"| {r:>5} | {float(actual):>8.0f} | {0:>6} | - | - | - | - | {missing:>7} |")
+        print(f"| {r:>5} | {want} | {float(actual):>8.0f} | {0:>6} | - | - | - | - | {missing:>7} |")
         continue
-    lats.setdefault(tag, []).append((pct(lat, 50), pct(lat, 99)))
-    print(f"| {r:>5} | {float(actual):>8.0f} | {len(lat):>6} | {pct(lat, 50):>6} | {pct(lat, 90):>6} | {pct(lat, 99):>6} | {lat[-1]:>6} | {missing:>7} |" + ("" if tag == "-" else " " + tag))
+    lats.setdefault((tag, int(want)), []).append((pct(lat, 50), pct(lat, 99)))
+    sw.write(f"{tag} {want} {actual} {pct(lat, 50)} {pct(lat, 90)} {pct(lat, 99)} {lat[-1]}\n")
+    print(f"| {r:>5} | {want} | {float(actual):>8.0f} | {len(lat):>6} | {pct(lat, 50):>6} | {pct(lat, 90):>6} | {pct(lat, 99):>6} | {lat[-1]:>6} | {missing:>7} |" + ("" if tag == "-" else " " + tag))
+sw.close()
 print()
 print("summary (medians over rounds; ranges in brackets):")
-print("| variant | size | throughput ratio vs kcat | lat p50 ms | lat p99 ms |")
-print("|---------|------|--------------------------|------------|------------|")
-for tag in sorted({t for _, t in ratios} | set(lats)):
-    pl = lats.get(tag, [])
-    p50 = f"{med([a for a, _ in pl]):.1f} [{min(a for a, _ in pl)}-{max(a for a, _ in pl)}]" if pl else "-"
-    p99 = f"{med([b for _, b in pl]):.1f} [{min(b for _, b in pl)}-{max(b for _, b in pl)}]" if pl else "-"
-    for n in sorted({n for n, t in ratios if t == tag}) or [0]:
+print("| variant | size | throughput ratio vs kcat | lat rate /s | lat p50 ms | lat p99 ms |")
+print("|---------|------|--------------------------|-------------|------------|------------|")
+for tag in sorted({t for _, t in ratios} | {t for t, _ in lats}):
+    lrates = sorted(w for t, w in lats if t == tag) or [0]
+    for i, n in enumerate(sorted({n for n, t in ratios if t == tag}) or [0]):
         rs = ratios.get((n, tag), [])
         rt = f"{med(rs):.2f} [{min(rs):.2f}-{max(rs):.2f}] ({len(rs)} rounds)" if rs else "-"
-        print(f"| {'default' if tag == '-' else 'alt'} | {n} | {rt} | {p50} | {p99} |")
+        for j, w in enumerate(lrates if i == 0 else [None]):
+            pl = lats.get((tag, w), [])
+            p50 = f"{med([a for a, _ in pl]):.1f} [{min(a for a, _ in pl)}-{max(a for a, _ in pl)}]" if pl else "-"
+            p99 = f"{med([b for _, b in pl]):.1f} [{min(b for _, b in pl)}-{max(b for _, b in pl)}]" if pl else "-"
+            print(f"| {'default' if tag == '-' else 'alt'} | {n if j == 0 else ''} | {rt if j == 0 else ''} | {w or '-'} | {p50} | {p99} |")
 PY
+if [ "$(echo $LAT_RATES | wc -w)" -gt 1 ] && [ -s "$B/lat.sweep" ]; then
+    mkdir -p "$(dirname "$LAT_PLOT")"
+    /usr/bin/python3 -c 'import matplotlib' 2>/dev/null || apt-get install -y -q python3-matplotlib >/dev/null 2>&1
+    /usr/bin/python3 "$TOP/bench/drain/plot_latency.py" "$B/lat.sweep" "$LAT_PLOT" || echo "# no chart"
+    cp "$B/lat.sweep" "${LAT_PLOT%.png}.txt"
+fi

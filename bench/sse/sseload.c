@@ -38,6 +38,10 @@
  *       expected rate (publish calls issued/s) pub_p50 pub_p99 (call duration)
  *       and for the bridge notify_p50 notify_p99 notifies
  *
+ *   --dump FILE (run mode): one line per counted event with its publish
+ *     times, id and first / median / last receipt (CLOCK_MONOTONIC ns), for
+ *     bench/sse/hops.py to line up with a perf trace of the server.
+ *
  *   sseload idle --port P --sub FMT --names PREFIX --conns N --streams S
  *                [--timeout SEC]
  *     opens N SSE connections (connection i on stream i % S), prints
@@ -84,7 +88,7 @@ typedef struct conn {
 } conn;
 
 typedef struct opts {
-    const char *mode, *sub, *names, *pub, *pub_path;
+    const char *mode, *sub, *names, *pub, *pub_path, *dump;
     int port, subs, streams, events, warmup, timeout, publishers, notify_probe;
     double rate;
 } opts;
@@ -549,6 +553,32 @@ static void report(void)
     free(took);
 }
 
+/* --dump FILE: one line per counted event, CLOCK_MONOTONIC ns:
+ * k stream start done id first_recv median_recv last_recv receivers
+ * (for bench/sse/hops.py, which lines these up with a perf trace) */
+static void dump_events(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    int64_t *r = malloc(sizeof(int64_t) * (size_t)O.subs);
+    if (f == NULL || r == NULL)
+        die("--dump %s: %s", path, strerror(errno));
+    for (int k = O.warmup; k < total_events; k++) {
+        size_t n = 0;
+        for (int i = 0; i < O.subs; i++) {
+            int64_t t = recv_at[(size_t)i * (size_t)total_events + (size_t)k];
+            if (t != 0)
+                r[n++] = t;
+        }
+        qsort(r, n, sizeof *r, cmp64);
+        fprintf(f, "%d %d %lld %lld %lld %lld %lld %lld %zu\n", k, k % O.streams,
+                (long long)pub_start[k], (long long)pub_done[k], (long long)pub_id[k],
+                (long long)(n ? r[0] : 0), (long long)(n ? r[n / 2] : 0),
+                (long long)(n ? r[n - 1] : 0), n);
+    }
+    free(r);
+    fclose(f);
+}
+
 /* ---- modes ---- */
 
 static void on_signal(int sig)
@@ -612,6 +642,8 @@ static int mode_run(void)
     if (dead > 0)
         die("%d subscribers lost their stream", dead);
     report();
+    if (O.dump)
+        dump_events(O.dump);
     return received_count() == expected_count() ? 0 : 1;
 }
 
@@ -634,7 +666,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: sseload run|idle --port P --sub FMT --names PREFIX "
             "[--subs N|--conns N] [--streams S] [--events E] [--warmup W] [--rate R] "
-            "[--pub bridge|nchan] [--pub-path FMT] [--publishers K] [--timeout SEC]\n");
+            "[--pub bridge|nchan] [--pub-path FMT] [--publishers K] [--timeout SEC] [--dump FILE]\n");
     exit(2);
 }
 
@@ -669,6 +701,7 @@ static void parse(int argc, char **argv)
         else if (!strcmp(k, "--publishers")) O.publishers = int_arg(v, 1, 64, k);
         else if (!strcmp(k, "--pub")) O.pub = v;
         else if (!strcmp(k, "--pub-path")) O.pub_path = v;
+        else if (!strcmp(k, "--dump")) O.dump = v;
         else if (!strcmp(k, "--notify-probe")) O.notify_probe = int_arg(v, 0, 1, k);
         else usage();
     }
