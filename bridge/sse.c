@@ -147,34 +147,30 @@ static void sse_replay_next(struct sse_sub *s);
 
 /* ---------- pure helpers ---------- */
 
-int sse_id_valid(const char *id, size_t len)
+/* len in [min, max] and every byte an ASCII letter, digit or one of extra */
+static int sse_chars_ok(const char *s, size_t len, size_t min, size_t max, const char *extra)
 {
     size_t i;
 
-    if (len < 1 || len > 128)
+    if (len < min || len > max)
         return 0;
     for (i = 0; i < len; i++) {
-        char c = id[i];
+        char c = s[i];
         if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == ':' || c == '-'))
+              (c != '\0' && strchr(extra, c))))
             return 0;
     }
     return 1;
 }
 
+int sse_id_valid(const char *id, size_t len)
+{
+    return sse_chars_ok(id, len, 1, 128, "_.:-");
+}
+
 int sse_key_valid(const char *key, size_t len)
 {
-    size_t i;
-
-    if (len < 16 || len > 64)
-        return 0;
-    for (i = 0; i < len; i++) {
-        char c = key[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
+    return sse_chars_ok(key, len, 16, 64, "_-");
 }
 
 int sse_parse_event_id(const char *s, long long *out)

@@ -89,6 +89,19 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
             fuzz_fail("a runs route for another path", path);
         if (id != path + pl || id_len < 1 || (size_t)id_len + pl + 5 != n)
             fuzz_fail("a run's conversation id outside its place in the path", path);
+    } else if (r == ROUTE_STREAM_CLOSE) {
+        /* POST /streams/{stream_key}/close: the key is what lies between */
+        size_t pl = strlen("/streams/");
+
+        if (strncmp(path, "/streams/", pl) != 0 || n < pl + 7 ||
+            strcmp(path + n - 6, "/close") != 0)
+            fuzz_fail("a stream-close route for another path", path);
+        if (id != path + pl || id_len < 1 || (size_t)id_len + pl + 6 != n)
+            fuzz_fail("a stream key outside its place in the path", path);
+        if (sse_key_valid(id, (size_t)id_len) &&
+            strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") <
+                (size_t)id_len)
+            fuzz_fail("sse_key_valid accepted a byte outside the key alphabet", path);
     } else if (id != NULL || id_len != 0) {
         fuzz_fail("an id set for a route without one", path);
     }
