@@ -33,6 +33,7 @@
 #include "loop.h"
 #include "netstat.h"
 #include "pgconn.h"
+#include "sweep.h"
 #include "tls.h"
 
 #define SSE_BUCKETS 4096
@@ -120,6 +121,7 @@ struct sse_sub {
     unsigned held_drops;            /* times held events were dropped (overflow) */
     unsigned replay_drops;          /* held_drops when the replay query was sent */
     struct loop_peer *peer;         /* libev loop, h1: watches the client's close */
+    int64_t beat_at_us;             /* when the heartbeat sweep last looked at it (0: never) */
     enum netstat_proto proto;       /* counted open on it (netstat) */
 };
 
@@ -133,11 +135,14 @@ struct sse_hub {
     struct pgconn *live;            /* the live reader's long poll */
     struct sse_stream *buckets[SSE_BUCKETS];
     struct sse_sub *all;
+    size_t nall;                    /* subscribers in all */
     int batching;                   /* fanning out a batch: sends wait for its end */
     struct sse_sub *dirty;          /* subscribers given data during the batch */
     struct loop_timer *heartbeat;
     struct loop_timer *reread;
     struct loop_timer *liveness;
+    struct sweep beat;              /* heartbeats, paced over the interval (sweep.h) */
+    struct sweep live_sweep;        /* lws's poll loop: closed-client checks, paced likewise */
     long long last_seen;            /* shared reader position */
     int have_position;
     int reading;                    /* a live reader query is in flight */
@@ -318,6 +323,9 @@ static void sse_sub_free(struct sse_sub *s)
     loop_peer_free(s->peer);
     limits_ip_release(s->h->b->limits, s->ip);
     s->ip = NULL;
+    sweep_forget(&h->beat, s);
+    sweep_forget(&h->live_sweep, s);
+    h->nall--;
     if (s->all_prev)
         s->all_prev->all_next = s->all_next;
     else
@@ -864,6 +872,7 @@ int sse_open(struct sse_hub *h, struct lws *wsi, const struct sse_request *req, 
     if (h->all)
         h->all->all_prev = s;
     h->all = s;
+    h->nall++;
     n = snprintf(retry, sizeof retry, "retry: %d\n\n", h->b->cfg.retry_ms);
     if (failed || sse_subscribe(s) < 0 || sse_append(s, retry, (size_t)n, 0) < 0 || sse_start(s) < 0) {
         s->wsi = NULL;
@@ -1288,38 +1297,75 @@ static void sse_reread_cb(void *ud)
     sse_begin(ud);
 }
 
-static void sse_heartbeat_cb(void *ud)
+static int64_t sse_beat_period_us(const struct sse_hub *h)
+{
+    return (int64_t)h->b->cfg.heartbeat_seconds * 1000000;
+}
+
+/* one subscriber's heartbeat: a comment line, or the drop of a client that
+ * takes nothing */
+static void sse_beat_visit(void *owner, void *item)
 {
     static const char beat[] = ": keepalive\n\n";
-    struct sse_hub *h = ud;
-    struct sse_sub *s, *next;
+    struct sse_hub *h = owner;
+    struct sse_sub *s = item;
+    int64_t now = loop_now_us();
 
-    for (s = h->all; s; s = next) {
-        next = s->all_next;
-        if (!s->wsi || s->status != 200 || s->killed || s->phase == PH_ENDING)
-            continue;
-        /* no byte taken by the client for a whole interval, buffer half
-         * full; or data waiting and none taken for --idle-heartbeats intervals */
-        s->idle_beats = s->written == s->written_mark && s->out.len > 0 ? s->idle_beats + 1 : 0;
-        if (s->written == s->written_mark && s->out.len >= h->b->cfg.client_buffer_bytes / 2) {
-            sse_drop(s, "stalled_client");
-            continue;
-        }
-        if (s->idle_beats >= h->b->cfg.idle_heartbeats) {
-            sse_drop(s, "idle_client");
-            continue;
-        }
-        s->written_mark = s->written;
-        if (s->out.len == 0)                  /* data still queued keeps proxies busy anyway */
-            sse_append(s, beat, sizeof beat - 1, 1);
+    if (!s->wsi || s->status != 200 || s->killed || s->phase == PH_ENDING)
+        return;
+    /* seen less than most of an interval ago (the list changed under the
+     * round): its progress is judged at the next round */
+    if (s->beat_at_us && now - s->beat_at_us < sse_beat_period_us(h) * 3 / 4)
+        return;
+    s->beat_at_us = now;
+    /* no byte taken by the client for a whole interval, buffer half
+     * full; or data waiting and none taken for --idle-heartbeats intervals */
+    s->idle_beats = s->written == s->written_mark && s->out.len > 0 ? s->idle_beats + 1 : 0;
+    if (s->written == s->written_mark && s->out.len >= h->b->cfg.client_buffer_bytes / 2) {
+        sse_drop(s, "stalled_client");
+        return;
     }
-    loop_timer_schedule(h->heartbeat, (int64_t)h->b->cfg.heartbeat_seconds * 1000000);
+    if (s->idle_beats >= h->b->cfg.idle_heartbeats) {
+        sse_drop(s, "idle_client");
+        return;
+    }
+    s->written_mark = s->written;
+    if (s->out.len == 0)                  /* data still queued keeps proxies busy anyway */
+        sse_append(s, beat, sizeof beat - 1, 1);
+}
+
+static void *sse_sweep_first(void *owner)
+{
+    return ((struct sse_hub *)owner)->all;
+}
+
+static void *sse_sweep_next(void *owner, void *item)
+{
+    (void)owner;
+    return ((struct sse_sub *)item)->all_next;
+}
+
+static size_t sse_sweep_count(void *owner)
+{
+    return ((struct sse_hub *)owner)->nall;
+}
+
+static const struct sweep_ops sse_beat_ops = {
+    sse_sweep_first, sse_sweep_next, sse_sweep_count, sse_beat_visit
+};
+
+static void sse_heartbeat_cb(void *ud)
+{
+    struct sse_hub *h = ud;
+
+    loop_timer_schedule(h->heartbeat, sweep_step(&h->beat, loop_now_us(), sse_beat_period_us(h)));
 }
 
 /*
  * Closed clients: lws does not read an SSE connection (see sse_writeable).
  * On lws's poll loop, once a second each stream's socket is peeked for end
- * of file, which is cheap (one non-blocking recv each) and frees a closed
+ * of file (a sweep: a slice per tick, see sweep.h), which is cheap (one
+ * non-blocking recv each) and frees a closed
  * client's resources within a second instead of at the next failed
  * heartbeat write; the loop spins meanwhile.  On the libev loop a watch of
  * our own on each socket (sse_peer_readable) sees the close at once.
@@ -1342,17 +1388,24 @@ static int sse_peer_closed(struct lws *wsi)
     return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
+static void sse_liveness_visit(void *owner, void *item)
+{
+    struct sse_sub *s = item;
+
+    (void)owner;
+    if (s->wsi && s->headers_sent && !s->killed && sse_peer_closed(s->wsi))
+        sse_sub_kill(s, "client_closed");
+}
+
+static const struct sweep_ops sse_liveness_ops = {
+    sse_sweep_first, sse_sweep_next, sse_sweep_count, sse_liveness_visit
+};
+
 static void sse_liveness_cb(void *ud)
 {
     struct sse_hub *h = ud;
-    struct sse_sub *s, *next;
 
-    for (s = h->all; s; s = next) {
-        next = s->all_next;
-        if (s->wsi && s->headers_sent && !s->killed && sse_peer_closed(s->wsi))
-            sse_sub_kill(s, "client_closed");
-    }
-    loop_timer_schedule(h->liveness, SSE_LIVENESS_US);
+    loop_timer_schedule(h->liveness, sweep_step(&h->live_sweep, loop_now_us(), SSE_LIVENESS_US));
 }
 
 struct sse_hub *sse_hub_new(struct bridge *b)
@@ -1383,7 +1436,9 @@ struct sse_hub *sse_hub_new(struct bridge *b)
     if (!h->live)
         goto err;
     b->pg = h->pg;
-    loop_timer_schedule(h->heartbeat, (int64_t)b->cfg.heartbeat_seconds * 1000000);
+    sweep_init(&h->beat, &sse_beat_ops, h, loop_now_us() + sse_beat_period_us(h));
+    loop_timer_schedule(h->heartbeat, sse_beat_period_us(h));
+    sweep_init(&h->live_sweep, &sse_liveness_ops, h, loop_now_us() + SSE_LIVENESS_US);
     if (h->liveness)
         loop_timer_schedule(h->liveness, SSE_LIVENESS_US);
     return h;
