@@ -59,7 +59,7 @@ start_bridge() {
     port=$(free_port)
     if [ "$1" = h1 ]; then BASE=http://127.0.0.1:$port; else
         BASE=https://127.0.0.1:$port; tls=(--tls-cert "$W/certs/server.pem" --tls-key "$W/certs/server.key"); fi
-    "$BRIDGE" --listen "127.0.0.1:$port" --no-drain --max-clients 20000 "${tls[@]}" >>"$W/bridge.log" 2>&1 &
+    "$BRIDGE" --listen "127.0.0.1:$port" --no-drain --max-clients 20000 --max-clients-per-ip 20000 "${tls[@]}" >>"$W/bridge.log" 2>&1 &
     BR_PID=$!
     wait_for 30 curl -skf -o /dev/null "$BASE/healthz" || { echo "bench-sse h2: bridge did not start" >&2; exit 1; }
 }
