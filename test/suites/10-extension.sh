@@ -36,7 +36,9 @@ CREATE EXTENSION aegis_events;
 SELECT count(aegis.publish_agent_status('big-' || s, 'running')) FROM generate_series(1, 3) s, generate_series(1, 3100);
 ANALYZE aegis.events;
 SQL
-idx_scans() { psql -XAt -c "SELECT pg_stat_force_next_flush()" -c "SELECT string_agg(indexrelname || '=' || idx_scan, ' ' ORDER BY indexrelname) FROM pg_stat_user_indexes WHERE relname = 'events' AND indexrelname IN ('events_pkey', 'events_stream_idx')" | tail -1; }
+# aegis.events is partitioned: the scans of an index are summed over its
+# partitions' indexes.
+idx_scans() { psql -XAt -c "SELECT pg_stat_force_next_flush()" -c "SELECT string_agg(i || '=' || n, ' ' ORDER BY i) FROM (SELECT i, sum(s.idx_scan) AS n FROM unnest(ARRAY['events_pkey', 'events_stream_idx']) i, pg_partition_tree(('aegis.' || i)::regclass) t JOIN pg_stat_user_indexes s ON s.indexrelid = t.relid GROUP BY i) x" | tail -1; }
 before=$(idx_scans)
 out=$(psql -XAt -c "SELECT count(*) FROM aegis.read_stream('workspace', 'new-stream', 0, 200)" \
     -c "SELECT aegis.stream_position('workspace', 'new-stream')" \
