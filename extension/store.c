@@ -243,13 +243,11 @@ store_extend(int64 id)
 	if (in_use)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
-				 errmsg("cannot make a partition of aegis.events for position " INT64_FORMAT
-						" while this statement reads aegis.events", id),
-				 errdetail("The position is beyond the last partition, and attaching a new one "
-						   "is not possible while the same session has the table open in a running query."),
+				 errmsg("cannot attach a partition to aegis.events while this statement reads it"),
+				 errdetail("Position " INT64_FORMAT " is beyond the last partition, and a table that a "
+						   "running query of the same session has open cannot be altered.", id),
 				 errhint("Publish in a statement that does not read aegis.events, or make partitions "
-						 "ahead first: SELECT aegis.partitions_extend(" INT64_FORMAT ", %d).",
-						 id, Max(aegis_partitions_ahead, 1))));
+						 "ahead first with aegis.partitions_extend(position, ahead).")));
 
 	fn = LookupFuncName(list_make2(makeString("aegis"), makeString("partitions_extend")),
 						2, argtypes, true);

@@ -976,7 +976,11 @@ CREATE VIEW aegis.event_partitions AS SELECT * FROM aegis.event_partitions();
 
 /*
  * Makes partitions after the last one until the last bound is above
- * `upto` plus `ahead` partitions; returns how many it made.  Each is a
+ * `upto` plus `ahead` partitions (position `upto` has a partition, and so
+ * do the next ahead * aegis.partition_width positions); returns how many it
+ * made.  Called by aegis.maintain() and the maintenance worker with the
+ * safe position, and by a publishing backend (store.c) with a position
+ * that has no partition yet.  Each is a
  * new table (with the TRUNCATE guard; the row guard comes with ATTACH) that
  * is then attached, which takes SHARE UPDATE EXCLUSIVE on aegis.events: no
  * conflict with publishers or readers.  One caller at a time.
@@ -1006,7 +1010,7 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('aegis.partitions_extend'));
     SELECT max(p.hi) INTO top FROM aegis.event_partitions() p;
-    top := coalesce(top, upto + 1);    -- none yet: from the position on
+    top := coalesce(top, upto);    -- none yet: from the position on
     WHILE top <= upto + ahead * width LOOP
         /* more than a partition behind (nothing made ahead while positions moved on,
          * e.g. in other databases): one empty partition fills the gap */
@@ -1177,7 +1181,7 @@ BEGIN
         DROP TABLE aegis.events_p0;
     END IF;
 
-    PERFORM aegis.partitions_extend(bound - 1, current_setting('aegis.partitions_ahead')::integer);
+    PERFORM aegis.partitions_extend(bound, current_setting('aegis.partitions_ahead')::integer);
 END;
 $convert$;
 
@@ -1635,7 +1639,8 @@ $$;
  * then takes ACCESS EXCLUSIVE on aegis.events, waiting at most 50 ms
  * (publishers and readers queue behind the request meanwhile), and drops
  * them in one statement.  Returns the events removed, or NULL (and nothing
- * changed) when the lock was not granted in time; the next enforcement
+ * changed) when the lock was not granted in time (or the calling
+ * statement has a partition open); the next enforcement
  * tries again.
  */
 CREATE FUNCTION aegis.retention_drop_partitions(parts jsonb)
@@ -1675,7 +1680,8 @@ BEGIN
     LOCK TABLE ONLY aegis.events IN ACCESS EXCLUSIVE MODE;
     EXECUTE 'DROP TABLE ' || array_to_string(names, ', ');
     RETURN n;
-EXCEPTION WHEN lock_not_available THEN
+EXCEPTION WHEN lock_not_available OR object_in_use THEN
+    /* object_in_use: the caller's own statement has the partition open */
     RETURN NULL;
 END;
 $$;
