@@ -9,8 +9,10 @@
  *	  from pg_cron.  An error is logged and the next round tries again.
  *
  *	  Each round first makes the partitions of aegis.events that
- *	  aegis.partitions_ahead asks for, in a short transaction of its own (so
- *	  publishers see them at once, not after a long retention run).  Both
+ *	  aegis.partitions_ahead asks for (and converts a store upgraded from
+ *	  0.2.0 to a partitioned one), in a short transaction of its own (so
+ *	  publishers see them at once and wait for the conversion only, not for
+ *	  a long retention run).  Both
  *	  transactions start by locking the extension object (ACCESS SHARE), the
  *	  first lock DROP EXTENSION takes (ACCESS EXCLUSIVE): the worker and a
  *	  DROP then queue on that one lock instead of taking the extension's
@@ -47,9 +49,10 @@ int			aegis_maintenance_naptime = 1000;
 	"AND EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'aegis_events')"
 #define SQL_MAINTAIN "SELECT aegis.maintain()"
 #define SQL_PARTITIONED \
-	"SELECT pg_catalog.to_regprocedure('aegis.partitions_extend(bigint,integer)') IS NOT NULL"
+	"SELECT pg_catalog.to_regprocedure('aegis.partition_events(boolean)') IS NOT NULL"
 #define SQL_PARTITIONS \
 	"SELECT pg_catalog.set_config('lock_timeout', '1s', true), " \
+	"aegis.partition_events(true), " \
 	"aegis.partitions_extend(aegis.safe_position(), " \
 	"pg_catalog.current_setting('aegis.partitions_ahead')::integer)"
 

@@ -427,7 +427,14 @@ store_part_open(StoreCache *c, Oid relid, int64 lo, int64 hi)
 	return p;
 }
 
-/* The opened partition for id: the last one written, or found and opened. */
+/*
+ * The opened partition for id: the last one written, or found and opened.
+ * When the bounds were invalidated while the partition's lock was awaited
+ * (a conversion of the 0.2.0 table committed meanwhile, or a partition was
+ * attached), the route is looked up again: a partition opened under stale
+ * bounds is kept locked but used for no position.  Once the lock is held,
+ * the partition's bounds cannot change (that takes ACCESS EXCLUSIVE on it).
+ */
 static StorePart *
 store_part_for(StoreCache *c, int64 id)
 {
@@ -440,8 +447,29 @@ store_part_for(StoreCache *c, int64 id)
 	for (StorePart *p = c->all; p != NULL; p = p->next)
 		if (id >= p->lo && id < p->hi)
 			return c->cur = p;
-	store_route(id, &relid, &lo, &hi);
-	return c->cur = store_part_open(c, relid, lo, hi);
+	for (int attempt = 0;; attempt++)
+	{
+		StorePart  *p;
+
+		store_route(id, &relid, &lo, &hi);
+		p = store_part_open(c, relid, lo, hi);
+		if (parts.valid)
+			return c->cur = p;
+		store_route(id, &relid, &lo, &hi);
+		if (relid == RelationGetRelid(p->rel))
+		{
+			p->lo = lo;
+			p->hi = hi;
+			return c->cur = p;
+		}
+		p->lo = p->hi = 0;
+		if (attempt == 3)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("the partitions of aegis.events kept changing while position " INT64_FORMAT
+							" was stored", id),
+					 errhint("Retry the transaction.")));
+	}
 }
 
 static void

@@ -1004,6 +1004,10 @@ BEGIN
                   HINT = 'aegis.maintain() calls this with the safe position.';
     END IF;
     width := current_setting('aegis.partition_width')::bigint;
+    /* not converted yet (aegis.partition_events) */
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = 'aegis.events'::regclass) <> 'p' THEN
+        RETURN 0;
+    END IF;
     /* nothing to make: no lock (a caller's long transaction would hold it) */
     IF (SELECT max(p.hi) FROM aegis.event_partitions() p) > upto + ahead * width THEN
         RETURN 0;
@@ -1038,15 +1042,29 @@ END;
 $$;
 
 /*
- * The conversion, under ACCESS EXCLUSIVE on the old table (publishers and
- * readers wait for the upgrade's commit): one scan to validate
- * CHECK (id < bound), so that ATTACH does not scan again; the indexes
- * attach to the parent's without a rebuild.  Views that read the old table
- * are replaced to read the new one, and functions whose row type is the old
- * table's are recreated with their privileges.  Anything else that depends
- * on the old table stops the upgrade.
+ * The conversion, under ACCESS EXCLUSIVE on the old table: one scan to
+ * validate CHECK (id < bound), so that ATTACH does not scan again; the
+ * indexes attach to the parent's without a rebuild.  Views that read the
+ * old table are replaced to read the new one, and functions whose row type
+ * is the old table's are recreated with their privileges (and made members
+ * of the extension again when this runs outside the extension's script).
+ * Anything else that depends on the old table stops it.
+ *
+ * When: this script converts an empty store at once (a fresh install).  A
+ * populated one is converted by the first aegis.maintain() after the
+ * upgrade (the maintenance worker's, within a second), in a transaction of
+ * its own, so that the upgrade's transaction never holds the store's lock:
+ * publishers wait only for the conversion itself (measured in
+ * docs/retention.md), not for whatever else the upgrading transaction
+ * does.  With `try`, the lock is waited for at most 1 s (a long reader
+ * would otherwise make every publisher queue behind the conversion) and
+ * false is returned when it was not granted.  Returns whether it converted.
  */
-DO $convert$
+CREATE FUNCTION aegis.partition_events(try boolean DEFAULT false)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $convert$
 DECLARE
     bound bigint;
     populated boolean;
@@ -1055,12 +1073,26 @@ DECLARE
     views jsonb;
     funcs jsonb;
     acl record;
-    rowtype oid := 'aegis.events'::regtype;
+    rowtype oid;
+    saved_timeout text := current_setting('lock_timeout');
 BEGIN
-    LOCK TABLE aegis.events IN ACCESS EXCLUSIVE MODE;
-    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = 'aegis.events'::regclass) = 'p' THEN
-        RETURN;
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass('aegis.events')) = 'p' THEN
+        RETURN false;
     END IF;
+    BEGIN
+        IF try THEN
+            PERFORM set_config('lock_timeout', '1s', true);
+        END IF;
+        LOCK TABLE aegis.events IN ACCESS EXCLUSIVE MODE;
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN false;
+    END;
+    PERFORM set_config('lock_timeout', saved_timeout, true);
+    /* converted by another caller while this one waited */
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass('aegis.events')) = 'p' THEN
+        RETURN false;
+    END IF;
+    rowtype := 'aegis.events'::regtype;
     SELECT c.relowner INTO owner FROM pg_class c WHERE c.oid = 'aegis.events'::regclass;
 
     /* anything but our own indexes, constraints, triggers, row type and views stops here */
@@ -1159,6 +1191,11 @@ BEGIN
 
     FOR r IN SELECT * FROM jsonb_to_recordset(funcs) AS f(sig text, def text, proacl text[],
                                                           owner text, comment text) LOOP
+        IF EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_proc'::regclass AND d.objid = r.sig::regprocedure
+                      AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e') THEN
+            EXECUTE format('ALTER EXTENSION aegis_events DROP FUNCTION %s', r.sig);
+        END IF;
         EXECUTE format('DROP FUNCTION %s', r.sig);
         EXECUTE r.def;
         EXECUTE format('ALTER FUNCTION %s OWNER TO %s', r.sig, r.owner);
@@ -1176,14 +1213,37 @@ BEGIN
     FOR r IN SELECT * FROM jsonb_to_recordset(views) AS v(name text, def text) LOOP
         EXECUTE format('CREATE OR REPLACE VIEW %s AS %s', r.name, r.def);
     END LOOP;
+    /* outside the extension's script, new objects are not members by themselves */
+    FOR r IN SELECT 'pg_class'::regclass AS classid, 'aegis.events'::regclass::oid AS objid,
+                    'TABLE aegis.events' AS what
+              UNION ALL
+             SELECT 'pg_proc'::regclass, f.sig::regprocedure::oid, 'FUNCTION ' || f.sig
+               FROM jsonb_to_recordset(funcs) AS f(sig text) LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_depend d
+                        WHERE d.classid = r.classid AND d.objid = r.objid
+                          AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e') THEN
+            EXECUTE 'ALTER EXTENSION aegis_events ADD ' || r.what;
+        END IF;
+    END LOOP;
     /* an empty store (a fresh install) needs no partition below the safe position */
     IF NOT populated THEN
+        ALTER EXTENSION aegis_events DROP TABLE aegis.events_p0;
         DROP TABLE aegis.events_p0;
     END IF;
 
     PERFORM aegis.partitions_extend(bound, current_setting('aegis.partitions_ahead')::integer);
+    RETURN true;
 END;
 $convert$;
+
+/* An empty store is converted now; a populated one by aegis.maintain(). */
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM aegis.events) THEN
+        PERFORM aegis.partition_events();
+    END IF;
+END;
+$$;
 
 /* Argument checks: each raises 22xxx naming the argument, with a hint. */
 CREATE FUNCTION aegis.retention_check_keep(keep interval)
@@ -1847,6 +1907,11 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    /*
+     * A store upgraded from 0.2.0 with events in it becomes partitioned here
+     * (the maintenance worker does it first, in a transaction of its own).
+     */
+    PERFORM aegis.partition_events(true);
     RETURN jsonb_build_object('runs', aegis.enforce_runs(),
                               'retention', aegis.retention_tick());
 END;

@@ -3,7 +3,45 @@
 -- a row that must stay is kept, and a publish beyond the last partition makes
 -- its own (or says clearly why it cannot)
 SET client_min_messages = warning;
+-- a populated 0.2.0 store: the upgrade leaves it one table (publishing goes
+-- on), the next aegis.maintain() converts it in place: the old table becomes
+-- events_p0 for [MINVALUE, max(id) + 1), grants and members kept
 DROP EXTENSION aegis_events CASCADE;
+CREATE EXTENSION aegis_events VERSION '0.2.0';
+SELECT count(aegis.publish_agent_status('conv-w', 'running')) AS published_on_020 FROM generate_series(1, 5);
+SELECT aegis.publish('conv-topic', '{"n": 1}') > 0 AS topic_on_020;
+CREATE ROLE aegis_part_reader;
+GRANT USAGE ON SCHEMA aegis TO aegis_part_reader;
+GRANT EXECUTE ON FUNCTION aegis.read_all(bigint, integer) TO aegis_part_reader;
+GRANT SELECT ON aegis.events TO aegis_part_reader;
+SELECT max(id) AS before_max, md5(string_agg(id || payload::text, ',' ORDER BY id)) AS before_md5 FROM aegis.events \gset
+ALTER EXTENSION aegis_events UPDATE;
+SELECT relkind AS upgraded_relkind FROM pg_class WHERE oid = 'aegis.events'::regclass;
+SELECT aegis.publish_agent_status('conv-w', 'running') > :before_max AS published_before_conversion;
+SELECT aegis.partitions_extend(aegis.safe_position(), 2) AS nothing_to_extend_yet;
+SELECT aegis.maintain() ? 'runs' AS maintained;
+SELECT relkind AS converted_relkind FROM pg_class WHERE oid = 'aegis.events'::regclass;
+SELECT aegis.partition_events() AS converted_again;
+SELECT lo IS NULL AS p0_from_minvalue, hi = :before_max + 2 AS p0_to_max_id_plus_1
+  FROM aegis.event_partitions WHERE partition = 'aegis.events_p0'::regclass;
+SELECT count(*) AS partitions FROM aegis.event_partitions;
+SELECT md5(string_agg(id || payload::text, ',' ORDER BY id)) = :'before_md5' AS events_unchanged
+  FROM aegis.events WHERE id <= :before_max;
+SELECT count(*) AS read_all_rows FROM aegis.read_all(0, 100);
+SELECT has_function_privilege('aegis_part_reader', 'aegis.read_all(bigint, integer)', 'EXECUTE') AS read_all_granted,
+       has_table_privilege('aegis_part_reader', 'aegis.events', 'SELECT') AS events_granted,
+       has_function_privilege('public', 'aegis.read_all(bigint, integer)', 'EXECUTE') AS public_granted;
+SELECT count(*) AS members_again
+  FROM pg_depend d
+ WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+   AND (d.objid = 'aegis.events'::regclass OR d.objid = 'aegis.read_all(bigint, integer)'::regprocedure);
+SELECT aegis.publish_agent_status('conv-w', 'running') > :before_max + 1 AS published_after_conversion;
+SELECT tableoid <> 'aegis.events_p0'::regclass AS in_a_new_partition FROM aegis.events ORDER BY id DESC LIMIT 1;
+DROP EXTENSION aegis_events CASCADE;
+REVOKE USAGE ON SCHEMA aegis FROM aegis_part_reader;
+DROP ROLE aegis_part_reader;
+SELECT count(*) AS left_after_drop FROM pg_class WHERE relname LIKE 'events_p%';
+-- a fresh install: partitioned from the start
 SET aegis.partition_width = 10;
 SET aegis.partitions_ahead = 2;
 CREATE EXTENSION aegis_events;
