@@ -20,7 +20,7 @@ ISOLATION    = order_reverse_commit order_three order_abort order_savepoint \
                order_long_running order_prepare \
                runs_claim \
                runs_lease \
-               retention_order
+               retention_order partition_convert partition_drop
 ISOLATION_OPTS = --inputdir=test --load-extension=aegis_events
 
 PG_CONFIG ?= pg_config

@@ -143,58 +143,81 @@ store_relcache_callback(Datum arg, Oid relid)
 		parts.valid = false;
 }
 
-/* Reads the parent's partition descriptor into parts. */
+/*
+ * Reads the parent's partition descriptor into parts.  The name is looked
+ * up again once the lock is granted: a conversion of the 0.2.0 table that
+ * committed while this backend waited renamed the table it had found to
+ * events_p0.  An invalidation while reading starts over.
+ */
 static void
 store_bounds_build(void)
 {
-	Oid			parent = store_events_relid();
-	Relation	rel;
-	PartitionDesc pd;
-	PartitionBoundInfo bi;
-	int			n = 0;
-
-	parts.valid = false;
-	parts.parent = parent;
-	rel = table_open(parent, AccessShareLock);
-	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+	for (int attempt = 0;; attempt++)
 	{
-		table_close(rel, AccessShareLock);
-		parts.plain = true;
-		parts.n = 0;
+		Oid			parent = store_events_relid();
+		Relation	rel;
+		PartitionDesc pd;
+		PartitionBoundInfo bi;
+		int			n = 0;
+
+		if (attempt == 10)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("the partitions of aegis.events kept changing while they were read"),
+					 errhint("Retry the transaction.")));
+		/* an invalidation from here on clears it */
+		parts.parent = parent;
 		parts.valid = true;
-		return;
-	}
-	parts.plain = false;
-	pd = RelationGetPartitionDesc(rel, true);
-	bi = pd->boundinfo;
-	if (parts.bounds != NULL)
-		pfree(parts.bounds);
-	parts.bounds = MemoryContextAlloc(TopMemoryContext,
-									  sizeof(StoreBound) * Max(pd->nparts, 1));
-	/*
-	 * Range bounds: indexes[i] is the partition whose upper bound is
-	 * datums[i] (-1: a gap), so it holds [datums[i - 1], datums[i]).
-	 */
-	if (bi != NULL && bi->strategy == PARTITION_STRATEGY_RANGE)
-	{
-		for (int i = 1; i < bi->ndatums && n < pd->nparts; i++)
+		rel = table_open(parent, AccessShareLock);
+		if (!parts.valid || store_events_relid() != parent)
 		{
-			int			idx = bi->indexes[i];
-			StoreBound *b;
-
-			if (idx < 0 || !pd->is_leaf[idx])
-				continue;
-			b = &parts.bounds[n++];
-			b->lo = bi->kind[i - 1][0] == PARTITION_RANGE_DATUM_MINVALUE ?
-				PG_INT64_MIN : DatumGetInt64(bi->datums[i - 1][0]);
-			b->hi = bi->kind[i][0] == PARTITION_RANGE_DATUM_MAXVALUE ?
-				PG_INT64_MAX : DatumGetInt64(bi->datums[i][0]);
-			b->relid = pd->oids[idx];
+			table_close(rel, AccessShareLock);
+			parts.valid = false;
+			continue;
 		}
+		if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+		{
+			table_close(rel, AccessShareLock);
+			parts.plain = true;
+			parts.n = 0;
+			if (parts.valid)
+				return;
+			continue;
+		}
+		parts.plain = false;
+		pd = RelationGetPartitionDesc(rel, true);
+		bi = pd->boundinfo;
+		if (parts.bounds != NULL)
+			pfree(parts.bounds);
+		parts.bounds = MemoryContextAlloc(TopMemoryContext,
+										  sizeof(StoreBound) * Max(pd->nparts, 1));
+
+		/*
+		 * Range bounds: indexes[i] is the partition whose upper bound is
+		 * datums[i] (-1: a gap), so it holds [datums[i - 1], datums[i]).
+		 */
+		if (bi != NULL && bi->strategy == PARTITION_STRATEGY_RANGE)
+		{
+			for (int i = 1; i < bi->ndatums && n < pd->nparts; i++)
+			{
+				int			idx = bi->indexes[i];
+				StoreBound *b;
+
+				if (idx < 0 || !pd->is_leaf[idx])
+					continue;
+				b = &parts.bounds[n++];
+				b->lo = bi->kind[i - 1][0] == PARTITION_RANGE_DATUM_MINVALUE ?
+					PG_INT64_MIN : DatumGetInt64(bi->datums[i - 1][0]);
+				b->hi = bi->kind[i][0] == PARTITION_RANGE_DATUM_MAXVALUE ?
+					PG_INT64_MAX : DatumGetInt64(bi->datums[i][0]);
+				b->relid = pd->oids[idx];
+			}
+		}
+		parts.n = n;
+		table_close(rel, AccessShareLock);
+		if (parts.valid)
+			return;
 	}
-	parts.n = n;
-	table_close(rel, AccessShareLock);
-	parts.valid = true;
 }
 
 /* The partition of the array that holds id, or NULL. */

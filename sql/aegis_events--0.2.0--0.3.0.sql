@@ -928,8 +928,11 @@ CREATE TABLE aegis.retention_state (
     batch_rows    integer     NOT NULL DEFAULT 10000 CHECK (batch_rows BETWEEN 1 AND 1000000),
     max_batches   integer     NOT NULL DEFAULT 200 CHECK (max_batches >= 1),
     partitions_dropped bigint NOT NULL DEFAULT 0,
-    rows_dropped  bigint      NOT NULL DEFAULT 0
+    rows_dropped  bigint      NOT NULL DEFAULT 0,
+    drop_failed   boolean     NOT NULL DEFAULT false
 );
+COMMENT ON COLUMN aegis.retention_state.drop_failed IS
+    'the last enforcement could not drop its partitions (lock not granted in 50 ms): the next one deletes their rows in batches instead';
 COMMENT ON COLUMN aegis.retention_state.rows_dropped IS
     'events removed with their partition (included in removed_total)';
 INSERT INTO aegis.retention_state DEFAULT VALUES;
@@ -1752,9 +1755,10 @@ $$;
  * position) whose events have all expired are found (at most 16 per call);
  * the sweeps then skip their positions, and they are dropped last, so
  * that the ACCESS EXCLUSIVE lock a drop takes is held only until the
- * caller commits.  Then at most aegis.retention_state.max_batches windows
- * of batch_rows rows per call (the rest waits for the next call), one
- * caller at a time.
+ * caller commits (when it is not granted within 50 ms, the next call
+ * deletes their rows in batches instead).  Then at most
+ * aegis.retention_state.max_batches windows of batch_rows rows per call
+ * (the rest waits for the next call), one caller at a time.
  */
 CREATE FUNCTION aegis.enforce_retention()
 RETURNS bigint
@@ -1781,7 +1785,8 @@ BEGIN
     SELECT s.batch_rows, s.max_batches INTO batch, budget FROM aegis.retention_state s;
     delivered := aegis.retention_mark();
     safe := aegis.safe_position();
-    IF EXISTS (SELECT 1 FROM aegis.retention_policies q WHERE q.target IN ('stream', 'topic')) THEN
+    IF EXISTS (SELECT 1 FROM aegis.retention_policies q WHERE q.target IN ('stream', 'topic'))
+       AND NOT (SELECT s.drop_failed FROM aegis.retention_state s) THEN
         FOR part IN SELECT x.partition, coalesce(x.lo, -9223372036854775808) AS lo, x.hi
                       FROM aegis.event_partitions() x
                      WHERE x.hi - 1 <= safe ORDER BY x.hi LIMIT 16 LOOP
@@ -1825,11 +1830,23 @@ BEGIN
         events_removed := events_removed + n;
         dropped_rows := n;
         dropped := jsonb_array_length(parts);
+    ELSE
+        /*
+         * Not dropped (the lock was not granted in 50 ms): the sweeps skipped
+         * those partitions, so they go back to below the first one, and the
+         * next enforcement deletes their rows in batches; the one after that
+         * tries dropping again (an emptied partition drops at no cost).
+         */
+        UPDATE aegis.retention_policies q
+           SET swept_through = least(q.swept_through, greatest((parts -> 0 ->> 'lo')::bigint - 1, 0)),
+               topic_through = least(q.topic_through, greatest((parts -> 0 ->> 'lo')::bigint - 1, 0))
+         WHERE q.target IN ('stream', 'topic');
     END IF;
     UPDATE aegis.retention_state s
        SET enforced_at = now(), removed_total = s.removed_total + events_removed,
            partitions_dropped = s.partitions_dropped + dropped,
-           rows_dropped = s.rows_dropped + dropped_rows;
+           rows_dropped = s.rows_dropped + dropped_rows,
+           drop_failed = (n IS NULL);
     RETURN events_removed;
 END;
 $$;
