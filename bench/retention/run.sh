@@ -17,6 +17,11 @@
 #      the COMMIT sent to the subscriber's read), while pgbench publishes RATE
 #      events/s in the background; LAT_ROUNDS rounds, off and on alternating;
 #      medians of the rounds' p99 and their ratio (goal: within 10%).
+# aegis.events is partitioned (PARTITION_WIDTH positions per partition,
+# PARTITIONS_AHEAD made ahead): at RATE events/s a partition fills in
+# PARTITION_WIDTH / RATE seconds (10 s by default), so the table holds about
+# one partition more than the window before a whole one is dropped.  The
+# sizes are summed over the partitions (pg_partition_tree).
 # autovacuum_naptime is 2 s on this cluster: with a 30 s window the default
 # (1 min) lets two windows of dead rows pile up before space is reused; for
 # windows of hours the default is enough.
@@ -31,25 +36,29 @@ SECS=${SECS:-10}
 SSE_EVENTS=${SSE_EVENTS:-2000}
 SSE_RATE=${SSE_RATE:-200}
 LAT_ROUNDS=${LAT_ROUNDS:-3}
+PARTITION_WIDTH=${PARTITION_WIDTH:-20000}
+PARTITIONS_AHEAD=${PARTITIONS_AHEAD:-20}
 OUT=${OUT:-docs/retention-size.csv}
 work=$(mktemp -d)
 SAMPLER= BR= BG=
 trap 'kill_pid "$SAMPLER"; kill_pid "$BG"; kill_pid "$BR"; pg_stop_all; rm -rf "$work"' EXIT
 
 pg_start bench-retention "max_connections = 100" "aegis.retention_interval = '1s'" \
-    "autovacuum_naptime = '2s'" "shared_buffers = '256MB'" >/dev/null
+    "autovacuum_naptime = '2s'" "shared_buffers = '256MB'" \
+    "aegis.partition_width = $PARTITION_WIDTH" "aegis.partitions_ahead = $PARTITIONS_AHEAD" >/dev/null
 psql -qX -v ON_ERROR_STOP=1 -c "CREATE EXTENSION aegis_events" >/dev/null
 payload='{"status": "running", "message": "Checking offset wells", "progress": 0.5, "item_index": 3, "agent": "rule37"}'
 echo "SELECT count(aegis.publish_workspace_event('chk-' || (random() * 100)::int, 'agent_status', '$payload')) FROM generate_series(1, $PER_TX);" >"$work/pub.sql"
 q() { psql -X -qAt -v ON_ERROR_STOP=1 -c "$1"; }
-size() { q "SELECT pg_total_relation_size('aegis.events')"; }
+TOTAL="(SELECT sum(pg_total_relation_size(t.relid)) FROM pg_partition_tree('aegis.events') t)"
+size() { q "SELECT $TOTAL"; }
 
 # ---- 1. size over time at a steady rate ----
 q "SELECT aegis.set_retention('workspace', '$WINDOW s')" >/dev/null
-echo "seconds,bytes,live_rows" >"$OUT"
+echo "seconds,bytes,live_rows,partitions" >"$OUT"
 t0=$(date +%s.%N)
 ( while :; do
-      echo "$(echo "$(date +%s.%N) - $t0" | bc | xargs printf '%.1f'),$(q "SELECT pg_total_relation_size('aegis.events') || ',' || (SELECT count(*) FROM aegis.events)")"
+      echo "$(echo "$(date +%s.%N) - $t0" | bc | xargs printf '%.1f'),$(q "SELECT $TOTAL || ',' || (SELECT count(*) FROM aegis.events) || ',' || (SELECT count(*) FROM aegis.event_partitions)")"
       sleep 2
   done >>"$OUT" ) &
 SAMPLER=$!
@@ -83,7 +92,7 @@ done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 mo=$(median "${off[@]}"); mn=$(median "${on[@]}")
 echo "publish throughput, median of $ROUNDS: off $mo tps, on $mn tps, ratio $(echo "scale=3; $mn / $mo" | bc) (goal >= 0.9)"
-echo "removed in total: $(q "SELECT removed_total FROM aegis.retention_state") events; table now $(( $(size) / 1048576 )) MiB"
+echo "removed in total: $(q "SELECT removed_total FROM aegis.retention_state") events ($(q "SELECT rows_dropped || ' with ' || partitions_dropped || ' whole partitions'  FROM aegis.retention_state")); table now $(( $(size) / 1048576 )) MiB in $(q "SELECT count(*) FROM aegis.event_partitions") partitions"
 
 # ---- 3. commit -> SSE latency, retention running vs off ----
 make -s -C bridge all >/dev/null
