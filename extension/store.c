@@ -33,6 +33,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
@@ -42,6 +43,7 @@
 #include "partitioning/partdesc.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -244,11 +246,16 @@ store_bounds_find(int64 id)
 
 /*
  * Makes partitions up to id (and aegis.partitions_ahead beyond) from this
- * backend: aegis.partitions_extend called through fmgr, as its owner
- * (SECURITY DEFINER) and without an EXECUTE check, since publishing is the
- * privilege.  Refused with a clear error when this backend has aegis.events
- * open (a statement that reads it publishes): ATTACH PARTITION cannot alter
- * a table that a running query of the same session uses.
+ * backend.  First the lock aegis.partitions_extend serializes its callers
+ * with: when it is granted, another backend (the maintenance worker, or a
+ * publisher that crossed the same bound) may have made the partition
+ * meanwhile, which the catalogs show even to a REPEATABLE READ transaction
+ * whose snapshot is older.  Otherwise aegis.partitions_extend is called
+ * through fmgr, as its owner (SECURITY DEFINER) and without an EXECUTE
+ * check, since publishing is the privilege.  Refused with a clear error when
+ * this backend has aegis.events open (a statement that reads it publishes):
+ * ATTACH PARTITION cannot alter a table that a running query of the same
+ * session uses.
  */
 static void
 store_extend(int64 id)
@@ -257,6 +264,16 @@ store_extend(int64 id)
 	Oid			fn;
 	Relation	rel;
 	bool		in_use;
+	int32		key;
+
+	key = DatumGetInt32(DirectFunctionCall1Coll(hashtext, DEFAULT_COLLATION_OID,
+												CStringGetTextDatum("aegis.partitions_extend")));
+	(void) DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum((int64) key));
+	AcceptInvalidationMessages();
+	if (!parts.valid)
+		store_bounds_build();
+	if (parts.plain || store_bounds_find(id) != NULL)
+		return;
 
 	LockRelationOid(parts.parent, AccessShareLock);
 	rel = RelationIdGetRelation(parts.parent);
