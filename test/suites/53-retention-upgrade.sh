@@ -5,7 +5,7 @@
 # store.  The upgrade's duration is printed (a diagnostic, not asserted).
 # Then the conversion of the upgraded store to a partitioned one
 # (aegis.partition_events(), which the maintenance worker runs after an
-# upgrade; called here directly, the worker sleeping an hour) while pgbench
+# upgrade; called here directly, the worker being in template1) while pgbench
 # publishes: its duration and the longest publish meanwhile are printed.
 set -u
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/lib.sh"
@@ -17,7 +17,7 @@ trap cleanup EXIT
 q() { psql -X -qAt -v ON_ERROR_STOP=1 -c "$1"; }
 N=${AEGIS_UPGRADE_EVENTS:-1000000}
 
-pg_start retupgrade "aegis.maintenance_naptime = '1h'" >/dev/null || exit 1
+pg_start retupgrade "aegis.database_name = 'template1'" >/dev/null || exit 1
 q "CREATE EXTENSION aegis_events VERSION '0.2.0'" || exit 1
 start=$(date +%s.%N)
 q "SELECT count(CASE s % 3 WHEN 0 THEN aegis.publish_agent_status('up-w' || (s % 50), 'running')
