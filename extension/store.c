@@ -132,17 +132,21 @@ typedef struct StoreBound
 static struct
 {
 	bool		valid;
+	bool		stale;			/* invalidated since the build began */
 	bool		plain;			/* aegis.events is one table, not partitioned */
 	Oid			parent;
 	int			n;
 	StoreBound *bounds;			/* in TopMemoryContext */
-}			parts = {false, false, InvalidOid, 0, NULL};
+}			parts = {false, false, false, InvalidOid, 0, NULL};
 
 static void
 store_relcache_callback(Datum arg, Oid relid)
 {
 	if (!OidIsValid(relid) || relid == parts.parent)
+	{
 		parts.valid = false;
+		parts.stale = true;
+	}
 }
 
 /*
@@ -167,14 +171,14 @@ store_bounds_build(void)
 					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
 					 errmsg("the partitions of aegis.events kept changing while they were read"),
 					 errhint("Retry the transaction.")));
-		/* an invalidation from here on clears it */
+		/* an invalidation from here on marks it stale; an error leaves it invalid */
+		parts.valid = false;
+		parts.stale = false;
 		parts.parent = parent;
-		parts.valid = true;
 		rel = table_open(parent, AccessShareLock);
-		if (!parts.valid || store_events_relid() != parent)
+		if (parts.stale || store_events_relid() != parent)
 		{
 			table_close(rel, AccessShareLock);
-			parts.valid = false;
 			continue;
 		}
 		if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
@@ -182,15 +186,20 @@ store_bounds_build(void)
 			table_close(rel, AccessShareLock);
 			parts.plain = true;
 			parts.n = 0;
-			if (parts.valid)
+			if (!parts.stale)
+			{
+				parts.valid = true;
 				return;
+			}
 			continue;
 		}
 		parts.plain = false;
+		parts.n = 0;
 		pd = RelationGetPartitionDesc(rel, true);
 		bi = pd->boundinfo;
 		if (parts.bounds != NULL)
 			pfree(parts.bounds);
+		parts.bounds = NULL;
 		parts.bounds = MemoryContextAlloc(TopMemoryContext,
 										  sizeof(StoreBound) * Max(pd->nparts, 1));
 
@@ -217,8 +226,11 @@ store_bounds_build(void)
 		}
 		parts.n = n;
 		table_close(rel, AccessShareLock);
-		if (parts.valid)
+		if (!parts.stale)
+		{
+			parts.valid = true;
 			return;
+		}
 	}
 }
 
