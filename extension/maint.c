@@ -25,6 +25,7 @@
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
+#include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -112,6 +113,33 @@ maint_exec(const char *sql)
 }
 
 /*
+ * The extension object's ACCESS SHARE lock, held to the end of the
+ * transaction: taken first by every worker transaction and by
+ * aegis.maintain() (pg_cron), so that DROP EXTENSION, whose first lock is
+ * that one in ACCESS EXCLUSIVE mode, queues with them on one lock.  Returns
+ * the extension's OID, InvalidOid when it is not installed.
+ */
+static Oid
+maint_lock_extension(void)
+{
+	Oid			ext = get_extension_oid("aegis_events", true);
+
+	if (OidIsValid(ext))
+		LockDatabaseObject(ExtensionRelationId, ext, 0, AccessShareLock);
+	return ext;
+}
+
+PG_FUNCTION_INFO_V1(aegis_maintenance_lock);
+
+/* SQL aegis.maintenance_lock(): the same lock, for aegis.maintain(). */
+Datum
+aegis_maintenance_lock(PG_FUNCTION_ARGS)
+{
+	(void) maint_lock_extension();
+	PG_RETURN_VOID();
+}
+
+/*
  * One transaction: the extension's lock, then `sql` if the extension is
  * installed (and `check`, when given, is true).  The lock comes before any
  * other: a DROP EXTENSION that got it first has committed by the time this
@@ -125,9 +153,7 @@ maint_transaction(const char *check, const char *sql)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	ext = get_extension_oid("aegis_events", true);
-	if (OidIsValid(ext))
-		LockDatabaseObject(ExtensionRelationId, ext, 0, AccessShareLock);
+	ext = maint_lock_extension();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (OidIsValid(ext) && maint_exec(SQL_INSTALLED) && (check == NULL || maint_exec(check)))

@@ -1045,6 +1045,18 @@ END;
 $$;
 
 /*
+ * The extension's ACCESS SHARE lock, which every maintenance worker
+ * transaction takes first: DROP EXTENSION takes it (ACCESS EXCLUSIVE) before
+ * anything else, so a DROP and aegis.maintain() queue on this one lock
+ * rather than deadlocking on the extension's tables.  aegis.maintain() takes
+ * it through aegis.partition_events, its first call.
+ */
+CREATE FUNCTION aegis.maintenance_lock()
+RETURNS void
+AS 'MODULE_PATHNAME', 'aegis_maintenance_lock'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+/*
  * The conversion, under ACCESS EXCLUSIVE on the old table: one scan to
  * validate CHECK (id < bound), so that ATTACH does not scan again; the
  * indexes attach to the parent's without a rebuild.  Views that read the
@@ -1079,6 +1091,7 @@ DECLARE
     rowtype oid;
     saved_timeout text := current_setting('lock_timeout');
 BEGIN
+    PERFORM aegis.maintenance_lock();    -- before any other lock (DROP EXTENSION)
     IF (SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass('aegis.events')) = 'p' THEN
         RETURN false;
     END IF;
@@ -1925,8 +1938,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     /*
-     * A store upgraded from 0.2.0 with events in it becomes partitioned here
-     * (the maintenance worker does it first, in a transaction of its own).
+     * First, as its first statement takes the extension's lock (see
+     * aegis.maintenance_lock): a store upgraded from 0.2.0 with events in
+     * it becomes partitioned here (the maintenance worker does it first, in
+     * a transaction of its own).
      */
     PERFORM aegis.partition_events(true);
     RETURN jsonb_build_object('runs', aegis.enforce_runs(),
