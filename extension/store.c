@@ -317,7 +317,8 @@ store_extend(int64 id)
 /*
  * The partition for id from the array: rebuilt when invalidated, then
  * after accepting invalidations (a partition attached since), then after
- * making partitions.  Sets *relid (InvalidOid: not partitioned).
+ * making partitions.  Sets *relid and its bounds [*lo, *hi); a store that
+ * is not partitioned is its own partition for every position.
  */
 static void
 store_route(int64 id, Oid *relid, int64 *lo, int64 *hi)
