@@ -14,13 +14,13 @@ DATA       = $(wildcard sql/aegis_events--*.sql)
 REGRESS      = install publish validate_workspace validate_conversation \
                readers trigger trigger_columns guard bridge_interface hardening \
                drain_dead_letter runs retention validate_faults \
-               upgrade
+               upgrade partitions
 REGRESS_OPTS = --inputdir=test
 ISOLATION    = order_reverse_commit order_three order_abort order_savepoint \
                order_long_running order_prepare \
                runs_claim \
                runs_lease \
-               retention_order
+               retention_order partition_convert partition_drop
 ISOLATION_OPTS = --inputdir=test --load-extension=aegis_events
 
 PG_CONFIG ?= pg_config

@@ -71,6 +71,8 @@ extern PGDLLEXPORT void aegis_maint_main(Datum main_arg);
 /* retention.c */
 extern int	aegis_retention_interval;
 extern bool aegis_retention_deleting;
+extern int	aegis_partition_width;
+extern int	aegis_partitions_ahead;
 extern void retention_init(void);
 
 /* store.c: writing one event row */

@@ -7,18 +7,32 @@
  *	  installed: the clock of agent runs (aegis.enforce_runs) and whatever
  *	  else keeps the store in shape.  Other databases call aegis.maintain()
  *	  from pg_cron.  An error is logged and the next round tries again.
+ *
+ *	  Each round first makes the partitions of aegis.events that
+ *	  aegis.partitions_ahead asks for (and converts a store upgraded from
+ *	  0.2.0 to a partitioned one), in a short transaction of its own (so
+ *	  publishers see them at once and wait for the conversion only, not for
+ *	  a long retention run).  Both
+ *	  transactions start by locking the extension object (ACCESS SHARE), the
+ *	  first lock DROP EXTENSION takes (ACCESS EXCLUSIVE): the worker and a
+ *	  DROP then queue on that one lock instead of taking the extension's
+ *	  tables in opposite orders and deadlocking.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
+#include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -35,6 +49,13 @@ int			aegis_maintenance_naptime = 1000;
 	"SELECT pg_catalog.to_regprocedure('aegis.maintain()') IS NOT NULL " \
 	"AND EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'aegis_events')"
 #define SQL_MAINTAIN "SELECT aegis.maintain()"
+#define SQL_PARTITIONED \
+	"SELECT pg_catalog.to_regprocedure('aegis.partition_events(boolean)') IS NOT NULL"
+#define SQL_PARTITIONS \
+	"SELECT pg_catalog.set_config('lock_timeout', '1s', true), " \
+	"aegis.partition_events(true), " \
+	"aegis.partitions_extend(aegis.safe_position(), " \
+	"pg_catalog.current_setting('aegis.partitions_ahead')::integer)"
 
 static void
 maint_define_settings(void)
@@ -91,37 +112,73 @@ maint_exec(const char *sql)
 	return !isnull && DatumGetBool(value);
 }
 
-/* One round in its own transaction: aegis.maintain() if it exists here. */
-static void
-maint_round(void)
+/*
+ * The extension object's ACCESS SHARE lock, held to the end of the
+ * transaction: taken first by every worker transaction and by
+ * aegis.maintain() (pg_cron), so that DROP EXTENSION, whose first lock is
+ * that one in ACCESS EXCLUSIVE mode, queues with them on one lock.  Returns
+ * the extension's OID, InvalidOid when it is not installed.
+ */
+static Oid
+maint_lock_extension(void)
 {
+	Oid			ext = get_extension_oid("aegis_events", true);
+
+	if (OidIsValid(ext))
+		LockDatabaseObject(ExtensionRelationId, ext, 0, AccessShareLock);
+	return ext;
+}
+
+PG_FUNCTION_INFO_V1(aegis_maintenance_lock);
+
+/* SQL aegis.maintenance_lock(): the same lock, for aegis.maintain(). */
+Datum
+aegis_maintenance_lock(PG_FUNCTION_ARGS)
+{
+	(void) maint_lock_extension();
+	PG_RETURN_VOID();
+}
+
+/*
+ * One transaction: the extension's lock, then `sql` if the extension is
+ * installed (and `check`, when given, is true).  The lock comes before any
+ * other: a DROP EXTENSION that got it first has committed by the time this
+ * one is granted, and the check (in a snapshot taken after the lock) then
+ * finds nothing to do.
+ */
+static void
+maint_transaction(const char *check, const char *sql)
+{
+	Oid			ext;
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	ext = maint_lock_extension();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (maint_exec(SQL_INSTALLED))
+	if (OidIsValid(ext) && maint_exec(SQL_INSTALLED) && (check == NULL || maint_exec(check)))
 	{
 		/* a fresh snapshot for the work itself */
 		PopActiveSnapshot();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		maint_exec(SQL_MAINTAIN);
+		maint_exec(sql);
 	}
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-/* A failed round is logged and forgotten: the next one tries again. */
+/* A failed transaction is logged and forgotten: the next round tries again. */
 static void
-maint_round_guarded(MemoryContext ctx)
+maint_transaction_guarded(MemoryContext ctx, const char *check, const char *sql)
 {
 	MemoryContext old = MemoryContextSwitchTo(ctx);
 
 	PG_TRY();
 	{
-		maint_round();
+		maint_transaction(check, sql);
+		pgstat_report_stat(false);
+		pgstat_report_activity(STATE_IDLE, NULL);
 	}
 	PG_CATCH();
 	{
@@ -159,7 +216,9 @@ aegis_maint_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		maint_round_guarded(ctx);
+		/* partitions ahead, then aegis.maintain(), each if it exists here */
+		maint_transaction_guarded(ctx, SQL_PARTITIONED, SQL_PARTITIONS);
+		maint_transaction_guarded(ctx, NULL, SQL_MAINTAIN);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 aegis_maintenance_naptime, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

@@ -9,7 +9,11 @@
  *	    aegis.enforce_retention (SECURITY DEFINER, owned by the extension's
  *	    superuser owner) sets for its own duration; while it is on, the
  *	    append-only guard lets DELETE through.  Ordinary users cannot set
- *	    it, so for them aegis.events stays append-only.
+ *	    it, so for them aegis.events stays append-only;
+ *	  - aegis.partition_width: positions per partition of aegis.events
+ *	    (aegis.partitions_extend makes partitions of this width);
+ *	  - aegis.partitions_ahead: how many empty partitions aegis.maintain()
+ *	    and the maintenance worker keep above the safe position.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -20,6 +24,8 @@
 
 int			aegis_retention_interval = 60;
 bool		aegis_retention_deleting = false;
+int			aegis_partition_width = 1000000;
+int			aegis_partitions_ahead = 2;
 
 /* From _PG_init, before the "aegis" prefix is reserved. */
 void
@@ -36,4 +42,15 @@ retention_init(void)
 							 &aegis_retention_deleting,
 							 false, PGC_SUSET, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
 							 NULL, NULL, NULL);
+	DefineCustomIntVariable("aegis.partition_width",
+							"Positions per partition of aegis.events.",
+							"Applies to partitions made from now on; existing ones keep their bounds.",
+							&aegis_partition_width,
+							1000000, 10, PG_INT32_MAX, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("aegis.partitions_ahead",
+							"Empty partitions of aegis.events kept above the safe position.",
+							"aegis.maintain() and the maintenance worker make them; a publish "
+							"beyond the last partition makes one itself.",
+							&aegis_partitions_ahead,
+							2, 0, 100, PGC_SUSET, 0, NULL, NULL, NULL);
 }

@@ -875,10 +875,13 @@ REVOKE ALL ON ALL TABLES IN SCHEMA aegis FROM PUBLIC;
  *     by a sweep;
  *   - a stream's horizon (aegis.stream_horizon) is the highest position of
  *     that stream removed so far: a reader resuming below it is told.
- * Storage: rows are deleted in batches of batch_rows rows (one
- * id window of the primary key per DELETE, never a full scan) and the
- * space is reused after autovacuum, which is tuned tighter on aegis.events
- * below.  Declarative partitioning is not used yet (see docs/retention.md).
+ * Storage: aegis.events becomes a table partitioned by range of id
+ * (aegis.partition_width positions per partition, made ahead of need by
+ * aegis.maintain()); a closed partition whose every row has expired is
+ * dropped whole.  Rows of partitions that cannot go whole are deleted in
+ * batches of batch_rows rows (one id window of the primary key per DELETE,
+ * never a full scan) and the space is reused after autovacuum, which is
+ * tuned tighter on the partitions below.
  */
 
 /* One row per policy.  target: stream (name = kind or '*'), topic (name =
@@ -923,8 +926,15 @@ CREATE TABLE aegis.retention_state (
     enforced_at   timestamptz,
     removed_total bigint      NOT NULL DEFAULT 0,
     batch_rows    integer     NOT NULL DEFAULT 10000 CHECK (batch_rows BETWEEN 1 AND 1000000),
-    max_batches   integer     NOT NULL DEFAULT 200 CHECK (max_batches >= 1)
+    max_batches   integer     NOT NULL DEFAULT 200 CHECK (max_batches >= 1),
+    partitions_dropped bigint NOT NULL DEFAULT 0,
+    rows_dropped  bigint      NOT NULL DEFAULT 0,
+    drop_failed   boolean     NOT NULL DEFAULT false
 );
+COMMENT ON COLUMN aegis.retention_state.drop_failed IS
+    'the last enforcement could not drop its partitions (lock not granted in 50 ms): the next one deletes their rows in batches instead';
+COMMENT ON COLUMN aegis.retention_state.rows_dropped IS
+    'events removed with their partition (included in removed_total)';
 INSERT INTO aegis.retention_state DEFAULT VALUES;
 
 /* bounded scans for dead letters and finished runs */
@@ -936,6 +946,320 @@ CREATE INDEX run_requests_finished_idx ON aegis.run_requests (finished_at)
 ALTER TABLE aegis.events SET (autovacuum_vacuum_scale_factor = 0.02,
                               autovacuum_vacuum_threshold = 5000,
                               autovacuum_vacuum_cost_delay = 0);
+
+/*
+ * ---- retention: partitioned storage ----
+ *
+ * aegis.events becomes a table partitioned by range of id.  The old table
+ * becomes its first partition, events_p0, for [MINVALUE, max(id) + 1) (an
+ * empty one, as in a fresh install, is dropped instead); the partitions
+ * after it are made by aegis.partitions_extend,
+ * aegis.partition_width positions each, named events_p<lower bound>.  No
+ * DEFAULT partition (it would make every ATTACH lock and scan it): a
+ * position above the last partition makes the publishing backend extend the
+ * table itself (store.c), and aegis.maintain() keeps aegis.partitions_ahead
+ * empty partitions above the safe position so that this stays rare.
+ */
+
+/* The partitions of aegis.events with their bounds (lo NULL: MINVALUE). */
+CREATE FUNCTION aegis.event_partitions(OUT partition regclass, OUT lo bigint, OUT hi bigint)
+RETURNS SETOF record
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.oid::regclass,
+           (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \(''?(-?[0-9]+)''?\)'))[1]::bigint,
+           (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''?(-?[0-9]+)''?\)'))[1]::bigint
+      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+     WHERE i.inhparent = 'aegis.events'::regclass
+     ORDER BY 3
+$$;
+
+CREATE VIEW aegis.event_partitions AS SELECT * FROM aegis.event_partitions();
+
+/*
+ * Makes partitions after the last one until the last bound is above
+ * `upto` plus `ahead` partitions (position `upto` has a partition, and so
+ * do the next ahead * aegis.partition_width positions); returns how many it
+ * made.  Called by aegis.maintain() and the maintenance worker with the
+ * safe position, and by a publishing backend (store.c) with a position
+ * that has no partition yet.  Each is a
+ * new table (with the TRUNCATE guard; the row guard comes with ATTACH) that
+ * is then attached, which takes SHARE UPDATE EXCLUSIVE on aegis.events: no
+ * conflict with publishers or readers.  One caller at a time.
+ */
+CREATE FUNCTION aegis.partitions_extend(upto bigint, ahead integer DEFAULT 0)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    width bigint;
+    top bigint;
+    hi bigint;
+    made integer := 0;
+    part text;
+BEGIN
+    IF upto IS NULL OR upto < 0 OR ahead IS NULL OR ahead < 0 OR ahead > 100 THEN
+        RAISE EXCEPTION 'upto must be >= 0 and ahead between 0 and 100, got % and %',
+                        coalesce(upto::text, 'NULL'), coalesce(ahead::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'aegis.maintain() calls this with the safe position.';
+    END IF;
+    width := current_setting('aegis.partition_width')::bigint;
+    /* not converted yet (aegis.partition_events) */
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = 'aegis.events'::regclass) <> 'p' THEN
+        RETURN 0;
+    END IF;
+    /* nothing to make: no lock (a caller's long transaction would hold it) */
+    IF (SELECT max(p.hi) FROM aegis.event_partitions() p) > upto + ahead * width THEN
+        RETURN 0;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('aegis.partitions_extend'));
+    SELECT max(p.hi) INTO top FROM aegis.event_partitions() p;
+    top := coalesce(top, upto);    -- none yet: from the position on
+    WHILE top <= upto + ahead * width LOOP
+        /* more than a partition behind (nothing made ahead while positions moved on,
+         * e.g. in other databases): one empty partition fills the gap */
+        hi := CASE WHEN top + width <= upto THEN upto - (upto - top) % width ELSE top + width END;
+        part := 'events_p' || top;
+        EXECUTE format('CREATE TABLE aegis.%I (LIKE aegis.events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)'
+                       ' WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 5000,'
+                       ' autovacuum_vacuum_cost_delay = 0)', part);
+        EXECUTE format('CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON aegis.%I'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION aegis.refuse_change()', part);
+        EXECUTE format('ALTER TABLE aegis.events ATTACH PARTITION aegis.%I FOR VALUES FROM (%s) TO (%s)',
+                       part, top, hi);
+        /* a member of the extension like the parent (inside the extension's script it already is) */
+        IF NOT EXISTS (SELECT 1 FROM pg_depend d
+                        WHERE d.classid = 'pg_class'::regclass
+                          AND d.objid = format('aegis.%I', part)::regclass
+                          AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e') THEN
+            EXECUTE format('ALTER EXTENSION aegis_events ADD TABLE aegis.%I', part);
+        END IF;
+        top := hi;
+        made := made + 1;
+    END LOOP;
+    RETURN made;
+END;
+$$;
+
+/*
+ * The extension's ACCESS SHARE lock, which every maintenance worker
+ * transaction takes first: DROP EXTENSION takes it (ACCESS EXCLUSIVE) before
+ * anything else, so a DROP and aegis.maintain() queue on this one lock
+ * rather than deadlocking on the extension's tables.  aegis.maintain() takes
+ * it through aegis.partition_events, its first call.
+ */
+CREATE FUNCTION aegis.maintenance_lock()
+RETURNS void
+AS 'MODULE_PATHNAME', 'aegis_maintenance_lock'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+/*
+ * The conversion, under ACCESS EXCLUSIVE on the old table: one scan to
+ * validate CHECK (id < bound), so that ATTACH does not scan again; the
+ * indexes attach to the parent's without a rebuild.  Views that read the
+ * old table are replaced to read the new one, and functions whose row type
+ * is the old table's are recreated with their privileges (and made members
+ * of the extension again when this runs outside the extension's script).
+ * Anything else that depends on the old table stops it.
+ *
+ * When: this script converts an empty store at once (a fresh install).  A
+ * populated one is converted by the first aegis.maintain() after the
+ * upgrade (the maintenance worker's, within a second), in a transaction of
+ * its own, so that the upgrade's transaction never holds the store's lock:
+ * publishers wait only for the conversion itself (measured in
+ * docs/retention.md), not for whatever else the upgrading transaction
+ * does.  With `try`, the lock is waited for at most 1 s (a long reader
+ * would otherwise make every publisher queue behind the conversion) and
+ * false is returned when it was not granted.  Returns whether it converted.
+ */
+CREATE FUNCTION aegis.partition_events(try boolean DEFAULT false)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $convert$
+DECLARE
+    bound bigint;
+    populated boolean;
+    owner oid;
+    r record;
+    views jsonb;
+    funcs jsonb;
+    acl record;
+    rowtype oid;
+    saved_timeout text := current_setting('lock_timeout');
+BEGIN
+    PERFORM aegis.maintenance_lock();    -- before any other lock (DROP EXTENSION)
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass('aegis.events')) = 'p' THEN
+        RETURN false;
+    END IF;
+    BEGIN
+        IF try THEN
+            PERFORM set_config('lock_timeout', '1s', true);
+        END IF;
+        LOCK TABLE aegis.events IN ACCESS EXCLUSIVE MODE;
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN false;
+    END;
+    PERFORM set_config('lock_timeout', saved_timeout, true);
+    /* converted by another caller while this one waited */
+    IF (SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass('aegis.events')) = 'p' THEN
+        RETURN false;
+    END IF;
+    rowtype := 'aegis.events'::regtype;
+    SELECT c.relowner INTO owner FROM pg_class c WHERE c.oid = 'aegis.events'::regclass;
+
+    /* anything but our own indexes, constraints, triggers, row type and views stops here */
+    FOR r IN SELECT pg_describe_object(d.classid, d.objid, d.objsubid) AS what
+               FROM pg_depend d
+              WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = 'aegis.events'::regclass
+                AND NOT (d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))
+                AND NOT (d.classid = 'pg_constraint'::regclass
+                         AND d.objid IN (SELECT c.oid FROM pg_constraint c
+                                          WHERE c.conrelid = 'aegis.events'::regclass))
+                AND NOT (d.classid = 'pg_trigger'::regclass
+                         AND d.objid IN (SELECT t.oid FROM pg_trigger t
+                                          WHERE t.tgrelid = 'aegis.events'::regclass))
+                AND NOT (d.classid = 'pg_type'::regclass AND d.objid = rowtype)
+                AND NOT d.classid = 'pg_rewrite'::regclass
+              UNION ALL
+             SELECT pg_describe_object(d.classid, d.objid, d.objsubid)
+               FROM pg_depend d
+              WHERE d.refclassid = 'pg_type'::regclass AND d.refobjid = rowtype
+                AND NOT d.classid = 'pg_proc'::regclass
+                AND NOT (d.classid = 'pg_type'::regclass AND d.deptype = 'i')
+    LOOP
+        RAISE EXCEPTION 'cannot partition aegis.events: % depends on it', r.what
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'Drop that object, upgrade, and create it again.';
+    END LOOP;
+
+    SELECT coalesce(jsonb_agg(to_jsonb(v) ORDER BY v.oid), '[]') INTO views
+      FROM (SELECT DISTINCT w.ev_class AS oid, w.ev_class::regclass::text AS name,
+                   pg_get_viewdef(w.ev_class) AS def
+              FROM pg_depend d JOIN pg_rewrite w ON w.oid = d.objid
+             WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+               AND d.refobjid = 'aegis.events'::regclass
+               AND w.ev_class <> 'aegis.events'::regclass) v;
+    SELECT coalesce(jsonb_agg(to_jsonb(f) ORDER BY f.oid), '[]') INTO funcs
+      FROM (SELECT DISTINCT p.oid, p.oid::regprocedure::text AS sig, pg_get_functiondef(p.oid) AS def,
+                   p.proacl::text[] AS proacl, p.proowner::regrole::text AS owner,
+                   obj_description(p.oid, 'pg_proc') AS comment
+              FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
+             WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_type'::regclass
+               AND d.refobjid = rowtype) f;
+
+    /* positions at or below the safe position are final: no partition needed below it */
+    SELECT greatest(coalesce(max(e.id), 0),
+                    CASE WHEN current_setting('transaction_isolation') = 'read committed'
+                         THEN aegis.safe_position() ELSE 0 END) + 1,
+           count(*) > 0
+      INTO bound, populated FROM (SELECT e.id FROM aegis.events e ORDER BY e.id DESC LIMIT 1) e;
+
+    DROP TRIGGER events_append_only ON aegis.events;    /* the parent's is cloned onto it */
+    ALTER TABLE aegis.events RENAME CONSTRAINT events_pkey TO events_p0_pkey;
+    ALTER INDEX aegis.events_stream_idx RENAME TO events_p0_stream_idx;
+    ALTER INDEX aegis.events_topic_idx RENAME TO events_p0_topic_idx;
+    ALTER TABLE aegis.events RENAME TO events_p0;
+    IF populated THEN
+        EXECUTE format('ALTER TABLE aegis.events_p0 ADD CONSTRAINT events_p0_bound CHECK (id < %s)', bound);
+    END IF;
+
+    CREATE TABLE aegis.events (
+        id          bigint      NOT NULL,
+        stream_kind text        NOT NULL,
+        stream_id   text        NOT NULL,
+        event_type  text        NOT NULL,
+        payload     jsonb       NOT NULL,
+        topic       text,
+        key         text,
+        headers     jsonb,
+        created_at  timestamptz NOT NULL,
+        CONSTRAINT events_pkey PRIMARY KEY (id),
+        CONSTRAINT events_stream_kind_check
+            CHECK (stream_kind IN ('workspace', 'conversation', 'topic', 'run'))
+    ) PARTITION BY RANGE (id);
+    COMMENT ON TABLE aegis.events IS
+        'aegis_events store: append-only; id is the commit-safe position; partitioned by range of id';
+    CREATE INDEX events_stream_idx ON aegis.events (stream_kind, stream_id, id);
+    CREATE INDEX events_topic_idx ON aegis.events (id) WHERE topic IS NOT NULL;
+    CREATE TRIGGER events_append_only
+        BEFORE UPDATE OR DELETE ON aegis.events
+        FOR EACH ROW EXECUTE FUNCTION aegis.refuse_change();
+    CREATE TRIGGER events_no_truncate
+        BEFORE TRUNCATE ON aegis.events
+        FOR EACH STATEMENT EXECUTE FUNCTION aegis.refuse_change();
+    EXECUTE format('ALTER TABLE aegis.events OWNER TO %s', owner::regrole::text);
+    IF populated THEN
+        EXECUTE format('ALTER TABLE aegis.events ATTACH PARTITION aegis.events_p0 FOR VALUES FROM (MINVALUE) TO (%s)',
+                       bound);
+    END IF;
+    /* the table's privileges, granted to the same roles */
+    FOR acl IN SELECT a.grantee, a.privilege_type, a.is_grantable
+                 FROM pg_class c, aclexplode(c.relacl) a
+                WHERE c.oid = 'aegis.events_p0'::regclass AND a.grantee <> c.relowner LOOP
+        EXECUTE format('GRANT %s ON aegis.events TO %s%s', acl.privilege_type,
+                       CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE acl.grantee::regrole::text END,
+                       CASE WHEN acl.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+
+    FOR r IN SELECT * FROM jsonb_to_recordset(funcs) AS f(sig text, def text, proacl text[],
+                                                          owner text, comment text) LOOP
+        IF EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_proc'::regclass AND d.objid = r.sig::regprocedure
+                      AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e') THEN
+            EXECUTE format('ALTER EXTENSION aegis_events DROP FUNCTION %s', r.sig);
+        END IF;
+        EXECUTE format('DROP FUNCTION %s', r.sig);
+        EXECUTE r.def;
+        EXECUTE format('ALTER FUNCTION %s OWNER TO %s', r.sig, r.owner);
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', r.sig);
+        FOR acl IN SELECT a.grantee, a.is_grantable FROM aclexplode(r.proacl::aclitem[]) a
+                    WHERE a.grantee <> r.owner::regrole LOOP
+            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s%s', r.sig,
+                           CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE acl.grantee::regrole::text END,
+                           CASE WHEN acl.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+        END LOOP;
+        IF r.comment IS NOT NULL THEN
+            EXECUTE format('COMMENT ON FUNCTION %s IS %L', r.sig, r.comment);
+        END IF;
+    END LOOP;
+    FOR r IN SELECT * FROM jsonb_to_recordset(views) AS v(name text, def text) LOOP
+        EXECUTE format('CREATE OR REPLACE VIEW %s AS %s', r.name, r.def);
+    END LOOP;
+    /* outside the extension's script, new objects are not members by themselves */
+    FOR r IN SELECT 'pg_class'::regclass AS classid, 'aegis.events'::regclass::oid AS objid,
+                    'TABLE aegis.events' AS what
+              UNION ALL
+             SELECT 'pg_proc'::regclass, f.sig::regprocedure::oid, 'FUNCTION ' || f.sig
+               FROM jsonb_to_recordset(funcs) AS f(sig text) LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_depend d
+                        WHERE d.classid = r.classid AND d.objid = r.objid
+                          AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e') THEN
+            EXECUTE 'ALTER EXTENSION aegis_events ADD ' || r.what;
+        END IF;
+    END LOOP;
+    /* an empty store (a fresh install) needs no partition below the safe position */
+    IF NOT populated THEN
+        ALTER EXTENSION aegis_events DROP TABLE aegis.events_p0;
+        DROP TABLE aegis.events_p0;
+    END IF;
+
+    PERFORM aegis.partitions_extend(bound, current_setting('aegis.partitions_ahead')::integer);
+    RETURN true;
+END;
+$convert$;
+
+/* An empty store is converted now; a populated one by aegis.maintain(). */
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM aegis.events) THEN
+        PERFORM aegis.partition_events();
+    END IF;
+END;
+$$;
 
 /* Argument checks: each raises 22xxx naming the argument, with a hint. */
 CREATE FUNCTION aegis.retention_check_keep(keep interval)
@@ -1224,10 +1548,13 @@ $$;
  * expired; a delivery-based sweep (topic policies) goes up to the position
  * the drain had delivered `keep` ago.  Stream policies then remove topic
  * events they had to leave while undelivered, as the drain delivers them.
- * Returns the events removed; budget counts windows.
+ * Returns the events removed; budget counts windows.  Events at or below
+ * `floor` are in partitions that go whole (aegis.retention_drop_partitions)
+ * and are not looked at.
  */
 CREATE FUNCTION aegis.retention_sweep(p aegis.retention_policies, safe bigint, delivered bigint,
-                                      batch integer, INOUT budget integer, OUT removed bigint)
+                                      floor bigint, batch integer, INOUT budget integer,
+                                      OUT removed bigint)
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1239,8 +1566,8 @@ DECLARE
     by_time boolean := p.target = 'stream' OR p.force;
     cutoff timestamptz := now() - p.keep;
     upto bigint := safe;
-    sweep bigint := p.swept_through;
-    tdone bigint := p.topic_through;
+    sweep bigint := greatest(p.swept_through, floor);
+    tdone bigint := greatest(p.topic_through, floor);
     w record;
 BEGIN
     removed := 0;
@@ -1344,9 +1671,107 @@ END;
 $$;
 
 /*
- * Applies every policy now; returns the number of events removed.  At
- * most aegis.retention_state.max_batches windows of batch_rows rows per
- * call (the rest waits for the next call), one caller at a time.
+ * Whether every event in [lo, hi) has expired under the policies at time
+ * `at` (and is delivered now where a policy waits for the drain): one scan
+ * of a partition, stopped at the first event that must stay.  The rules are
+ * retention_sweep's: a stream policy expires an event `keep` after
+ * created_at, a topic event only once delivered; a topic policy `keep`
+ * after delivery (the cursor as it was `keep` ago), with force after
+ * created_at.
+ */
+CREATE FUNCTION aegis.retention_partition_expired(lo bigint, hi bigint, safe bigint, delivered bigint,
+                                                  at timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+    WITH sk AS MATERIALIZED (
+        SELECT k.kind, at - p.keep AS cutoff
+          FROM aegis.retention_policies p, unnest(aegis.retention_kinds(p.name)) AS k(kind)
+         WHERE p.target = 'stream'),
+    tk AS MATERIALIZED (
+        SELECT p.name, p.force, at - p.keep AS cutoff,
+               least(safe, coalesce((SELECT m.position FROM aegis.drain_marks m
+                                      WHERE m.marked_at <= at - p.keep
+                                      ORDER BY m.marked_at DESC LIMIT 1), 0)) AS upto
+          FROM aegis.retention_policies p WHERE p.target = 'topic')
+    SELECT NOT EXISTS (
+        SELECT 1 FROM aegis.events e
+          LEFT JOIN sk ON sk.kind = e.stream_kind
+          LEFT JOIN tk t1 ON t1.name = e.topic
+          LEFT JOIN tk t2 ON t2.name = '*' AND e.topic IS NOT NULL
+         WHERE e.id >= lo AND e.id < hi
+           AND NOT coalesce(e.created_at < sk.cutoff AND (e.topic IS NULL OR e.id <= delivered), false)
+           AND NOT coalesce(CASE WHEN coalesce(t1.force, t2.force)
+                                 THEN e.created_at < coalesce(t1.cutoff, t2.cutoff)
+                                 ELSE e.id <= coalesce(t1.upto, t2.upto) END, false))
+$$;
+
+/*
+ * Drops partitions whose events have all expired (parts: [{part, lo, hi}]):
+ * records their streams' horizons (one scan each, before the lock: a
+ * closed partition does not change) and takes them out of the extension,
+ * then takes ACCESS EXCLUSIVE on aegis.events, waiting at most 50 ms
+ * (publishers and readers queue behind the request meanwhile), and drops
+ * them in one statement.  Returns the events removed, or NULL (and nothing
+ * changed) when the lock was not granted in time (or the calling
+ * statement has a partition open); the next enforcement
+ * tries again.
+ */
+CREATE FUNCTION aegis.retention_drop_partitions(parts jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '50ms'
+AS $$
+DECLARE
+    n bigint := 0;
+    m bigint;
+    x record;
+    names text[] := '{}';
+BEGIN
+    FOR x IN SELECT * FROM jsonb_to_recordset(parts) AS p(part text, lo bigint, hi bigint) LOOP
+        WITH s AS (
+            SELECT e.stream_kind, e.stream_id, max(e.id) AS horizon, count(*) AS n
+              FROM aegis.events e WHERE e.id >= x.lo AND e.id < x.hi GROUP BY 1, 2),
+        h AS (
+            INSERT INTO aegis.stream_horizons AS h (stream_kind, stream_id, horizon)
+            SELECT s.stream_kind, s.stream_id, s.horizon FROM s
+            ON CONFLICT ON CONSTRAINT stream_horizons_pkey DO UPDATE
+                SET horizon = greatest(h.horizon, excluded.horizon)
+            RETURNING 1)
+        SELECT coalesce(sum(s.n), 0) INTO m FROM s;
+        n := n + m;
+        IF EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_class'::regclass AND d.objid = x.part::regclass
+                      AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e') THEN
+            EXECUTE format('ALTER EXTENSION aegis_events DROP TABLE %s', x.part::regclass);
+        END IF;
+        names := names || x.part::regclass::text;
+    END LOOP;
+    IF cardinality(names) = 0 THEN
+        RETURN 0;
+    END IF;
+    LOCK TABLE ONLY aegis.events IN ACCESS EXCLUSIVE MODE;
+    EXECUTE 'DROP TABLE ' || array_to_string(names, ', ');
+    RETURN n;
+EXCEPTION WHEN lock_not_available OR object_in_use THEN
+    /* object_in_use: the caller's own statement has the partition open */
+    RETURN NULL;
+END;
+$$;
+
+/*
+ * Applies every policy now; returns the number of events removed.  First
+ * the oldest closed partitions (every position at or below the safe
+ * position) whose events have all expired are found (at most 16 per call);
+ * the sweeps then skip their positions, and they are dropped last, so
+ * that the ACCESS EXCLUSIVE lock a drop takes is held only until the
+ * caller commits (when it is not granted within 50 ms, the next call
+ * deletes their rows in batches instead).  Then at most
+ * aegis.retention_state.max_batches windows of batch_rows rows per call
+ * (the rest waits for the next call), one caller at a time.
  */
 CREATE FUNCTION aegis.enforce_retention()
 RETURNS bigint
@@ -1362,23 +1787,79 @@ DECLARE
     budget integer;
     n bigint;
     events_removed bigint := 0;
+    part record;
+    parts jsonb := '[]';
+    floor bigint := 0;
+    cap bigint;
+    dropped integer := 0;
+    dropped_rows bigint := 0;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('aegis.enforce_retention'));
     SELECT s.batch_rows, s.max_batches INTO batch, budget FROM aegis.retention_state s;
     delivered := aegis.retention_mark();
     safe := aegis.safe_position();
+    IF EXISTS (SELECT 1 FROM aegis.retention_policies q WHERE q.target IN ('stream', 'topic'))
+       AND NOT (SELECT s.drop_failed FROM aegis.retention_state s) THEN
+        FOR part IN SELECT x.partition, coalesce(x.lo, -9223372036854775808) AS lo, x.hi
+                      FROM aegis.event_partitions() x
+                     WHERE x.hi - 1 <= safe ORDER BY x.hi LIMIT 16 LOOP
+            IF NOT aegis.retention_partition_expired(part.lo, part.hi, safe, delivered, now()) THEN
+                /*
+                 * All expired within the time its own rows took to come (or
+                 * by the next enforcement): it goes whole then, not row by
+                 * row now.  Space: at most about one partition more.
+                 */
+                IF aegis.retention_partition_expired(part.lo, part.hi, safe, delivered,
+                        now() + greatest(current_setting('aegis.retention_interval')::interval,
+                                         (SELECT l.created_at FROM aegis.events l
+                                           WHERE l.id >= part.lo AND l.id < part.hi ORDER BY l.id DESC LIMIT 1)
+                                         - (SELECT f.created_at FROM aegis.events f
+                                             WHERE f.id >= part.lo AND f.id < part.hi ORDER BY f.id LIMIT 1))) THEN
+                    cap := part.lo - 1;
+                END IF;
+                EXIT;
+            END IF;
+            parts := parts || jsonb_build_object('part', part.partition::text, 'lo', part.lo, 'hi', part.hi);
+            floor := part.hi - 1;
+        END LOOP;
+        /* 16 to drop: the ones after them may well go whole next time too */
+        IF jsonb_array_length(parts) = 16 THEN
+            cap := floor;
+        END IF;
+    END IF;
     FOR p IN SELECT * FROM aegis.retention_policies q
               ORDER BY q.target = 'stream' AND q.name = '*', q.target, q.name LOOP
         IF p.target IN ('stream', 'topic') THEN
             SELECT s.budget, s.removed INTO budget, n
-              FROM aegis.retention_sweep(p, safe, delivered, batch, budget) s;
+              FROM aegis.retention_sweep(p, least(safe, coalesce(cap, safe)), delivered, floor,
+                                         batch, budget) s;
             events_removed := events_removed + n;
         ELSE
             SELECT s.budget INTO budget FROM aegis.retention_sweep_rows(p, batch, budget) s;
         END IF;
     END LOOP;
+    n := aegis.retention_drop_partitions(parts);
+    IF n IS NOT NULL THEN
+        events_removed := events_removed + n;
+        dropped_rows := n;
+        dropped := jsonb_array_length(parts);
+    ELSE
+        /*
+         * Not dropped (the lock was not granted in 50 ms): the sweeps skipped
+         * those partitions, so they go back to below the first one, and the
+         * next enforcement deletes their rows in batches; the one after that
+         * tries dropping again (an emptied partition drops at no cost).
+         */
+        UPDATE aegis.retention_policies q
+           SET swept_through = least(q.swept_through, greatest((parts -> 0 ->> 'lo')::bigint - 1, 0)),
+               topic_through = least(q.topic_through, greatest((parts -> 0 ->> 'lo')::bigint - 1, 0))
+         WHERE q.target IN ('stream', 'topic');
+    END IF;
     UPDATE aegis.retention_state s
-       SET enforced_at = now(), removed_total = s.removed_total + events_removed;
+       SET enforced_at = now(), removed_total = s.removed_total + events_removed,
+           partitions_dropped = s.partitions_dropped + dropped,
+           rows_dropped = s.rows_dropped + dropped_rows,
+           drop_failed = (n IS NULL);
     RETURN events_removed;
 END;
 $$;
@@ -1419,8 +1900,9 @@ SELECT p.target, p.name, p.keep, p.force, p.removed, p.enforced_at,
 
 /*
  * aegis.maintain() (the agent-runs section's) plus retention: every call
- * notes the drain's cursor; every aegis.retention_interval it runs
- * aegis.enforce_retention().
+ * notes the drain's cursor and makes partitions of aegis.events ahead of
+ * need (aegis.partitions_ahead above the safe position); every
+ * aegis.retention_interval it runs aegis.enforce_retention().
  */
 CREATE FUNCTION aegis.retention_tick()
 RETURNS jsonb
@@ -1429,14 +1911,23 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     last timestamptz;
+    result jsonb := jsonb_build_object('removed', 0, 'enforced', false);
 BEGIN
     PERFORM aegis.retention_mark();
     SELECT s.enforced_at INTO last FROM aegis.retention_state s;
-    IF last IS NOT NULL
-       AND last > now() - current_setting('aegis.retention_interval')::interval THEN
-        RETURN jsonb_build_object('removed', 0, 'enforced', false);
+    IF last IS NULL
+       OR last <= now() - current_setting('aegis.retention_interval')::interval THEN
+        result := jsonb_build_object('removed', aegis.enforce_retention(), 'enforced', true);
     END IF;
-    RETURN jsonb_build_object('removed', aegis.enforce_retention(), 'enforced', true);
+    /*
+     * Last: partitions made here are seen by publishers only after the
+     * commit, and the lock that makes them stays held until then.  (The
+     * maintenance worker also makes them in a transaction of their own
+     * before each round, so this rarely has anything to do.)
+     */
+    PERFORM aegis.partitions_extend(aegis.safe_position(),
+                                    current_setting('aegis.partitions_ahead')::integer);
+    RETURN result;
 END;
 $$;
 
@@ -1446,6 +1937,13 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    /*
+     * First, as its first statement takes the extension's lock (see
+     * aegis.maintenance_lock): a store upgraded from 0.2.0 with events in
+     * it becomes partitioned here (the maintenance worker does it first, in
+     * a transaction of its own).
+     */
+    PERFORM aegis.partition_events(true);
     RETURN jsonb_build_object('runs', aegis.enforce_runs(),
                               'retention', aegis.retention_tick());
 END;

@@ -17,6 +17,12 @@
 #      the COMMIT sent to the subscriber's read), while pgbench publishes RATE
 #      events/s in the background; LAT_ROUNDS rounds, off and on alternating;
 #      medians of the rounds' p99 and their ratio (goal: within 10%).
+# PARTS (123) selects the parts to run: PARTS=3 runs the third alone.
+# aegis.events is partitioned (PARTITION_WIDTH positions per partition,
+# PARTITIONS_AHEAD made ahead): at RATE events/s a partition fills in
+# PARTITION_WIDTH / RATE seconds (10 s by default), so the table holds about
+# one partition more than the window before a whole one is dropped.  The
+# sizes are summed over the partitions (pg_partition_tree).
 # autovacuum_naptime is 2 s on this cluster: with a 30 s window the default
 # (1 min) lets two windows of dead rows pile up before space is reused; for
 # windows of hours the default is enough.
@@ -31,29 +37,36 @@ SECS=${SECS:-10}
 SSE_EVENTS=${SSE_EVENTS:-2000}
 SSE_RATE=${SSE_RATE:-200}
 LAT_ROUNDS=${LAT_ROUNDS:-3}
+PARTS=${PARTS:-123}
+tps=$(( RATE / PER_TX ))
+PARTITION_WIDTH=${PARTITION_WIDTH:-20000}
+PARTITIONS_AHEAD=${PARTITIONS_AHEAD:-20}
 OUT=${OUT:-docs/retention-size.csv}
 work=$(mktemp -d)
 SAMPLER= BR= BG=
 trap 'kill_pid "$SAMPLER"; kill_pid "$BG"; kill_pid "$BR"; pg_stop_all; rm -rf "$work"' EXIT
 
 pg_start bench-retention "max_connections = 100" "aegis.retention_interval = '1s'" \
-    "autovacuum_naptime = '2s'" "shared_buffers = '256MB'" >/dev/null
+    "autovacuum_naptime = '2s'" "shared_buffers = '256MB'" \
+    "aegis.partition_width = $PARTITION_WIDTH" "aegis.partitions_ahead = $PARTITIONS_AHEAD" >/dev/null
 psql -qX -v ON_ERROR_STOP=1 -c "CREATE EXTENSION aegis_events" >/dev/null
 payload='{"status": "running", "message": "Checking offset wells", "progress": 0.5, "item_index": 3, "agent": "rule37"}'
 echo "SELECT count(aegis.publish_workspace_event('chk-' || (random() * 100)::int, 'agent_status', '$payload')) FROM generate_series(1, $PER_TX);" >"$work/pub.sql"
 q() { psql -X -qAt -v ON_ERROR_STOP=1 -c "$1"; }
-size() { q "SELECT pg_total_relation_size('aegis.events')"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+TOTAL="(SELECT sum(pg_total_relation_size(t.relid)) FROM pg_partition_tree('aegis.events') t)"
+size() { q "SELECT $TOTAL"; }
 
 # ---- 1. size over time at a steady rate ----
+if [[ $PARTS == *1* ]]; then
 q "SELECT aegis.set_retention('workspace', '$WINDOW s')" >/dev/null
-echo "seconds,bytes,live_rows" >"$OUT"
+echo "seconds,bytes,live_rows,partitions" >"$OUT"
 t0=$(date +%s.%N)
 ( while :; do
-      echo "$(echo "$(date +%s.%N) - $t0" | bc | xargs printf '%.1f'),$(q "SELECT pg_total_relation_size('aegis.events') || ',' || (SELECT count(*) FROM aegis.events)")"
+      echo "$(echo "$(date +%s.%N) - $t0" | bc | xargs printf '%.1f'),$(q "SELECT $TOTAL || ',' || (SELECT count(*) FROM aegis.events) || ',' || (SELECT count(*) FROM aegis.event_partitions)")"
       sleep 2
   done >>"$OUT" ) &
 SAMPLER=$!
-tps=$(( RATE / PER_TX ))
 pgbench -n -f "$work/pub.sql" -c 4 -j 2 -R "$tps" -T $((WINDOW * 10)) postgres >"$work/steady.log" 2>&1
 kill_pid "$SAMPLER"; SAMPLER=
 python3 - "$OUT" "$WINDOW" <<'PY' | tee "$work/size.txt"
@@ -70,7 +83,10 @@ PY
 grep -E "^tps|latency average" "$work/steady.log" | sed 's/^/steady publisher: /'
 "${PYTHON:-/usr/bin/python3}" bench/retention/plot.py "$OUT" "${OUT%.csv}.png" "$WINDOW" "$RATE"
 
+fi
+
 # ---- 2. throughput, retention running vs off ----
+if [[ $PARTS == *2* ]]; then
 run() { pgbench -n -f "$work/pub.sql" -c 8 -j 2 -T "$SECS" postgres 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
 off=(); on=()
 for r in $(seq 1 "$ROUNDS"); do
@@ -80,17 +96,19 @@ for r in $(seq 1 "$ROUNDS"); do
     on+=("$(run)")
     echo "round $r: off ${off[-1]} tps, on ${on[-1]} tps (x$PER_TX events)"
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 mo=$(median "${off[@]}"); mn=$(median "${on[@]}")
 echo "publish throughput, median of $ROUNDS: off $mo tps, on $mn tps, ratio $(echo "scale=3; $mn / $mo" | bc) (goal >= 0.9)"
-echo "removed in total: $(q "SELECT removed_total FROM aegis.retention_state") events; table now $(( $(size) / 1048576 )) MiB"
+echo "removed in total: $(q "SELECT removed_total FROM aegis.retention_state") events ($(q "SELECT rows_dropped || ' with ' || partitions_dropped || ' whole partitions'  FROM aegis.retention_state")); table now $(( $(size) / 1048576 )) MiB in $(q "SELECT count(*) FROM aegis.event_partitions") partitions"
+
+fi
 
 # ---- 3. commit -> SSE latency, retention running vs off ----
+[[ $PARTS == *3* ]] || exit 0
 make -s -C bridge all >/dev/null
 cc -std=gnu11 -O2 -Wall -Wextra -Werror -I"$(pg_config --includedir)" -o "$work/sseload" \
     bench/sse/sseload.c -lpq -lpthread
 BR_PORT=$(free_port)
-bridge/aegis-bridge --listen "127.0.0.1:$BR_PORT" --no-drain --max-clients 2000 >"$work/bridge.log" 2>&1 &
+bridge/aegis-bridge --listen "127.0.0.1:$BR_PORT" --no-drain --max-clients 2000 --max-clients-per-ip 2000 >"$work/bridge.log" 2>&1 &
 BR=$!
 for i in $(seq 1 100); do curl -sf "http://127.0.0.1:$BR_PORT/healthz" >/dev/null && break; sleep 0.1; done
 pgbench -n -f "$work/pub.sql" -c 2 -j 1 -R "$tps" -T 100000 postgres >/dev/null 2>&1 &

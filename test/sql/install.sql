@@ -11,7 +11,7 @@ SET aegis.max_payload_bytes = 12;
 SET aegis.max_payload_bytes = 'lots';
 -- the tables, the enum of workspace types, the functions
 SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = 'aegis' AND c.relkind IN ('r', 'v') ORDER BY 1;
+ WHERE n.nspname = 'aegis' AND c.relkind IN ('r', 'v', 'p') AND NOT c.relispartition ORDER BY 1;
 SELECT enum_range(NULL::aegis.workspace_event_type);
 -- (the consumer module's functions, consume*, are tested by suite 55)
 SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
