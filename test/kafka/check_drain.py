@@ -66,6 +66,7 @@ def check(store, msgs):
             per_key.setdefault((m["topic"], e["key"]), []).append((m["partition"], eid))
     r["delivered"] = len(seen)
     r["missing"] = len(want) - len(seen)
+    r["missing_ids"] = sorted(set(want) - set(seen))[:10]
     for (_topic, _key), seq in per_key.items():
         if len({p for p, _ in seq}) > 1:
             r["key_split"] += 1
