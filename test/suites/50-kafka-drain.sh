@@ -105,7 +105,22 @@ verdict() {
         sleep 3
         verdict_read "$name" "$@"
         diag "$name, read again: $(cat "$T/$name.verdict")"
+        verdict_explain "$name"
     fi
+}
+# what the store and the bridges' logs say of the events still missing
+verdict_explain() {
+    local ids id f
+    ids=$(jq -r '.missing_ids | map(tostring) | join(" ")' "$T/$1.verdict")
+    [ -n "$ids" ] || return 0
+    diag "$1: missing ids $ids; dead letters: $(q "SELECT coalesce(string_agg(event_id || ': ' || error, '; '), 'none')
+        FROM aegis.drain_dead_letters WHERE event_id IN (${ids// /,})" 2>&1)"
+    for f in "$T"/*.log; do
+        for id in $ids; do
+            grep -h -e "$id" "$f" 2>/dev/null | head -5 | sed "s|^|# $(basename "$f"): |"
+        done
+        grep -h -e 'level=warn' -e 'level=error' -e 'topic' "$f" 2>/dev/null | tail -15 | sed "s|^|# $(basename "$f"): |"
+    done
 }
 verdict_read() { # NAME TOPIC...: Kafka's messages of the TOPICs against $T/NAME.store
     local name=$1 t; shift
